@@ -1,0 +1,80 @@
+//! Typed settings, read once at start-up from environment variables (or the matching command-line flags), with
+//! defaults that run against a local Postgres. Secrets are [`SecretString`]s: they never appear in `Debug` output,
+//! in `--help`, or in a log line.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use entity::db::PoolSettings;
+use secrecy::SecretString;
+
+/// Everything the API server needs. Each field's environment variable is named in its `env = ...`.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address the HTTP server binds to.
+    #[arg(long, env = "APP_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port the HTTP server binds to (0 picks a free one).
+    #[arg(long, env = "APP_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per CPU core.
+    #[arg(long, env = "APP_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    #[arg(long, env = "APP_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, env = "APP_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+    /// Runtime-role connection (not a superuser, NOBYPASSRLS, owns nothing).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret,
+          default_value = "postgres://testio_app@127.0.0.1:5432/testio_hub")]
+    pub database_url: SecretString,
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    pub database_max_connections: u32,
+    /// How long a request waits for a database connection before it is answered 503, in milliseconds.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 3000)]
+    pub database_acquire_timeout_ms: u64,
+    /// How long start-up waits for the database to become reachable before giving up, in seconds.
+    #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = 30)]
+    pub database_startup_timeout_secs: u64,
+    /// Log format: `json` (one object per line) or `pretty` (for a terminal). The level comes from `RUST_LOG`.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl Settings {
+    /// The defaults, as if no variable were set: a starting point for tests and tools.
+    pub fn local_defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        // Parsing no arguments cannot fail: every field has a default. Environment variables still apply.
+        <Wrapper as clap::Parser>::try_parse_from(["api"])
+            .map(|w| w.settings)
+            .unwrap_or_else(|e| panic!("settings defaults do not parse: {e}"))
+    }
+
+    pub fn pool(&self) -> PoolSettings {
+        PoolSettings {
+            max_connections: self.database_max_connections,
+            acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms),
+            connect_timeout: Duration::from_millis(self.database_acquire_timeout_ms),
+        }
+    }
+}
+
+/// clap value parser for secrets.
+pub fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}

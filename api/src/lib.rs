@@ -1,0 +1,13 @@
+//! The TestIO Hub REST API: an actix-web server over the shared `entity` crate.
+//!
+//! `startup` assembles the server; `config` holds the settings; `request_context` gives each request its id, span and
+//! access-log line; `error` turns every failure into problem+json; `routes` has one module per resource; `openapi`
+//! builds the spec from the routes.
+
+pub mod config;
+pub mod error;
+pub mod openapi;
+pub mod request_context;
+pub mod routes;
+pub mod startup;
+pub mod state;

@@ -1,0 +1,72 @@
+//! Connecting to Postgres as the runtime role, and telling an outage apart from a bug.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+
+/// Pool settings shared by the API and the worker.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection before it is answered 503.
+    pub acquire_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// Opens a lazily connecting pool: the process starts (and `/readyz` can report the outage) even while Postgres is
+/// down, and every checkout is tested first so that connections killed by a restart are replaced, not handed out.
+pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConnection, DbErr> {
+    let mut options = ConnectOptions::new(url);
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(0)
+        .connect_timeout(settings.connect_timeout)
+        .acquire_timeout(settings.acquire_timeout)
+        .test_before_acquire(true)
+        .connect_lazy(true)
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// True when `err` means "the database cannot be reached right now" (refused, reset, pool timeout, server shutting
+/// down or refusing connections) rather than a fault of the query itself.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => sqlx_unavailable(e),
+        _ => false,
+    }
+}
+
+fn sqlx_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01-57P03: admin/crash shutdown, cannot connect now;
+            // 53300: too many connections.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::ConnAcquireErr;
+    use std::sync::Arc;
+
+    #[test]
+    fn pool_and_io_errors_are_outages_but_query_errors_are_not() {
+        assert!(is_unavailable(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        let io = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_unavailable(&DbErr::Query(RuntimeErr::SqlxError(Arc::new(io)))));
+        assert!(is_unavailable(&DbErr::Exec(RuntimeErr::SqlxError(Arc::new(sqlx::Error::PoolTimedOut)))));
+        assert!(!is_unavailable(&DbErr::RecordNotFound("x".into())));
+        assert!(!is_unavailable(&DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::RowNotFound)))));
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per table. Global tables: `users`, `tenants`. Tenant-owned (row-level security): `tenant_users`,
+//! `audit_logs`.
+
+pub mod audit_logs;
+pub mod tenant_users;
+pub mod tenants;
+pub mod users;

@@ -1,0 +1,67 @@
+//! `tenants`: the organisations, with their billing state. A global table: membership in `tenant_users` (tenant-owned)
+//! is what grants access to one.
+
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait};
+
+use crate::TenantId;
+
+/// The subscription plan; decides limits such as the sync interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "snake_case")]
+pub enum Plan {
+    #[sea_orm(string_value = "free")]
+    Free,
+    #[sea_orm(string_value = "pro")]
+    Pro,
+    #[sea_orm(string_value = "enterprise")]
+    Enterprise,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "tenants")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: TenantId,
+    pub name: String,
+    pub slug: String,
+    pub plan: Plan,
+    pub stripe_customer_id: Option<String>,
+    pub stripe_subscription_id: Option<String>,
+    pub subscription_status: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub active: bool,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// Inserts an active tenant on the free plan. A taken slug fails with a unique violation on `tenants_slug_key`.
+#[tracing::instrument(skip_all)]
+pub async fn create(db: &impl ConnectionTrait, name: &str, slug: &str) -> Result<Model, DbErr> {
+    let now = chrono::Utc::now();
+    ActiveModel {
+        id: Set(TenantId(Uuid::now_v7())),
+        name: Set(name.to_owned()),
+        slug: Set(slug.to_owned()),
+        plan: Set(Plan::Free),
+        stripe_customer_id: Set(None),
+        stripe_subscription_id: Set(None),
+        subscription_status: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        active: Set(true),
+    }
+    .insert(db)
+    .await
+}
+
+/// Finds a tenant by id.
+#[tracing::instrument(skip_all)]
+pub async fn find(db: &impl ConnectionTrait, id: TenantId) -> Result<Option<Model>, DbErr> {
+    Entity::find_by_id(id).one(db).await
+}

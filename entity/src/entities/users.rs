@@ -1,0 +1,62 @@
+//! `users`: global accounts. Emails are unique case-insensitively (a unique index on `lower(email)`).
+
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::{ExprTrait, Func};
+use sea_orm::{ActiveValue::Set, ConnectionTrait};
+
+use crate::UserId;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub avatar_url: Option<String>,
+    /// PHC-format argon2id hash; `None` for accounts that cannot log in with a password.
+    pub password_hash: Option<String>,
+    pub is_platform_admin: bool,
+    pub created_at: DateTimeUtc,
+    pub last_login_at: Option<DateTimeUtc>,
+    pub disabled_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// The fields needed to create an account.
+pub struct NewUser<'a> {
+    pub email: &'a str,
+    pub name: &'a str,
+    pub password_hash: Option<String>,
+}
+
+/// Inserts a user. A duplicate email (in any letter case) fails with a unique violation on `users_email_lower_key`.
+#[tracing::instrument(skip_all)]
+pub async fn create(db: &impl ConnectionTrait, new: NewUser<'_>) -> Result<Model, DbErr> {
+    ActiveModel {
+        id: Set(UserId(Uuid::now_v7())),
+        email: Set(new.email.to_owned()),
+        name: Set(new.name.to_owned()),
+        avatar_url: Set(None),
+        password_hash: Set(new.password_hash),
+        is_platform_admin: Set(false),
+        created_at: Set(chrono::Utc::now()),
+        last_login_at: Set(None),
+        disabled_at: Set(None),
+    }
+    .insert(db)
+    .await
+}
+
+/// Finds a user by email, ignoring letter case.
+#[tracing::instrument(skip_all)]
+pub async fn find_by_email(db: &impl ConnectionTrait, email: &str) -> Result<Option<Model>, DbErr> {
+    Entity::find()
+        .filter(Func::lower(Expr::col(Column::Email)).eq(email.to_lowercase()))
+        .one(db)
+        .await
+}

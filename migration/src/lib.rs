@@ -1,0 +1,47 @@
+//! The database schema, as an ordered list of sea-orm migrations, plus the one-time role and database bootstrap.
+//!
+//! Migrations run as the *owner* role (`MIGRATION_DATABASE_URL`). The API and the worker connect as a login role that
+//! is a member of [`RUNTIME_GROUP_ROLE`], owns nothing, and is subject to row-level security: every tenant-owned table
+//! is `ENABLE` + `FORCE ROW LEVEL SECURITY` with a policy on `app.tenant_id`, so a query that forgets its tenant filter
+//! sees nothing rather than everything.
+
+pub use sea_orm_migration::prelude::*;
+
+pub mod bootstrap;
+mod m20261123_000001_runtime_role;
+mod m20261123_000002_create_users;
+mod m20261123_000003_create_tenants;
+mod m20261123_000004_create_tenant_users;
+mod m20261123_000005_create_audit_logs;
+mod sql;
+
+/// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
+/// in it; the migrations grant to it and nothing else.
+pub const RUNTIME_GROUP_ROLE: &str = "testio_runtime";
+
+/// A fingerprint of the migration sources, computed at build time. Test harnesses key their template database on it,
+/// so editing a migration rebuilds the template instead of silently reusing a stale one.
+pub const SCHEMA_FINGERPRINT: &str = env!("MIGRATION_SOURCE_FINGERPRINT");
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_runtime_role::Migration),
+            Box::new(m20261123_000002_create_users::Migration),
+            Box::new(m20261123_000003_create_tenants::Migration),
+            Box::new(m20261123_000004_create_tenant_users::Migration),
+            Box::new(m20261123_000005_create_audit_logs::Migration),
+        ]
+    }
+}
+
+/// Names of every migration this build knows, oldest first: what "at head" means for `/readyz`.
+pub fn expected_versions() -> Vec<String> {
+    Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect()
+}
