@@ -2,9 +2,8 @@
 use std::hash::{Hash, Hasher};
 
 fn main() {
-    let mut files: Vec<_> = std::fs::read_dir("src")
-        .map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut files: Vec<_> =
+        std::fs::read_dir("src").map(|dir| dir.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default();
     files.sort();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for path in &files {

@@ -198,10 +198,7 @@ impl ApiError {
 
     /// An opaque 500; `source` is logged with its cause chain.
     pub fn internal(source: anyhow::Error) -> Self {
-        Self {
-            source: Some(source),
-            ..Self::new(ErrorCode::InternalError, "An unexpected error occurred.")
-        }
+        Self { source: Some(source), ..Self::new(ErrorCode::InternalError, "An unexpected error occurred.") }
     }
 
     /// 503 while the database is unreachable.
@@ -280,9 +277,8 @@ impl From<DbErr> for ApiError {
 
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
-        let unavailable = err
-            .chain()
-            .any(|cause| cause.downcast_ref::<DbErr>().is_some_and(entity::db::is_unavailable));
+        let unavailable =
+            err.chain().any(|cause| cause.downcast_ref::<DbErr>().is_some_and(entity::db::is_unavailable));
         if unavailable { Self::database_unavailable(err) } else { Self::internal(err) }
     }
 }
@@ -297,10 +293,9 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
             ErrorCode::UnsupportedMediaType,
             "The request body must be JSON, sent with `Content-Type: application/json`.",
         ),
-        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::validation(vec![FieldError {
-            field: "body".into(),
-            message: e.to_string(),
-        }]),
+        JsonPayloadError::Deserialize(e) if e.is_data() => {
+            ApiError::validation(vec![FieldError { field: "body".into(), message: e.to_string() }])
+        }
         JsonPayloadError::Deserialize(e) => {
             ApiError::new(ErrorCode::MalformedJson, format!("The request body is not valid JSON: {e}."))
         }
@@ -332,10 +327,8 @@ pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Err
 /// Last line of defence (`ErrorHandlers` default handler): an error response that some part of actix produced without
 /// going through [`ApiError`] gets its body replaced by problem+json for the same status.
 pub fn render_foreign_error<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let already_problem = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    let already_problem =
+        res.headers().get(header::CONTENT_TYPE).is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     if already_problem {
         return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
     }

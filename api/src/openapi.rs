@@ -23,11 +23,8 @@ pub struct ApiDoc;
 
 /// The complete document: the base above plus every registered route.
 pub fn spec() -> utoipa::openapi::OpenApi {
-    let (_, spec) = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(routes::configure)
-        .split_for_parts();
+    let (_, spec) =
+        App::new().into_utoipa_app().openapi(ApiDoc::openapi()).configure(routes::configure).split_for_parts();
     spec
 }
 

@@ -31,8 +31,7 @@ impl Application {
         let db = entity::db::connect(settings.database_url.expose_secret(), &settings.pool())
             .await
             .context("Failed to configure the database pool")?;
-        entity::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs))
-            .await?;
+        entity::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
@@ -73,9 +72,10 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .configure(routes::configure)
             .openapi_service(move |_| SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", spec))
             .into_app()
-            .service(web::resource("/docs").get(|| async {
-                HttpResponse::PermanentRedirect().insert_header(("location", "/docs/")).finish()
-            }))
+            .service(
+                web::resource("/docs")
+                    .get(|| async { HttpResponse::PermanentRedirect().insert_header(("location", "/docs/")).finish() }),
+            )
             .default_service(web::to(not_found_or_method_not_allowed))
     })
     .listen(listener)

@@ -61,9 +61,7 @@ pub async fn verify_runtime_role(db: &impl ConnectionTrait) -> Result<(), RoleCh
         return unsafe_because(format!("owns tables ({tables})"));
     }
     if let Some(tables) = row.try_get::<Option<String>>("", "unprotected_tables")? {
-        return unsafe_because(format!(
-            "would read tenant tables without forced row-level security ({tables})"
-        ));
+        return unsafe_because(format!("would read tenant tables without forced row-level security ({tables})"));
     }
     Ok(())
 }

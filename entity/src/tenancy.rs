@@ -50,5 +50,4 @@ impl TenantTxn {
     pub(crate) fn conn(&self) -> &DatabaseTransaction {
         &self.txn
     }
-
 }

@@ -49,24 +49,9 @@ pub async fn bootstrap(admin_url: &SecretString, owner: &Target, runtime: &Targe
             runtime.database
         );
     }
-    if owner.user == runtime.user {
-        bail!("the owner role and the runtime role must differ (both are {:?})", owner.user);
-    }
-    let admin = Database::connect(admin_url.expose_secret())
-        .await
-        .context("Failed to connect with ADMIN_DATABASE_URL")?;
-
-    ensure_role(&admin, owner, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB").await?;
-    if !role_exists(&admin, RUNTIME_GROUP_ROLE).await? {
-        exec(
-            &admin,
-            format!("CREATE ROLE {RUNTIME_GROUP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB"),
-        )
-        .await?;
-    }
-    ensure_role(&admin, runtime, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB INHERIT").await?;
-    exec(&admin, format!("GRANT {RUNTIME_GROUP_ROLE} TO {}", quote_ident(&runtime.user))).await?;
-
+    let admin =
+        Database::connect(admin_url.expose_secret()).await.context("Failed to connect with ADMIN_DATABASE_URL")?;
+    ensure_roles(&admin, owner, runtime).await?;
     let exists = admin
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -77,14 +62,29 @@ pub async fn bootstrap(admin_url: &SecretString, owner: &Target, runtime: &Targe
         .context("Failed to look up the database")?
         .is_some();
     if !exists {
-        exec(
-            &admin,
-            format!("CREATE DATABASE {} OWNER {}", quote_ident(&owner.database), quote_ident(&owner.user)),
-        )
-        .await?;
+        exec(&admin, format!("CREATE DATABASE {} OWNER {}", quote_ident(&owner.database), quote_ident(&owner.user)))
+            .await?;
         tracing::info!(database = %owner.database, "created database");
     }
     Ok(())
+}
+
+/// Creates the owner role, the runtime group role and the runtime login role if missing, and makes the login role a
+/// member of the group. `admin` must be a superuser connection.
+pub async fn ensure_roles(admin: &DatabaseConnection, owner: &Target, runtime: &Target) -> anyhow::Result<()> {
+    if owner.user == runtime.user {
+        bail!("the owner role and the runtime role must differ (both are {:?})", owner.user);
+    }
+    ensure_role(admin, owner, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB").await?;
+    if !role_exists(admin, RUNTIME_GROUP_ROLE).await? {
+        exec(
+            admin,
+            format!("CREATE ROLE {RUNTIME_GROUP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB"),
+        )
+        .await?;
+    }
+    ensure_role(admin, runtime, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB INHERIT").await?;
+    exec(admin, format!("GRANT {RUNTIME_GROUP_ROLE} TO {}", quote_ident(&runtime.user))).await
 }
 
 async fn ensure_role(admin: &DatabaseConnection, target: &Target, attributes: &str) -> anyhow::Result<()> {
@@ -100,7 +100,7 @@ async fn ensure_role(admin: &DatabaseConnection, target: &Target, attributes: &s
     Ok(())
 }
 
-async fn role_exists(admin: &DatabaseConnection, name: &str) -> anyhow::Result<bool> {
+pub async fn role_exists(admin: &DatabaseConnection, name: &str) -> anyhow::Result<bool> {
     Ok(admin
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -112,7 +112,7 @@ async fn role_exists(admin: &DatabaseConnection, name: &str) -> anyhow::Result<b
         .is_some())
 }
 
-async fn exec(admin: &DatabaseConnection, sql: String) -> anyhow::Result<()> {
+pub async fn exec(admin: &DatabaseConnection, sql: String) -> anyhow::Result<()> {
     // Utility statements cannot take bind parameters; every name and literal in `sql` went through the quoting below.
     admin
         .execute_unprepared(&sql)

@@ -40,8 +40,5 @@ impl MigratorTrait for Migrator {
 
 /// Names of every migration this build knows, oldest first: what "at head" means for `/readyz`.
 pub fn expected_versions() -> Vec<String> {
-    Migrator::migrations()
-        .iter()
-        .map(|m| m.name().to_owned())
-        .collect()
+    Migrator::migrations().iter().map(|m| m.name().to_owned()).collect()
 }

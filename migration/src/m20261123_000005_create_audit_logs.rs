@@ -51,10 +51,6 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run(
-            manager,
-            "DROP TABLE audit_logs; DROP FUNCTION audit_logs_append_only();",
-        )
-        .await
+        run(manager, "DROP TABLE audit_logs; DROP FUNCTION audit_logs_append_only();").await
     }
 }

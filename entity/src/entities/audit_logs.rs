@@ -8,7 +8,18 @@ use sea_orm::entity::prelude::*;
 use crate::{TenantId, TenantTxn};
 
 /// Who performed an audited action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "Text")]
 #[serde(rename_all = "snake_case")]
 pub enum ActorType {
@@ -23,7 +34,18 @@ pub enum ActorType {
 }
 
 /// How an audited action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "Text")]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -65,10 +87,5 @@ impl ActiveModelBehavior for ActiveModel {}
 /// The newest `limit` entries of the transaction's tenant, newest first.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn latest(txn: &TenantTxn, limit: u64) -> Result<Vec<Model>, DbErr> {
-    Entity::find()
-        .order_by_desc(Column::CreatedAt)
-        .order_by_desc(Column::Id)
-        .limit(limit)
-        .all(txn.conn())
-        .await
+    Entity::find().order_by_desc(Column::CreatedAt).order_by_desc(Column::Id).limit(limit).all(txn.conn()).await
 }

@@ -6,7 +6,18 @@ use sea_orm::{ActiveValue::Set, QueryOrder};
 use crate::{TenantId, TenantTxn, UserId};
 
 /// A member's role in a tenant, from most to least privileged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    EnumIter,
+    DeriveActiveEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "Text")]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -58,19 +69,11 @@ pub async fn add(txn: &TenantTxn, user_id: UserId, email: &str, role: Role) -> R
 /// the query carries no tenant filter of its own.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list(txn: &TenantTxn) -> Result<Vec<Model>, DbErr> {
-    Entity::find()
-        .order_by_asc(Column::CreatedAt)
-        .order_by_asc(Column::Id)
-        .all(txn.conn())
-        .await
+    Entity::find().order_by_asc(Column::CreatedAt).order_by_asc(Column::Id).all(txn.conn()).await
 }
 
 /// The membership of `user_id` in the transaction's tenant, if any.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn find_for_user(txn: &TenantTxn, user_id: UserId) -> Result<Option<Model>, DbErr> {
-    Entity::find()
-        .filter(Column::TenantId.eq(txn.tenant_id()))
-        .filter(Column::UserId.eq(user_id))
-        .one(txn.conn())
-        .await
+    Entity::find().filter(Column::TenantId.eq(txn.tenant_id())).filter(Column::UserId.eq(user_id)).one(txn.conn()).await
 }

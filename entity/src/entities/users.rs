@@ -55,8 +55,5 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser<'_>) -> Result<Model
 /// Finds a user by email, ignoring letter case.
 #[tracing::instrument(skip_all)]
 pub async fn find_by_email(db: &impl ConnectionTrait, email: &str) -> Result<Option<Model>, DbErr> {
-    Entity::find()
-        .filter(Func::lower(Expr::col(Column::Email)).eq(email.to_lowercase()))
-        .one(db)
-        .await
+    Entity::find().filter(Func::lower(Expr::col(Column::Email)).eq(email.to_lowercase())).one(db).await
 }

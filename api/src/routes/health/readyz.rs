@@ -51,10 +51,8 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     if [&checks.database, &checks.migrations, &checks.role].iter().all(|c| *c == "ok") {
         return Ok(HttpResponse::Ok().json(Readiness { status: "ready", checks }));
     }
-    let detail = format!(
-        "Not ready: database {}, migrations {}, role {}.",
-        checks.database, checks.migrations, checks.role
-    );
+    let detail =
+        format!("Not ready: database {}, migrations {}, role {}.", checks.database, checks.migrations, checks.role);
     Err(ApiError::new(ErrorCode::ServiceUnavailable, detail)
         .with_extension("checks", serde_json::to_value(&checks).unwrap_or_default()))
 }

@@ -1,0 +1,266 @@
+//! Proof that tenant isolation is enforced by Postgres itself, connected as the runtime role the services use.
+
+use entity::audit::{self, Actor, Event, Origin};
+use entity::audit_logs::Outcome;
+use entity::tenant_users::{self, Role};
+use entity::{TenantId, TenantTxn, UserId, tenants, users};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
+use tests::TestDatabase;
+
+struct Seeded {
+    tenant: TenantId,
+    user: UserId,
+}
+
+/// Two tenants, each with a member and an audit entry, written through `TenantTxn` as the runtime role.
+async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
+    let mut out = Vec::new();
+    for name in ["alpha", "beta"] {
+        let tenant = tenants::create(db, name, name).await.unwrap();
+        let user =
+            users::create(db, users::NewUser { email: &format!("{name}@example.com"), name, password_hash: None })
+                .await
+                .unwrap();
+        let txn = TenantTxn::begin(db, tenant.id).await.unwrap();
+        tenant_users::add(&txn, user.id, &user.email, Role::Owner).await.unwrap();
+        audit::record(
+            &txn,
+            Event {
+                actor: Actor::user(user.id),
+                action: "tenant.create",
+                resource_type: "tenant",
+                resource_id: Some(tenant.id.to_string()),
+                outcome: Outcome::Success,
+                metadata: serde_json::json!({ "name": name }),
+                origin: &Origin { ip_address: Some("192.0.2.7".parse().unwrap()), ..Default::default() },
+            },
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        out.push(Seeded { tenant: tenant.id, user: user.id });
+    }
+    let beta = out.pop().unwrap();
+    let alpha = out.pop().unwrap();
+    (alpha, beta)
+}
+
+/// Every table with a `tenant_id` column: the list grows by itself as tables are added.
+async fn tenant_tables(db: &impl ConnectionTrait) -> Vec<String> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' \
+             WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') ORDER BY 1",
+        ))
+        .await
+        .unwrap();
+    let tables: Vec<String> = rows.iter().map(|r| r.try_get("", "name").unwrap()).collect();
+    assert!(tables.contains(&"tenant_users".to_owned()) && tables.contains(&"audit_logs".to_owned()));
+    tables
+}
+
+async fn count(db: &impl ConnectionTrait, sql: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap()
+}
+
+async fn set_tenant(txn: &impl ConnectionTrait, tenant: TenantId) {
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('app.tenant_id', $1, true)",
+        [tenant.to_string().into()],
+    ))
+    .await
+    .unwrap();
+}
+
+fn sqlstate(err: &sea_orm::DbErr) -> Option<String> {
+    match err {
+        sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
+        | sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(e)) => {
+            e.as_database_error().and_then(|d| d.code()).map(|c| c.into_owned())
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn with_no_tenant_set_every_tenant_table_returns_zero_rows() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    seed(&runtime).await;
+    let superuser = db.connect_superuser().await;
+
+    for table in tenant_tables(&runtime).await {
+        assert!(count(&superuser, &format!("SELECT count(*) FROM {table}")).await > 0, "{table} was not seeded");
+        assert_eq!(count(&runtime, &format!("SELECT count(*) FROM {table}")).await, 0, "{table} leaks rows");
+    }
+}
+
+#[tokio::test]
+async fn a_select_without_where_returns_only_the_current_tenants_rows() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    let (alpha, _beta) = seed(&runtime).await;
+
+    let txn = runtime.begin().await.unwrap();
+    set_tenant(&txn, alpha.tenant).await;
+    for table in tenant_tables(&txn).await {
+        let sql = format!("SELECT count(*) FROM {table} WHERE tenant_id <> '{}'", alpha.tenant);
+        assert_eq!(count(&txn, &sql).await, 0, "{table} shows another tenant's rows");
+        assert!(count(&txn, &format!("SELECT count(*) FROM {table}")).await > 0, "{table} hides own rows");
+    }
+    txn.rollback().await.unwrap();
+
+    // The same through the entity layer.
+    let txn = TenantTxn::begin(&runtime, alpha.tenant).await.unwrap();
+    let members = tenant_users::list(&txn).await.unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].user_id, alpha.user);
+    let entries = entity::audit_logs::latest(&txn, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].tenant_id, alpha.tenant);
+    assert_eq!(entries[0].ip_address.map(|ip| ip.ip().to_string()).as_deref(), Some("192.0.2.7"));
+}
+
+#[tokio::test]
+async fn writes_naming_another_tenant_are_refused() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    let (alpha, beta) = seed(&runtime).await;
+
+    let refused = [
+        format!(
+            "INSERT INTO tenant_users (tenant_id, user_id, email, role) VALUES ('{}', '{}', 'x@example.com', 'owner')",
+            beta.tenant, alpha.user
+        ),
+        format!("UPDATE tenant_users SET tenant_id = '{}' WHERE user_id = '{}'", beta.tenant, alpha.user),
+        format!(
+            "INSERT INTO audit_logs (tenant_id, id, actor_type, action, resource_type, outcome) \
+             VALUES ('{}', gen_random_uuid(), 'system', 'tenant.update', 'tenant', 'success')",
+            beta.tenant
+        ),
+    ];
+    for sql in refused {
+        let txn = runtime.begin().await.unwrap();
+        set_tenant(&txn, alpha.tenant).await;
+        let err = txn.execute_unprepared(&sql).await.expect_err(&sql);
+        assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{sql}: {err}");
+    }
+
+    // Rows of another tenant are invisible to UPDATE and DELETE: nothing changes.
+    let txn = runtime.begin().await.unwrap();
+    set_tenant(&txn, alpha.tenant).await;
+    let updated = txn
+        .execute_unprepared(&format!("UPDATE tenant_users SET role = 'viewer' WHERE tenant_id = '{}'", beta.tenant))
+        .await
+        .unwrap();
+    let deleted =
+        txn.execute_unprepared(&format!("DELETE FROM tenant_users WHERE tenant_id = '{}'", beta.tenant)).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!((updated.rows_affected(), deleted.rows_affected()), (0, 0));
+    let superuser = db.connect_superuser().await;
+    let sql = format!("SELECT count(*) FROM tenant_users WHERE tenant_id = '{}' AND role = 'owner'", beta.tenant);
+    assert_eq!(count(&superuser, &sql).await, 1);
+
+    // With no tenant at all, no insert passes either.
+    let err = runtime
+        .execute_unprepared(&format!(
+            "INSERT INTO tenant_users (tenant_id, user_id, email, role) VALUES ('{}', '{}', 'y@example.com', 'owner')",
+            alpha.tenant, beta.user
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+}
+
+#[tokio::test]
+async fn the_audit_log_is_append_only() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    let (alpha, _) = seed(&runtime).await;
+
+    for sql in ["UPDATE audit_logs SET action = 'x.y'", "DELETE FROM audit_logs", "TRUNCATE audit_logs"] {
+        let txn = runtime.begin().await.unwrap();
+        set_tenant(&txn, alpha.tenant).await;
+        let err = txn.execute_unprepared(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{sql}: {err}");
+    }
+    // Not even the owner may rewrite history.
+    let superuser = db.connect_superuser().await;
+    let err = superuser.execute_unprepared("UPDATE audit_logs SET action = 'x.y'").await.unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}
+
+#[tokio::test]
+async fn the_tenant_setting_never_outlives_its_transaction() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    let (alpha, _) = seed(&runtime).await;
+    // One connection, so the next statement surely reuses the connection the transaction used.
+    let single = sea_orm::Database::connect(
+        sea_orm::ConnectOptions::new(db.runtime_url()).max_connections(1).min_connections(1).to_owned(),
+    )
+    .await
+    .unwrap();
+
+    let txn = TenantTxn::begin(&single, alpha.tenant).await.unwrap();
+    assert_eq!(tenant_users::list(&txn).await.unwrap().len(), 1);
+    txn.commit().await.unwrap();
+    assert_eq!(count(&single, "SELECT count(*) FROM tenant_users").await, 0);
+
+    // Dropping without commit rolls back the work and the setting.
+    let extra = users::create(&single, users::NewUser { email: "extra@example.com", name: "x", password_hash: None })
+        .await
+        .unwrap();
+    let txn = TenantTxn::begin(&single, alpha.tenant).await.unwrap();
+    tenant_users::add(&txn, extra.id, &extra.email, Role::Member).await.unwrap();
+    drop(txn);
+    let txn = TenantTxn::begin(&single, alpha.tenant).await.unwrap();
+    assert_eq!(tenant_users::list(&txn).await.unwrap().len(), 1, "a dropped TenantTxn must roll back");
+    assert!(tenant_users::find_for_user(&txn, extra.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_runtime_role_cannot_switch_off_row_level_security() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    seed(&runtime).await;
+
+    for sql in [
+        "ALTER TABLE tenant_users DISABLE ROW LEVEL SECURITY",
+        "ALTER TABLE tenant_users NO FORCE ROW LEVEL SECURITY",
+        "DROP POLICY tenant_users_tenant_isolation ON tenant_users",
+        "SET ROLE testio_owner",
+        "CREATE TABLE sneaky (tenant_id uuid)",
+    ] {
+        let err = runtime.execute_unprepared(sql).await.expect_err(sql);
+        assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{sql}: {err}");
+    }
+    // row_security = off makes a query that RLS would filter fail instead of returning everything.
+    let txn = runtime.begin().await.unwrap();
+    txn.execute_unprepared("SET LOCAL row_security = off").await.unwrap();
+    let err = txn.execute_unprepared("SELECT * FROM tenant_users").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{err}");
+}
+
+#[tokio::test]
+async fn unique_constraints_are_per_tenant() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    let (alpha, beta) = seed(&runtime).await;
+
+    // The same user may belong to two tenants, but only once to each.
+    let txn = TenantTxn::begin(&runtime, beta.tenant).await.unwrap();
+    tenant_users::add(&txn, alpha.user, "alpha@example.com", Role::Viewer).await.unwrap();
+    txn.commit().await.unwrap();
+    let txn = TenantTxn::begin(&runtime, beta.tenant).await.unwrap();
+    let err = tenant_users::add(&txn, alpha.user, "alpha@example.com", Role::Viewer).await.unwrap_err();
+    assert!(matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))), "{err}");
+}
