@@ -52,6 +52,15 @@ impl Application {
     }
 }
 
+/// Extractor settings under which every extraction failure (bad JSON, wrong content type, oversize body, bad path or
+/// query parameter) becomes a problem+json response.
+pub(crate) fn configure_extractors(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
+        .app_data(web::PayloadConfig::new(max_body))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .app_data(web::QueryConfig::default().error_handler(query_error));
+}
+
 fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let spec = openapi::spec();
     let route_table = Arc::new(RouteTable::from_spec(&spec));
@@ -62,10 +71,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(route_table.clone()))
-            .app_data(web::JsonConfig::default().limit(max_body).error_handler(json_error))
-            .app_data(web::PayloadConfig::new(max_body))
-            .app_data(web::PathConfig::default().error_handler(path_error))
-            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .configure(|cfg| configure_extractors(cfg, max_body))
             .wrap(ErrorHandlers::new().default_handler(render_foreign_error))
             .wrap(from_fn(request_context))
             .into_utoipa_app()
@@ -85,4 +91,106 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
         server = server.workers(settings.workers);
     }
     Ok(server.run())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The extractor configuration and middleware of the real server, around a probe handler: the request-body
+    //! failures that public JSON endpoints can hit.
+
+    use actix_web::http::StatusCode;
+    use actix_web::test::{TestRequest, call_service, init_service, read_body_json};
+    use serde_json::Value;
+
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[allow(dead_code)]
+        name: String,
+        #[allow(dead_code)]
+        count: u32,
+    }
+
+    async fn probe(_: web::Json<Probe>, _: web::Path<uuid::Uuid>) -> HttpResponse {
+        HttpResponse::NoContent().finish()
+    }
+
+    async fn send(req: TestRequest) -> (StatusCode, Value) {
+        let app = init_service(
+            App::new()
+                .configure(|cfg| configure_extractors(cfg, 64))
+                .wrap(ErrorHandlers::new().default_handler(render_foreign_error))
+                .wrap(from_fn(request_context))
+                .route("/probe/{id}", web::post().to(probe)),
+        )
+        .await;
+        let res = call_service(&app, req.to_request()).await;
+        let status = res.status();
+        if status.is_success() {
+            return (status, Value::Null);
+        }
+        let header = |name: &str| res.headers().get(name).unwrap().to_str().unwrap().to_owned();
+        assert_eq!(header("content-type"), "application/problem+json");
+        let request_id = header("x-request-id");
+        let body: Value = read_body_json(res).await;
+        assert_eq!(body["request_id"], request_id);
+        (status, body)
+    }
+
+    const ID: &str = "/probe/0b7c6f0e-2f55-4b8e-9a53-0d4bb1d2b0c1";
+
+    fn json(body: &str) -> TestRequest {
+        TestRequest::post().uri(ID).insert_header(("content-type", "application/json")).set_payload(body.to_owned())
+    }
+
+    #[actix_web::test]
+    async fn a_valid_body_passes() {
+        assert_eq!(send(json(r#"{"name":"a","count":1}"#)).await.0, StatusCode::NO_CONTENT);
+    }
+
+    #[actix_web::test]
+    async fn malformed_json_is_400_malformed_json() {
+        let (status, body) = send(json(r#"{"name":"a","#)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "malformed_json");
+    }
+
+    #[actix_web::test]
+    async fn well_formed_json_of_the_wrong_shape_is_422_with_field_errors() {
+        let (status, body) = send(json(r#"{"name":"a","count":-1}"#)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["code"], "validation_failed");
+        assert!(body["errors"][0]["message"].as_str().unwrap().contains("-1"));
+        let (_, body) = send(json(r#"{"name":"a"}"#)).await;
+        assert!(body["detail"].as_str().unwrap().contains("missing field `count`"));
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_is_not_json_is_415() {
+        let req = TestRequest::post().uri(ID).insert_header(("content-type", "text/plain")).set_payload("{}");
+        let (status, body) = send(req).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(body["code"], "unsupported_media_type");
+        let (status, _) = send(TestRequest::post().uri(ID).set_payload("{}")).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "a missing content type is refused too");
+    }
+
+    #[actix_web::test]
+    async fn an_oversize_body_is_413() {
+        let (status, body) = send(json(&format!(r#"{{"name":"{}","count":1}}"#, "x".repeat(100)))).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["code"], "payload_too_large");
+    }
+
+    #[actix_web::test]
+    async fn a_path_id_that_is_not_a_uuid_is_400_invalid_path_parameter() {
+        let req = TestRequest::post()
+            .uri("/probe/not-a-uuid")
+            .insert_header(("content-type", "application/json"))
+            .set_payload(r#"{"name":"a","count":1}"#);
+        let (status, body) = send(req).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "invalid_path_parameter");
+    }
 }

@@ -96,18 +96,28 @@ pub async fn not_found_or_method_not_allowed(
     table: web::Data<Arc<RouteTable>>,
 ) -> Result<HttpResponse, ApiError> {
     let allowed = table.allowed_methods(req.path());
+    let path = shorten(req.path());
     if allowed.is_empty() {
-        return Err(ApiError::new(ErrorCode::RouteNotFound, format!("No route matches {}.", req.path())));
+        return Err(ApiError::new(ErrorCode::RouteNotFound, format!("No route matches {path}.")));
     }
     let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
     let err = ApiError::new(
         ErrorCode::MethodNotAllowed,
-        format!("{} does not accept {}; it accepts {allow}.", req.path(), req.method()),
+        format!("{path} does not accept {}; it accepts {allow}.", req.method()),
     );
     Err(match HeaderValue::from_str(&allow) {
         Ok(value) => err.with_header(header::ALLOW, value),
         Err(_) => err,
     })
+}
+
+/// The path as echoed in an error detail: at most 120 characters, so a huge URL does not come back in full.
+fn shorten(path: &str) -> String {
+    const MAX: usize = 120;
+    match path.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &path[..cut]),
+        None => path.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +139,13 @@ mod tests {
         assert_eq!(t.allowed_methods("/v1/tenants/"), vec![Method::POST]);
         assert!(t.allowed_methods("/v1/tenants/abc/extra").is_empty());
         assert!(t.allowed_methods("/v2/tenants").is_empty());
+    }
+
+    #[test]
+    fn long_paths_are_shortened_in_error_details() {
+        assert_eq!(shorten("/short"), "/short");
+        let long = "/".to_owned() + &"é".repeat(500);
+        assert_eq!(shorten(&long).chars().count(), 121);
     }
 
     #[test]

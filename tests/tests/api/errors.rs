@@ -56,3 +56,24 @@ async fn a_path_with_odd_characters_is_a_404_problem_not_a_500() {
         assert_problem(app.get(path).await, 404, "route_not_found").await;
     }
 }
+
+/// Bytes that are not HTTP never reach the application: actix-http answers them itself (400, or 431 for oversized
+/// headers) and closes the connection. The point here is that the client gets a 4xx answer rather than a reset.
+#[tokio::test]
+async fn bytes_that_are_not_http_get_a_4xx_answer_not_a_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let many_headers = format!("GET /livez HTTP/1.1\r\nHost: x\r\n{}\r\n", "X-A: b\r\n".repeat(200));
+    for (payload, status) in [
+        ("GARBAGE\r\n\r\n".to_owned(), "400"),
+        ("GET /livez HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n".to_owned(), "400"),
+        (many_headers, "431"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+        stream.write_all(payload.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{payload:?} got {answer:?}");
+    }
+}

@@ -56,6 +56,7 @@ async fn readyz_fails_during_a_database_outage_and_recovers_without_a_restart() 
     let response = app.get("/readyz").await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(response.headers()["retry-after"], "5");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["code"], "service_unavailable");
     assert_eq!(body["checks"]["database"], "unreachable");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, get, web};
 use anyhow::Context;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -54,6 +55,7 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
     let detail =
         format!("Not ready: database {}, migrations {}, role {}.", checks.database, checks.migrations, checks.role);
     Err(ApiError::new(ErrorCode::ServiceUnavailable, detail)
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
         .with_extension("checks", serde_json::to_value(&checks).unwrap_or_default()))
 }
 
