@@ -39,6 +39,37 @@ pub struct Settings {
     /// How long start-up waits for the database to become reachable before giving up, in seconds.
     #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = 30)]
     pub database_startup_timeout_secs: u64,
+    /// Public base URL of the API, used in links sent to people (invitation accept links).
+    #[arg(long, env = "APP_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy that sets it).
+    #[arg(long, env = "APP_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+    /// JWT keys as `kid:secret,kid:secret` (secrets of 32+ bytes); the first signs, all verify. Unset: a random
+    /// per-process key (development only).
+    #[arg(long, env = "JWT_KEYS", hide_env_values = true, value_parser = secret)]
+    pub jwt_keys: Option<SecretString>,
+    /// `iss` of issued access tokens, and the only issuer accepted.
+    #[arg(long, env = "JWT_ISSUER", default_value = "testio-hub")]
+    pub jwt_issuer: String,
+    /// `aud` of issued access tokens, and the only audience accepted.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "testio-hub-api")]
+    pub jwt_audience: String,
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, env = "ACCESS_TOKEN_TTL_SECS", default_value_t = 900)]
+    pub access_token_ttl_secs: u64,
+    /// Lifetime of a login session (and so of its refresh tokens), in seconds.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+    /// Lifetime of an invitation, in seconds.
+    #[arg(long, env = "INVITATION_TTL_SECS", default_value_t = 7 * 24 * 3600)]
+    pub invitation_ttl_secs: u64,
+    /// Failed logins for one account (within 15 minutes) before it is locked for a while.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    pub login_max_failures_per_account: i32,
+    /// Failed logins from one client address (within 15 minutes) before it is locked for a while.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_IP", default_value_t = 50)]
+    pub login_max_failures_per_ip: i32,
     /// Log format: `json` (one object per line) or `pretty` (for a terminal). The level comes from `RUST_LOG`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,

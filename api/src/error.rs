@@ -46,6 +46,8 @@ pub enum ErrorCode {
     RequestTimeout,
     /// 409: the request conflicts with the current state (for instance a taken slug).
     Conflict,
+    /// 410: the thing existed but is no longer usable (for instance an expired invitation).
+    Gone,
     /// 413: the body is larger than the server accepts.
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
@@ -72,6 +74,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::Gone => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
@@ -90,6 +93,7 @@ impl ErrorCode {
             405 => Self::MethodNotAllowed,
             408 => Self::RequestTimeout,
             409 => Self::Conflict,
+            410 => Self::Gone,
             413 => Self::PayloadTooLarge,
             415 => Self::UnsupportedMediaType,
             422 => Self::ValidationFailed,
@@ -113,6 +117,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTimeout => "request_timeout",
             Self::Conflict => "conflict",
+            Self::Gone => "gone",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::ValidationFailed => "validation_failed",
@@ -263,6 +268,12 @@ impl ResponseError for ApiError {
         }
         response.body(serde_json::to_string(&self.problem()).unwrap_or_default())
     }
+}
+
+/// True when `err` is a unique-constraint violation (a taken email or slug...), to be answered 409 where the query is
+/// made.
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
 
 impl From<DbErr> for ApiError {

@@ -4,8 +4,12 @@
 //! access-log line; `error` turns every failure into problem+json; `routes` has one module per resource; `openapi`
 //! builds the spec from the routes.
 
+pub mod admin;
+pub mod auth;
 pub mod config;
+pub mod domain;
 pub mod error;
+pub mod mailer;
 pub mod openapi;
 pub mod request_context;
 pub mod routes;

@@ -20,6 +20,25 @@ enum Command {
     Serve,
     /// Print the OpenAPI document to standard output.
     Openapi,
+    /// Operator commands.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Make a user a platform admin.
+    GrantPlatformAdmin {
+        #[arg(long)]
+        email: String,
+    },
+    /// Take platform admin away from a user.
+    RevokePlatformAdmin {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[tokio::main]
@@ -29,6 +48,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi => {
             print!("{}", api::openapi::spec_json()?);
             Ok(())
+        }
+        Command::Admin { action } => {
+            entity::telemetry::init(cli.settings.log_format == LogFormat::Json);
+            let (email, grant) = match action {
+                AdminAction::GrantPlatformAdmin { email } => (email, true),
+                AdminAction::RevokePlatformAdmin { email } => (email, false),
+            };
+            api::admin::set_platform_admin(&cli.settings, &email, grant).await
         }
         Command::Serve => {
             entity::telemetry::init(cli.settings.log_format == LogFormat::Json);

@@ -17,9 +17,39 @@ use crate::routes;
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     components(schemas(ProblemDetails, ErrorCode, FieldError)),
-    tags((name = "health", description = "Liveness and readiness probes")),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "health", description = "Liveness and readiness probes"),
+        (name = "auth", description = "Accounts, sign-in and sessions"),
+        (name = "me", description = "The signed-in user"),
+        (name = "tenants", description = "Tenants (organisations)"),
+        (name = "members", description = "Members of a tenant and their roles"),
+        (name = "invitations", description = "Invitations to join a tenant"),
+        (name = "api-keys", description = "API keys for machine clients of a tenant"),
+    ),
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` scheme: a JWT access token, or an API key (`thk_...`) on tenant endpoints.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A JWT access token from /v1/auth/login, or an API key (thk_...) on tenant endpoints",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The complete document: the base above plus every registered route.
 pub fn spec() -> utoipa::openapi::OpenApi {

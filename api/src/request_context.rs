@@ -111,3 +111,33 @@ mod tests {
         assert!(RequestId::from_client("ünïcode").is_none());
     }
 }
+
+/// Where a request came from, for the audit log and the login throttle: the client address (the peer, or the first
+/// `X-Forwarded-For` entry when `APP_TRUST_FORWARDED_FOR` is set), the user agent and the request id.
+#[derive(Debug, Clone)]
+pub struct ClientOrigin(pub entity::audit::Origin);
+
+impl actix_web::FromRequest for ClientOrigin {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let trust_forwarded = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .is_some_and(|s| s.settings.trust_forwarded_for);
+        let forwarded = trust_forwarded
+            .then(|| req.headers().get("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|ip| ip.trim().parse().ok());
+        let ip_address = forwarded.or_else(|| req.peer_addr().map(|a| a.ip()));
+        let user_agent = req
+            .headers()
+            .get(actix_web::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| entity::audit::truncate(ua, 1024).to_owned());
+        let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
+        std::future::ready(Ok(Self(entity::audit::Origin { ip_address, user_agent, request_id })))
+    }
+}

@@ -12,6 +12,7 @@ use secrecy::ExposeSecret;
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error, render_foreign_error};
 use crate::request_context::request_context;
@@ -36,7 +37,14 @@ impl Application {
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr().context("Failed to read the bound address")?.port();
-        let state = AppState { db, settings: Arc::new(settings) };
+        let jwt = JwtKeys::from_config(
+            settings.jwt_keys.as_ref(),
+            &settings.jwt_issuer,
+            &settings.jwt_audience,
+            Duration::from_secs(settings.access_token_ttl_secs),
+        )?;
+        let state =
+            AppState { db, settings: Arc::new(settings), jwt: Arc::new(jwt), mailer: Arc::new(crate::mailer::LogMailer) };
         let server = serve(listener, state)?;
         tracing::info!(port, "listening");
         Ok(Self { port, server })

@@ -26,6 +26,9 @@ impl Actor {
     pub fn anonymous() -> Self {
         Self { kind: ActorType::Anonymous, id: None }
     }
+    pub fn api_key(id: Uuid) -> Self {
+        Self { kind: ActorType::ApiKey, id: Some(id) }
+    }
 }
 
 /// Where a request came from; empty for background jobs.
@@ -78,7 +81,8 @@ pub async fn record(txn: &TenantTxn, event: Event<'_>) -> Result<Model, DbErr> {
     .await
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

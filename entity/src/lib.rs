@@ -7,6 +7,7 @@
 //! tenant rows at all.
 
 pub mod audit;
+pub mod auth_throttle;
 pub mod db;
 pub mod entities;
 pub mod ids;
@@ -14,6 +15,6 @@ pub mod role_check;
 pub mod telemetry;
 pub mod tenancy;
 
-pub use entities::{audit_logs, tenant_users, tenants, users};
+pub use entities::{api_keys, audit_logs, invitations, refresh_tokens, sessions, tenant_users, tenants, users};
 pub use ids::{TenantId, UserId};
-pub use tenancy::TenantTxn;
+pub use tenancy::{PLATFORM_TENANT, TenantTxn, UserTxn};

@@ -8,7 +8,11 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
-use crate::TenantId;
+use crate::{TenantId, UserId};
+
+/// The reserved tenant that holds the audit trail of events belonging to no organisation (logins, sessions,
+/// platform-admin changes). Created by the migrations; inactive and memberless.
+pub const PLATFORM_TENANT: TenantId = TenantId(uuid::Uuid::nil());
 
 /// A transaction in which `app.tenant_id` is set. Commit with [`TenantTxn::commit`]; dropping it rolls back.
 pub struct TenantTxn {
@@ -47,6 +51,46 @@ impl TenantTxn {
 
     /// The underlying connection, for the query functions of this crate. Not public: code outside `entity` reaches
     /// tenant data only through the functions here, which all take `&TenantTxn`.
+    pub(crate) fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    /// The transaction, for functions on global tables (`users`, `tenants`, `sessions`...) that must commit together
+    /// with tenant work and its audit row. Tenant-owned tables reached through it are still confined to this tenant
+    /// by row-level security.
+    pub fn connection(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+/// A transaction in which `app.user_id` is set: row-level security then shows the user's own memberships in every
+/// tenant (and nothing else of those tenants). Used for "my tenants" and `/v1/me`.
+pub struct UserTxn {
+    txn: DatabaseTransaction,
+    user_id: UserId,
+}
+
+impl UserTxn {
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn begin(db: &DatabaseConnection, user_id: UserId) -> Result<Self, DbErr> {
+        let txn = db.begin().await?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT set_config('app.user_id', $1, true)",
+            [user_id.0.to_string().into()],
+        ))
+        .await?;
+        Ok(Self { txn, user_id })
+    }
+
+    pub fn user_id(&self) -> UserId {
+        self.user_id
+    }
+
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
     pub(crate) fn conn(&self) -> &DatabaseTransaction {
         &self.txn
     }

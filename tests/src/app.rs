@@ -24,6 +24,10 @@ impl TestApp {
     }
 }
 
+/// The key the test apps sign with, so that tests can forge tokens for attack scenarios.
+pub const TEST_JWT_KID: &str = "test-key-1";
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+
 /// Settings for a test app: local defaults, port 0, one worker, short timeouts.
 pub fn test_settings(db: &TestDatabase) -> Settings {
     let mut settings = Settings::local_defaults();
@@ -35,6 +39,7 @@ pub fn test_settings(db: &TestDatabase) -> Settings {
     settings.database_acquire_timeout_ms = 1500;
     settings.database_startup_timeout_secs = 5;
     settings.shutdown_timeout_secs = 1;
+    settings.jwt_keys = Some(format!("{TEST_JWT_KID}:{TEST_JWT_SECRET}").into());
     settings
 }
 

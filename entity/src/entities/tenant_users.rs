@@ -1,9 +1,9 @@
 //! `tenant_users`: who belongs to a tenant, with which role. Tenant-owned: every query takes a [`TenantTxn`].
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, QueryOrder};
+use sea_orm::{ActiveValue::Set, IntoActiveModel, PaginatorTrait, QueryOrder};
 
-use crate::{TenantId, TenantTxn, UserId};
+use crate::{TenantId, TenantTxn, UserId, UserTxn};
 
 /// A member's role in a tenant, from most to least privileged.
 #[derive(
@@ -76,4 +76,43 @@ pub async fn list(txn: &TenantTxn) -> Result<Vec<Model>, DbErr> {
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn find_for_user(txn: &TenantTxn, user_id: UserId) -> Result<Option<Model>, DbErr> {
     Entity::find().filter(Column::TenantId.eq(txn.tenant_id())).filter(Column::UserId.eq(user_id)).one(txn.conn()).await
+}
+
+/// Changes a member's role.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn set_role(txn: &TenantTxn, member: Model, role: Role) -> Result<Model, DbErr> {
+    let mut active = member.into_active_model();
+    active.role = Set(role);
+    active.update(txn.conn()).await
+}
+
+/// Removes a member.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn remove(txn: &TenantTxn, member: Model) -> Result<(), DbErr> {
+    member.into_active_model().delete(txn.conn()).await.map(|_| ())
+}
+
+/// How many owners the tenant has, counted with the owner rows locked so that two concurrent demotions cannot both
+/// see "another owner remains".
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn lock_and_count_owners(txn: &TenantTxn) -> Result<u64, DbErr> {
+    use sea_orm::QuerySelect;
+    let owners = Entity::find().filter(Column::Role.eq(Role::Owner)).lock_exclusive().all(txn.conn()).await?;
+    Ok(owners.len() as u64)
+}
+
+/// Every membership of the transaction's user, across tenants (readable through the own-memberships policy).
+#[tracing::instrument(skip_all)]
+pub async fn memberships_of(txn: &UserTxn) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::UserId.eq(txn.user_id()))
+        .order_by_asc(Column::CreatedAt)
+        .all(txn.conn())
+        .await
+}
+
+/// Number of members of the transaction's tenant.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn count(txn: &TenantTxn) -> Result<u64, DbErr> {
+    Entity::find().count(txn.conn()).await
 }

@@ -2,7 +2,7 @@
 //! is what grants access to one.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectionTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, IntoActiveModel, QueryOrder};
 
 use crate::TenantId;
 
@@ -54,9 +54,15 @@ impl ActiveModelBehavior for ActiveModel {}
 /// Inserts an active tenant on the free plan. A taken slug fails with a unique violation on `tenants_slug_key`.
 #[tracing::instrument(skip_all)]
 pub async fn create(db: &impl ConnectionTrait, name: &str, slug: &str) -> Result<Model, DbErr> {
+    create_with_id(db, TenantId(Uuid::now_v7()), name, slug).await
+}
+
+/// [`create`] with an id chosen beforehand (so that a `TenantTxn` for it can be opened first).
+#[tracing::instrument(skip_all)]
+pub async fn create_with_id(db: &impl ConnectionTrait, id: TenantId, name: &str, slug: &str) -> Result<Model, DbErr> {
     let now = chrono::Utc::now();
     ActiveModel {
-        id: Set(TenantId(Uuid::now_v7())),
+        id: Set(id),
         name: Set(name.to_owned()),
         slug: Set(slug.to_owned()),
         plan: Set(Plan::Free),
@@ -75,4 +81,35 @@ pub async fn create(db: &impl ConnectionTrait, name: &str, slug: &str) -> Result
 #[tracing::instrument(skip_all)]
 pub async fn find(db: &impl ConnectionTrait, id: TenantId) -> Result<Option<Model>, DbErr> {
     Entity::find_by_id(id).one(db).await
+}
+
+/// The tenants with these ids, by name.
+#[tracing::instrument(skip_all)]
+pub async fn find_many(db: &impl ConnectionTrait, ids: Vec<TenantId>) -> Result<Vec<Model>, DbErr> {
+    Entity::find().filter(Column::Id.is_in(ids)).order_by_asc(Column::Name).all(db).await
+}
+
+/// Applies the given changes (None = unchanged). A taken slug fails with a unique violation on `tenants_slug_key`.
+#[tracing::instrument(skip_all)]
+pub async fn update(
+    db: &impl ConnectionTrait,
+    tenant: Model,
+    name: Option<String>,
+    slug: Option<String>,
+) -> Result<Model, DbErr> {
+    let mut active = tenant.into_active_model();
+    if let Some(name) = name {
+        active.name = Set(name);
+    }
+    if let Some(slug) = slug {
+        active.slug = Set(slug);
+    }
+    active.updated_at = Set(chrono::Utc::now());
+    active.update(db).await
+}
+
+/// Deletes a tenant and, by cascade, its memberships, invitations and API keys. The audit log is kept.
+#[tracing::instrument(skip_all)]
+pub async fn delete(db: &impl ConnectionTrait, tenant: Model) -> Result<(), DbErr> {
+    tenant.into_active_model().delete(db).await.map(|_| ())
 }

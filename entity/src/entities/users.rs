@@ -2,7 +2,7 @@
 
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{ExprTrait, Func};
-use sea_orm::{ActiveValue::Set, ConnectionTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, IntoActiveModel};
 
 use crate::UserId;
 
@@ -56,4 +56,30 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser<'_>) -> Result<Model
 #[tracing::instrument(skip_all)]
 pub async fn find_by_email(db: &impl ConnectionTrait, email: &str) -> Result<Option<Model>, DbErr> {
     Entity::find().filter(Func::lower(Expr::col(Column::Email)).eq(email.to_lowercase())).one(db).await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn find(db: &impl ConnectionTrait, id: UserId) -> Result<Option<Model>, DbErr> {
+    Entity::find_by_id(id).one(db).await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn set_password_hash(db: &impl ConnectionTrait, user: Model, hash: String) -> Result<Model, DbErr> {
+    let mut active = user.into_active_model();
+    active.password_hash = Set(Some(hash));
+    active.update(db).await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn set_platform_admin(db: &impl ConnectionTrait, user: Model, admin: bool) -> Result<Model, DbErr> {
+    let mut active = user.into_active_model();
+    active.is_platform_admin = Set(admin);
+    active.update(db).await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn touch_last_login(db: &impl ConnectionTrait, user: Model) -> Result<Model, DbErr> {
+    let mut active = user.into_active_model();
+    active.last_login_at = Set(Some(chrono::Utc::now()));
+    active.update(db).await
 }

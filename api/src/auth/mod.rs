@@ -1,0 +1,10 @@
+//! Authentication and authorization: who is calling (`principal`), what their role allows (`permissions`), and the
+//! per-request tenant check (`tenant_access`). Credentials: short-lived JWT access tokens (`jwt`), rotating opaque
+//! refresh tokens and API keys (`secrets`), argon2id password hashes (`password`).
+
+pub mod jwt;
+pub mod password;
+pub mod permissions;
+pub mod principal;
+pub mod secrets;
+pub mod tenant_access;
