@@ -43,8 +43,12 @@ impl Application {
             &settings.jwt_audience,
             Duration::from_secs(settings.access_token_ttl_secs),
         )?;
-        let state =
-            AppState { db, settings: Arc::new(settings), jwt: Arc::new(jwt), mailer: Arc::new(crate::mailer::LogMailer) };
+        let state = AppState {
+            db,
+            settings: Arc::new(settings),
+            jwt: Arc::new(jwt),
+            mailer: Arc::new(crate::mailer::LogMailer),
+        };
         let server = serve(listener, state)?;
         tracing::info!(port, "listening");
         Ok(Self { port, server })

@@ -8,5 +8,5 @@ pub mod app;
 pub mod database;
 pub mod proxy;
 
-pub use app::{TestApp, spawn_app, spawn_app_with};
+pub use app::{TestApp, TestUser, spawn_app, spawn_app_with};
 pub use database::TestDatabase;

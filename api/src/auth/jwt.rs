@@ -57,7 +57,12 @@ const MIN_SECRET_BYTES: usize = 32;
 
 impl JwtKeys {
     /// Parses `kid:secret,kid:secret`; with no keys configured, makes one random key for this process only.
-    pub fn from_config(keys: Option<&SecretString>, issuer: &str, audience: &str, ttl: Duration) -> anyhow::Result<Self> {
+    pub fn from_config(
+        keys: Option<&SecretString>,
+        issuer: &str,
+        audience: &str,
+        ttl: Duration,
+    ) -> anyhow::Result<Self> {
         let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
         match keys {
             Some(keys) => {
@@ -158,8 +163,9 @@ mod tests {
         let h = URL_SAFE_NO_PAD.encode(header.to_string());
         let c = URL_SAFE_NO_PAD.encode(claims.to_string());
         let signing_input = format!("{h}.{c}");
-        let sig = jsonwebtoken::crypto::sign(signing_input.as_bytes(), &EncodingKey::from_secret(secret), Algorithm::HS256)
-            .unwrap();
+        let sig =
+            jsonwebtoken::crypto::sign(signing_input.as_bytes(), &EncodingKey::from_secret(secret), Algorithm::HS256)
+                .unwrap();
         format!("{signing_input}.{sig}")
     }
 
@@ -227,7 +233,8 @@ mod tests {
 
     #[test]
     fn short_duplicate_or_malformed_key_configs_are_refused() {
-        let bad = |c: &str| JwtKeys::from_config(Some(&SecretString::from(c)), "i", "a", Duration::from_secs(1)).is_err();
+        let bad =
+            |c: &str| JwtKeys::from_config(Some(&SecretString::from(c)), "i", "a", Duration::from_secs(1)).is_err();
         assert!(bad("k1:short"));
         assert!(bad(&format!("k1:{A},k1:{B}")));
         assert!(bad(A));

@@ -8,10 +8,7 @@ use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 /// Hashes a password into a PHC string (argon2id, default parameters, random salt).
 pub async fn hash(password: String) -> anyhow::Result<String> {
     tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| anyhow::anyhow!("{e}"))
     })
     .await
     .context("Failed to join the password hashing task")?
@@ -26,19 +23,17 @@ pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<
         Some(s) => s,
         None => dummy_hash().to_owned(),
     };
-    let matched = tokio::task::spawn_blocking(move || Argon2::default().verify_password(password.as_bytes(), stored.as_str()))
-        .await
-        .context("Failed to join the password verification task")?;
+    let matched =
+        tokio::task::spawn_blocking(move || Argon2::default().verify_password(password.as_bytes(), stored.as_str()))
+            .await
+            .context("Failed to join the password verification task")?;
     Ok(!dummy && matched.is_ok())
 }
 
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        Argon2::default()
-            .hash_password(b"not-a-real-password")
-            .map(|h| h.to_string())
-            .unwrap_or_default()
+        Argon2::default().hash_password(b"not-a-real-password").map(|h| h.to_string()).unwrap_or_default()
     })
 }
 

@@ -52,8 +52,16 @@ mod tests {
     fn the_table_grows_with_the_role() {
         use Permission::*;
         let all = [
-            ReadTenant, UpdateTenant, DeleteTenant, ManageMembers, ManageApiKeys, ManageBilling,
-            ManageTestioConnection, ReadAuditLogs, TriggerSync, ReadSyncedData,
+            ReadTenant,
+            UpdateTenant,
+            DeleteTenant,
+            ManageMembers,
+            ManageApiKeys,
+            ManageBilling,
+            ManageTestioConnection,
+            ReadAuditLogs,
+            TriggerSync,
+            ReadSyncedData,
         ];
         let count = |role| all.iter().filter(|p| allows(role, **p)).count();
         assert_eq!(count(Role::Owner), all.len());

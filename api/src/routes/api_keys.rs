@@ -89,8 +89,9 @@ pub async fn create_api_key(
     body: web::Json<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let name = parse_name("name", &body.name, 100).map_err(|e| ApiError::validation(vec![e]))?;
-    let me = principal.user()?;
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;
+    // Only now, once the tenant is known to be the caller's: an API key may not mint credentials.
+    let me = principal.user()?;
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can create owner keys."));
     }

@@ -93,8 +93,9 @@ pub async fn create_invitation(
     body: web::Json<CreateInvitationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse("email", &body.email).map_err(|e| ApiError::validation(vec![e]))?;
-    let me = principal.user()?;
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageMembers).await?;
+    // Only now, once the tenant is known to be the caller's: an API key may not mint credentials.
+    let me = principal.user()?;
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can invite owners."));
     }

@@ -7,8 +7,8 @@ use entity::{PLATFORM_TENANT, TenantTxn, UserTxn, audit::Actor, tenant_users, te
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::principal::Principal;
 use crate::auth::password;
+use crate::auth::principal::Principal;
 use crate::domain::{Password, invalid};
 use crate::error::{ApiError, ProblemDetails};
 use crate::request_context::ClientOrigin;

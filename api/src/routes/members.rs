@@ -143,7 +143,8 @@ pub async fn remove_member(
     let leaving = matches!(&principal, Principal::User(u) if u.user.id == target);
     let permission = if leaving { Permission::ReadTenant } else { Permission::ManageMembers };
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), permission).await?;
-    let member = tenant_users::find_for_user(&access.txn, target).await?.ok_or_else(|| ApiError::not_found("Member"))?;
+    let member =
+        tenant_users::find_for_user(&access.txn, target).await?.ok_or_else(|| ApiError::not_found("Member"))?;
     if !leaving && !may_manage_role(access.role, member.role) {
         return Err(forbidden("Only owners can remove an owner."));
     }

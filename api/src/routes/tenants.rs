@@ -40,11 +40,7 @@ pub struct TenantPath {
 }
 
 pub(crate) fn slug_taken(e: sea_orm::DbErr) -> ApiError {
-    if is_unique_violation(&e) {
-        ApiError::new(ErrorCode::Conflict, "This slug is taken.")
-    } else {
-        e.into()
-    }
+    if is_unique_violation(&e) { ApiError::new(ErrorCode::Conflict, "This slug is taken.") } else { e.into() }
 }
 
 /// Create a tenant; the caller becomes its owner.
@@ -113,8 +109,9 @@ pub async fn get_tenant(
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ReadTenant).await?;
-    let tenant =
-        tenants::find(access.txn.connection(), access.txn.tenant_id()).await?.ok_or_else(|| ApiError::not_found("Tenant"))?;
+    let tenant = tenants::find(access.txn.connection(), access.txn.tenant_id())
+        .await?
+        .ok_or_else(|| ApiError::not_found("Tenant"))?;
     access.commit().await?;
     Ok(HttpResponse::Ok().json(TenantView::from(tenant)))
 }
@@ -149,8 +146,9 @@ pub async fn update_tenant(
         (n, s) => return Err(ApiError::validation([n.err(), s.err()].into_iter().flatten().collect())),
     };
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::UpdateTenant).await?;
-    let tenant =
-        tenants::find(access.txn.connection(), access.txn.tenant_id()).await?.ok_or_else(|| ApiError::not_found("Tenant"))?;
+    let tenant = tenants::find(access.txn.connection(), access.txn.tenant_id())
+        .await?
+        .ok_or_else(|| ApiError::not_found("Tenant"))?;
     let metadata = serde_json::json!({
         "name": name.as_ref().map(|n| serde_json::json!({ "from": tenant.name, "to": n })),
         "slug": slug.as_ref().map(|s| serde_json::json!({ "from": tenant.slug, "to": s.as_str() })),
@@ -190,8 +188,9 @@ pub async fn delete_tenant(
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::DeleteTenant).await?;
-    let tenant =
-        tenants::find(access.txn.connection(), access.txn.tenant_id()).await?.ok_or_else(|| ApiError::not_found("Tenant"))?;
+    let tenant = tenants::find(access.txn.connection(), access.txn.tenant_id())
+        .await?
+        .ok_or_else(|| ApiError::not_found("Tenant"))?;
     audit::record(
         &access.txn,
         Event {

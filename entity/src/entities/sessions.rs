@@ -93,7 +93,11 @@ pub async fn revoke(db: &impl ConnectionTrait, session: Model, reason: RevokeRea
 
 /// Ends every open session of a user; returns how many were open.
 #[tracing::instrument(skip_all)]
-pub async fn revoke_all_for_user(db: &impl ConnectionTrait, user_id: UserId, reason: RevokeReason) -> Result<u64, DbErr> {
+pub async fn revoke_all_for_user(
+    db: &impl ConnectionTrait,
+    user_id: UserId,
+    reason: RevokeReason,
+) -> Result<u64, DbErr> {
     let result = Entity::update_many()
         .col_expr(Column::RevokedAt, Expr::value(chrono::Utc::now()))
         .col_expr(Column::RevokedReason, Expr::value(reason.as_str()))

@@ -104,11 +104,7 @@ pub async fn lock_and_count_owners(txn: &TenantTxn) -> Result<u64, DbErr> {
 /// Every membership of the transaction's user, across tenants (readable through the own-memberships policy).
 #[tracing::instrument(skip_all)]
 pub async fn memberships_of(txn: &UserTxn) -> Result<Vec<Model>, DbErr> {
-    Entity::find()
-        .filter(Column::UserId.eq(txn.user_id()))
-        .order_by_asc(Column::CreatedAt)
-        .all(txn.conn())
-        .await
+    Entity::find().filter(Column::UserId.eq(txn.user_id())).order_by_asc(Column::CreatedAt).all(txn.conn()).await
 }
 
 /// Number of members of the transaction's tenant.

@@ -1,8 +1,15 @@
 //! Black-box tests of the API and the database, through real sockets and a real Postgres.
 
+mod admin;
+mod api_keys;
+mod auth;
 mod errors;
 mod health;
+mod invitations;
+mod isolation;
+mod members;
 mod migrations;
 mod openapi;
 mod rls;
 mod startup;
+mod tenants;

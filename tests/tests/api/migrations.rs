@@ -36,7 +36,21 @@ async fn migrations_go_up_down_to_zero_and_up_again_on_a_populated_database() {
     let total = Migrator::migrations().len();
 
     Migrator::up(&owner, None).await.unwrap();
-    assert_eq!(tables(&owner).await, ["api_keys", "audit_logs", "auth_throttle", "invitations", "refresh_tokens", "seaql_migrations", "sessions", "tenant_users", "tenants", "users"]);
+    assert_eq!(
+        tables(&owner).await,
+        [
+            "api_keys",
+            "audit_logs",
+            "auth_throttle",
+            "invitations",
+            "refresh_tokens",
+            "seaql_migrations",
+            "sessions",
+            "tenant_users",
+            "tenants",
+            "users"
+        ]
+    );
     let runtime = db.connect_runtime().await;
     populate(&runtime, "first").await;
     runtime.close().await.unwrap();
@@ -52,5 +66,19 @@ async fn migrations_go_up_down_to_zero_and_up_again_on_a_populated_database() {
     Migrator::up(&owner, None).await.unwrap();
     let runtime = db.connect_runtime().await;
     populate(&runtime, "second").await;
-    assert_eq!(tables(&owner).await, ["api_keys", "audit_logs", "auth_throttle", "invitations", "refresh_tokens", "seaql_migrations", "sessions", "tenant_users", "tenants", "users"]);
+    assert_eq!(
+        tables(&owner).await,
+        [
+            "api_keys",
+            "audit_logs",
+            "auth_throttle",
+            "invitations",
+            "refresh_tokens",
+            "seaql_migrations",
+            "sessions",
+            "tenant_users",
+            "tenants",
+            "users"
+        ]
+    );
 }

@@ -23,6 +23,32 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
                 .unwrap();
         let txn = TenantTxn::begin(db, tenant.id).await.unwrap();
         tenant_users::add(&txn, user.id, &user.email, Role::Owner).await.unwrap();
+        entity::invitations::create(
+            &txn,
+            entity::invitations::NewInvitation {
+                id: uuid::Uuid::now_v7(),
+                email: "invitee@example.com",
+                role: Role::Member,
+                token_hash: format!("invite-{name}").into_bytes(),
+                invited_by: user.id,
+                expires_at: chrono::Utc::now() + chrono::Duration::days(1),
+            },
+        )
+        .await
+        .unwrap();
+        entity::api_keys::create(
+            &txn,
+            entity::api_keys::NewApiKey {
+                id: uuid::Uuid::now_v7(),
+                name: "ci",
+                prefix: "thk_x".into(),
+                secret_hash: format!("key-{name}").into_bytes(),
+                role: Role::Viewer,
+                created_by: user.id,
+            },
+        )
+        .await
+        .unwrap();
         audit::record(
             &txn,
             Event {
