@@ -60,7 +60,9 @@ impl FromRequest for Principal {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal(anyhow::anyhow!("AppState is not registered")))?;
             let credential = credential.ok_or_else(|| unauthenticated("Missing `Authorization: Bearer` header."))?;
-            let Some(token) = credential.strip_prefix("Bearer ").map(str::trim) else {
+            // The scheme name is case-insensitive (RFC 9110 section 11.1).
+            let scheme_ok = credential.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("bearer "));
+            let Some(token) = credential.get(7..).filter(|_| scheme_ok).map(str::trim) else {
                 return Err(unauthenticated("The Authorization header must use the Bearer scheme."));
             };
             if token.starts_with(API_KEY_PREFIX) {

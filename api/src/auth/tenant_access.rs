@@ -3,7 +3,8 @@
 //! `TenantTxn`, so a removed member or a revoked key loses access at once. A caller who is not a member gets 404,
 //! exactly as for a tenant that does not exist, so existence never leaks; a member lacking the permission gets 403.
 
-use entity::audit::Actor;
+use entity::audit::{self, Actor, Event, Origin};
+use entity::audit_logs::Outcome;
 use entity::tenant_users::Role;
 use entity::{TenantId, TenantTxn, UserId, api_keys, tenant_users};
 
@@ -60,6 +61,28 @@ impl TenantAccess {
             ));
         }
         Ok(Self { txn, role, actor, user_id })
+    }
+
+    /// Appends a successful `action` on `resource_type`/`resource_id` to the tenant's audit log, in this transaction.
+    pub async fn audit(
+        &self,
+        action: &str,
+        resource_type: &str,
+        resource_id: impl ToString,
+        metadata: serde_json::Value,
+        origin: &Origin,
+    ) -> Result<(), ApiError> {
+        let event = Event {
+            actor: self.actor,
+            action,
+            resource_type,
+            resource_id: Some(resource_id.to_string()),
+            outcome: Outcome::Success,
+            metadata,
+            origin,
+        };
+        audit::record(&self.txn, event).await?;
+        Ok(())
     }
 
     /// Commits the work (and its audit rows).

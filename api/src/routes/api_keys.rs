@@ -3,8 +3,6 @@
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
-use entity::audit::{self, Event};
-use entity::audit_logs::Outcome;
 use entity::tenant_users::Role;
 use entity::{TenantId, UserId, api_keys};
 use serde::{Deserialize, Serialize};
@@ -109,19 +107,15 @@ pub async fn create_api_key(
         },
     )
     .await?;
-    audit::record(
-        &access.txn,
-        Event {
-            actor: access.actor,
-            action: "api_key.create",
-            resource_type: "api_key",
-            resource_id: Some(key.id.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "name": key.name, "role": role_name(key.role), "prefix": key.prefix }),
-            origin: &origin.0,
-        },
-    )
-    .await?;
+    access
+        .audit(
+            "api_key.create",
+            "api_key",
+            key.id,
+            serde_json::json!({ "name": key.name, "role": role_name(key.role), "prefix": key.prefix }),
+            &origin.0,
+        )
+        .await?;
     access.commit().await?;
     Ok(HttpResponse::Created().json(CreatedApiKey { api_key: key.into(), secret }))
 }
@@ -168,19 +162,15 @@ pub async fn revoke_api_key(
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can revoke owner keys."));
     }
     let key = api_keys::revoke(&access.txn, key).await?;
-    audit::record(
-        &access.txn,
-        Event {
-            actor: access.actor,
-            action: "api_key.revoke",
-            resource_type: "api_key",
-            resource_id: Some(key.id.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "name": key.name, "prefix": key.prefix }),
-            origin: &origin.0,
-        },
-    )
-    .await?;
+    access
+        .audit(
+            "api_key.revoke",
+            "api_key",
+            key.id,
+            serde_json::json!({ "name": key.name, "prefix": key.prefix }),
+            &origin.0,
+        )
+        .await?;
     access.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -116,19 +116,15 @@ pub async fn create_invitation(
         },
     )
     .await?;
-    audit::record(
-        &access.txn,
-        Event {
-            actor: access.actor,
-            action: "invitation.create",
-            resource_type: "invitation",
-            resource_id: Some(invitation.id.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "email": email.as_str(), "role": role_name(body.role) }),
-            origin: &origin.0,
-        },
-    )
-    .await?;
+    access
+        .audit(
+            "invitation.create",
+            "invitation",
+            invitation.id,
+            serde_json::json!({ "email": email.as_str(), "role": role_name(body.role) }),
+            &origin.0,
+        )
+        .await?;
     access.commit().await?;
     let accept_url = format!("{}/invitations/accept?token={token}", state.settings.public_url.trim_end_matches('/'));
     let mail = InvitationMail {
@@ -185,19 +181,15 @@ pub async fn revoke_invitation(
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can revoke an owner invitation."));
     }
     let invitation = invitations::revoke(&access.txn, invitation).await?;
-    audit::record(
-        &access.txn,
-        Event {
-            actor: access.actor,
-            action: "invitation.revoke",
-            resource_type: "invitation",
-            resource_id: Some(invitation.id.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "email": invitation.email }),
-            origin: &origin.0,
-        },
-    )
-    .await?;
+    access
+        .audit(
+            "invitation.revoke",
+            "invitation",
+            invitation.id,
+            serde_json::json!({ "email": invitation.email }),
+            &origin.0,
+        )
+        .await?;
     access.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

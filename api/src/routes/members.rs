@@ -3,8 +3,6 @@
 
 use actix_web::{HttpResponse, delete, get, patch, web};
 use chrono::{DateTime, Utc};
-use entity::audit::{self, Event};
-use entity::audit_logs::Outcome;
 use entity::tenant_users::{self, Role};
 use entity::{TenantId, UserId};
 use serde::{Deserialize, Serialize};
@@ -103,19 +101,15 @@ pub async fn update_member(
         return Err(last_owner());
     }
     let updated = tenant_users::set_role(&access.txn, member, to).await?;
-    audit::record(
-        &access.txn,
-        Event {
-            actor: access.actor,
-            action: "member.role_change",
-            resource_type: "member",
-            resource_id: Some(updated.user_id.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "from": role_name(from), "to": role_name(to) }),
-            origin: &origin.0,
-        },
-    )
-    .await?;
+    access
+        .audit(
+            "member.role_change",
+            "member",
+            updated.user_id,
+            serde_json::json!({ "from": role_name(from), "to": role_name(to) }),
+            &origin.0,
+        )
+        .await?;
     access.commit().await?;
     Ok(HttpResponse::Ok().json(MemberView::from(updated)))
 }
@@ -153,19 +147,15 @@ pub async fn remove_member(
     }
     let role = member.role;
     tenant_users::remove(&access.txn, member).await?;
-    audit::record(
-        &access.txn,
-        Event {
-            actor: access.actor,
-            action: if leaving { "member.leave" } else { "member.remove" },
-            resource_type: "member",
-            resource_id: Some(target.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "role": role_name(role) }),
-            origin: &origin.0,
-        },
-    )
-    .await?;
+    access
+        .audit(
+            if leaving { "member.leave" } else { "member.remove" },
+            "member",
+            target,
+            serde_json::json!({ "role": role_name(role) }),
+            &origin.0,
+        )
+        .await?;
     access.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

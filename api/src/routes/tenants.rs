@@ -156,19 +156,7 @@ pub async fn update_tenant(
     let updated = tenants::update(access.txn.connection(), tenant, name, slug.map(|s| s.as_str().to_owned()))
         .await
         .map_err(slug_taken)?;
-    audit::record(
-        &access.txn,
-        Event {
-            actor: access.actor,
-            action: "tenant.update",
-            resource_type: "tenant",
-            resource_id: Some(updated.id.to_string()),
-            outcome: Outcome::Success,
-            metadata,
-            origin: &origin.0,
-        },
-    )
-    .await?;
+    access.audit("tenant.update", "tenant", updated.id, metadata, &origin.0).await?;
     access.commit().await?;
     Ok(HttpResponse::Ok().json(TenantView::from(updated)))
 }
@@ -191,19 +179,15 @@ pub async fn delete_tenant(
     let tenant = tenants::find(access.txn.connection(), access.txn.tenant_id())
         .await?
         .ok_or_else(|| ApiError::not_found("Tenant"))?;
-    audit::record(
-        &access.txn,
-        Event {
-            actor: access.actor,
-            action: "tenant.delete",
-            resource_type: "tenant",
-            resource_id: Some(tenant.id.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "name": tenant.name, "slug": tenant.slug }),
-            origin: &origin.0,
-        },
-    )
-    .await?;
+    access
+        .audit(
+            "tenant.delete",
+            "tenant",
+            tenant.id,
+            serde_json::json!({ "name": tenant.name, "slug": tenant.slug }),
+            &origin.0,
+        )
+        .await?;
     tenants::delete(access.txn.connection(), tenant).await?;
     access.commit().await?;
     Ok(HttpResponse::NoContent().finish())

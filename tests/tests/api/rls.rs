@@ -290,3 +290,41 @@ async fn unique_constraints_are_per_tenant() {
     let err = tenant_users::add(&txn, alpha.user, "alpha@example.com", Role::Viewer).await.unwrap_err();
     assert!(matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))), "{err}");
 }
+
+#[tokio::test]
+async fn a_user_scope_reads_only_that_users_memberships_and_writes_nothing() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    let (alpha, beta) = seed(&runtime).await;
+    let txn = TenantTxn::begin(&runtime, beta.tenant).await.unwrap();
+    tenant_users::add(&txn, alpha.user, "alpha@example.com", Role::Viewer).await.unwrap();
+    txn.commit().await.unwrap();
+
+    let txn = runtime.begin().await.unwrap();
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config('app.user_id', $1, true)",
+        [alpha.user.to_string().into()],
+    ))
+    .await
+    .unwrap();
+    assert_eq!(count(&txn, "SELECT count(*) FROM tenant_users").await, 2, "both of alpha's memberships");
+    let others = format!("SELECT count(*) FROM tenant_users WHERE user_id <> '{}'", alpha.user);
+    assert_eq!(count(&txn, &others).await, 0);
+    for table in tenant_tables(&txn).await.into_iter().filter(|t| t != "tenant_users") {
+        assert_eq!(count(&txn, &format!("SELECT count(*) FROM {table}")).await, 0, "{table} leaks to a user scope");
+    }
+    let promoted = txn
+        .execute_unprepared(&format!("UPDATE tenant_users SET role = 'owner' WHERE user_id = '{}'", alpha.user))
+        .await
+        .unwrap();
+    assert_eq!(promoted.rows_affected(), 0, "the user scope is read-only");
+    let err = txn
+        .execute_unprepared(&format!(
+            "INSERT INTO tenant_users (tenant_id, user_id, email, role) VALUES ('{}', '{}', 'a@example.com', 'owner')",
+            beta.tenant, alpha.user
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
+}
