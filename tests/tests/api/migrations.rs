@@ -6,6 +6,20 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tests::TestDatabase;
 
+/// Every table of the schema at the head migration.
+const ALL_TABLES: [&str; 10] = [
+    "api_keys",
+    "audit_logs",
+    "auth_throttle",
+    "invitations",
+    "refresh_tokens",
+    "seaql_migrations",
+    "sessions",
+    "tenant_users",
+    "tenants",
+    "users",
+];
+
 async fn tables(db: &impl ConnectionTrait) -> Vec<String> {
     db.query_all_raw(Statement::from_string(
         DbBackend::Postgres,
@@ -36,21 +50,7 @@ async fn migrations_go_up_down_to_zero_and_up_again_on_a_populated_database() {
     let total = Migrator::migrations().len();
 
     Migrator::up(&owner, None).await.unwrap();
-    assert_eq!(
-        tables(&owner).await,
-        [
-            "api_keys",
-            "audit_logs",
-            "auth_throttle",
-            "invitations",
-            "refresh_tokens",
-            "seaql_migrations",
-            "sessions",
-            "tenant_users",
-            "tenants",
-            "users"
-        ]
-    );
+    assert_eq!(tables(&owner).await, ALL_TABLES);
     let runtime = db.connect_runtime().await;
     populate(&runtime, "first").await;
     runtime.close().await.unwrap();
@@ -66,19 +66,5 @@ async fn migrations_go_up_down_to_zero_and_up_again_on_a_populated_database() {
     Migrator::up(&owner, None).await.unwrap();
     let runtime = db.connect_runtime().await;
     populate(&runtime, "second").await;
-    assert_eq!(
-        tables(&owner).await,
-        [
-            "api_keys",
-            "audit_logs",
-            "auth_throttle",
-            "invitations",
-            "refresh_tokens",
-            "seaql_migrations",
-            "sessions",
-            "tenant_users",
-            "tenants",
-            "users"
-        ]
-    );
+    assert_eq!(tables(&owner).await, ALL_TABLES);
 }
