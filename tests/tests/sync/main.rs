@@ -1,0 +1,3 @@
+//! Tests of the TestIO side: the simulator, and (with the sync issue) the worker against it.
+
+mod simulator;
