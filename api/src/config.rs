@@ -73,6 +73,20 @@ pub struct Settings {
     /// Log format: `json` (one object per line) or `pretty` (for a terminal). The level comes from `RUST_LOG`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+    /// Keys that encrypt stored TestIO tokens, `kid:base64key,...` (32-byte AES-256-GCM keys); the first encrypts,
+    /// all decrypt. The worker needs the same value. Unset: connections cannot be saved (503).
+    #[arg(long, env = "TESTIO_TOKEN_KEYS", hide_env_values = true, value_parser = secret)]
+    pub testio_token_keys: Option<SecretString>,
+    /// Base URL of connections that name none.
+    #[arg(long, env = "TESTIO_BASE_URL", default_value = "https://api.test.io/customer/v2/")]
+    pub testio_base_url: String,
+    /// Comma-separated URL prefixes a connection's base URL must start with (the API calls it on the tenant's
+    /// behalf, so it must not reach internal services).
+    #[arg(long, env = "TESTIO_ALLOWED_BASE_URLS", default_value = "https://api.test.io/")]
+    pub testio_allowed_base_urls: String,
+    /// Timeout of the token check made when a connection is saved, in seconds.
+    #[arg(long, env = "TESTIO_VERIFY_TIMEOUT_SECS", default_value_t = 10)]
+    pub testio_verify_timeout_secs: u64,
 }
 
 /// How log lines are written.

@@ -58,8 +58,10 @@ pub enum ErrorCode {
     RateLimited,
     /// 500: an unexpected error; the `request_id` lets operators find its cause in the logs.
     InternalError,
-    /// 503: a dependency (the database) is unreachable; retry later.
+    /// 503: a dependency (the database) is unreachable, or a feature is not configured; retry later.
     ServiceUnavailable,
+    /// 502: TestIO did not give a usable answer; nothing was changed, retry later.
+    UpstreamUnavailable,
 }
 
 impl ErrorCode {
@@ -81,6 +83,7 @@ impl ErrorCode {
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
         }
     }
 
@@ -124,6 +127,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::InternalError => "internal_error",
             Self::ServiceUnavailable => "service_unavailable",
+            Self::UpstreamUnavailable => "upstream_unavailable",
         }
     }
 }

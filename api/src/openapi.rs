@@ -26,6 +26,7 @@ use crate::routes;
         (name = "members", description = "Members of a tenant and their roles"),
         (name = "invitations", description = "Invitations to join a tenant"),
         (name = "api-keys", description = "API keys for machine clients of a tenant"),
+        (name = "testio", description = "The TestIO connection and the sync runs of the mirror"),
     ),
 )]
 pub struct ApiDoc;

@@ -43,11 +43,27 @@ impl Application {
             &settings.jwt_audience,
             Duration::from_secs(settings.access_token_ttl_secs),
         )?;
+        let token_keys = entity::token_cipher::TokenKeys::from_config(settings.testio_token_keys.as_ref())
+            .context("Failed to read TESTIO_TOKEN_KEYS")?;
+        if !token_keys.is_configured() {
+            tracing::warn!("TESTIO_TOKEN_KEYS is not set: TestIO connections cannot be saved");
+        }
+        let testio = worker::testio::client::TestioClient::new(
+            worker::testio::client::ClientSettings {
+                request_timeout: Duration::from_secs(settings.testio_verify_timeout_secs.max(1)),
+                max_attempts: 2,
+                max_retry_after: Duration::from_secs(2),
+                ..Default::default()
+            },
+            tokio_util::sync::CancellationToken::new(),
+        )?;
         let state = AppState {
             db,
             settings: Arc::new(settings),
             jwt: Arc::new(jwt),
             mailer: Arc::new(crate::mailer::LogMailer),
+            token_keys: Arc::new(token_keys),
+            testio,
         };
         let server = serve(listener, state)?;
         tracing::info!(port, "listening");

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
+use entity::token_cipher::TokenKeys;
 use sea_orm::DatabaseConnection;
+use worker::testio::client::TestioClient;
 
 use crate::auth::jwt::JwtKeys;
 use crate::config::Settings;
@@ -15,4 +17,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub jwt: Arc<JwtKeys>,
     pub mailer: Arc<dyn Mailer>,
+    /// Seals TestIO tokens before they are stored.
+    pub token_keys: Arc<TokenKeys>,
+    /// Checks TestIO tokens when a connection is saved.
+    pub testio: TestioClient,
 }

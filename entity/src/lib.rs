@@ -11,10 +11,16 @@ pub mod auth_throttle;
 pub mod db;
 pub mod entities;
 pub mod ids;
+pub mod mirror;
 pub mod role_check;
+pub mod sync_schedule;
 pub mod telemetry;
 pub mod tenancy;
+pub mod token_cipher;
 
-pub use entities::{api_keys, audit_logs, invitations, refresh_tokens, sessions, tenant_users, tenants, users};
+pub use entities::{
+    api_keys, audit_logs, invitations, refresh_tokens, sessions, sync_runs, tenant_users, tenants, testio_connections,
+    users,
+};
 pub use ids::{TenantId, UserId};
 pub use tenancy::{PLATFORM_TENANT, TenantTxn, UserTxn};

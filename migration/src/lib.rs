@@ -14,6 +14,7 @@ mod m20261123_000003_create_tenants;
 mod m20261123_000004_create_tenant_users;
 mod m20261123_000005_create_audit_logs;
 mod m20261123_000006_identity;
+mod m20261123_000007_testio_sync;
 mod sql;
 
 /// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_tenant_users::Migration),
             Box::new(m20261123_000005_create_audit_logs::Migration),
             Box::new(m20261123_000006_identity::Migration),
+            Box::new(m20261123_000007_testio_sync::Migration),
         ]
     }
 }

@@ -40,8 +40,14 @@ pub fn test_settings(db: &TestDatabase) -> Settings {
     settings.database_startup_timeout_secs = 5;
     settings.shutdown_timeout_secs = 1;
     settings.jwt_keys = Some(format!("{TEST_JWT_KID}:{TEST_JWT_SECRET}").into());
+    settings.testio_token_keys = Some(TEST_TOKEN_KEYS.into());
+    settings.testio_allowed_base_urls = "http://127.0.0.1:".into();
+    settings.testio_verify_timeout_secs = 3;
     settings
 }
+
+/// The AES key test apps and test workers seal TestIO tokens with (32 zero-free bytes, base64).
+pub const TEST_TOKEN_KEYS: &str = "test-k1:dGVzdC1rZXktdGhhdC1pcy0zMi1ieXRlcy1sb25nISE=";
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await

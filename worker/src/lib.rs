@@ -1,14 +1,29 @@
-//! The sync worker. For now it owns its settings, connects as the runtime role, refuses an unsafe role exactly as the
-//! API does, and runs until SIGINT/SIGTERM; the TestIO sync loop is built on this in the sync issue.
+//! The sync worker: keeps each tenant's mirror of its TestIO data (products, tests, bugs) up to date.
+//!
+//! It connects as the runtime role (and refuses an unsafe role exactly as the API does), claims due tenants with
+//! expiring leases so that any number of workers can run side by side ([`entity::sync_schedule`]), and runs the sync
+//! algorithm of [`sync`] against the TestIO client of [`testio`]. SIGTERM stops it between requests: the running syncs
+//! record an interrupted run and hand their tenant back as due at once.
 
+pub mod runner;
+pub mod sync;
+pub mod testio;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use entity::db::PoolSettings;
-use sea_orm::DatabaseConnection;
+use entity::sync_runs::SyncTrigger;
+use entity::token_cipher::TokenKeys;
+use entity::{TenantId, TenantTxn, audit, mirror, sync_schedule};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
+
+use crate::runner::{Finished, Intervals, Runner, default_worker_name};
+use crate::sync::SyncSettings;
+use crate::testio::client::{ClientSettings, TestioClient};
 
 /// Worker settings, from environment variables (or the matching flags).
 #[derive(Debug, Clone, Args)]
@@ -26,20 +41,118 @@ pub struct Settings {
     /// Log format: `json` or `pretty`. The level comes from `RUST_LOG`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+    /// Keys that decrypt stored TestIO tokens, `kid:base64key,...` (the API's setting of the same name).
+    #[arg(long, env = "TESTIO_TOKEN_KEYS", hide_env_values = true, value_parser = secret)]
+    pub token_keys: Option<SecretString>,
+    /// This process's name in leases and sync runs; unique per process (default: host, pid and a random suffix).
+    #[arg(long, env = "WORKER_NAME")]
+    pub name: Option<String>,
+    /// Tenants synced at once by this process.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+    /// How often to look for due tenants, in milliseconds.
+    #[arg(long, env = "WORKER_POLL_INTERVAL_MS", default_value_t = 1000)]
+    pub poll_interval_ms: u64,
+    /// Lease on a tenant, in seconds; renewed on every write, taken over by another worker once expired.
+    #[arg(long, env = "SYNC_LEASE_SECS", default_value_t = 300)]
+    pub lease_secs: i64,
+    /// Sync interval of tenants on the free plan, in seconds.
+    #[arg(long, env = "SYNC_INTERVAL_FREE_SECS", default_value_t = 3600)]
+    pub interval_free_secs: u64,
+    /// Sync interval of tenants on the pro plan, in seconds.
+    #[arg(long, env = "SYNC_INTERVAL_PRO_SECS", default_value_t = 900)]
+    pub interval_pro_secs: u64,
+    /// Sync interval of tenants on the enterprise plan, in seconds.
+    #[arg(long, env = "SYNC_INTERVAL_ENTERPRISE_SECS", default_value_t = 300)]
+    pub interval_enterprise_secs: u64,
+    /// `per_page` of test list requests.
+    #[arg(long, env = "SYNC_PAGE_SIZE", default_value_t = 50)]
+    pub page_size: usize,
+    /// Pages read past the first page holding a known test before the newest-first scan stops.
+    #[arg(long, env = "SYNC_STOP_AFTER_KNOWN_PAGES", default_value_t = 1)]
+    pub stop_after_known_pages: usize,
+    /// Pages of one product's history read per run; the backfill resumes in the next run.
+    #[arg(long, env = "SYNC_MAX_PAGES_PER_PRODUCT", default_value_t = 500)]
+    pub max_pages_per_product: usize,
+    /// Test ids per bug request (halved on 524).
+    #[arg(long, env = "SYNC_BUG_BATCH_SIZE", default_value_t = 15)]
+    pub bug_batch_size: usize,
+    /// Requests of one tenant in flight at once.
+    #[arg(long, env = "SYNC_TENANT_CONCURRENCY", default_value_t = 2)]
+    pub tenant_concurrency: usize,
+    /// Interval of full reconciles (catching moved and deleted tests and bugs), in seconds.
+    #[arg(long, env = "SYNC_RECONCILE_INTERVAL_SECS", default_value_t = 86400)]
+    pub reconcile_interval_secs: u64,
+    /// Requests to TestIO in flight at once, all tenants of this process together.
+    #[arg(long, env = "TESTIO_MAX_CONCURRENT_REQUESTS", default_value_t = 8)]
+    pub max_concurrent_requests: usize,
+    /// Timeout of one TestIO request, in seconds.
+    #[arg(long, env = "TESTIO_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Attempts per TestIO request on transient failures.
+    #[arg(long, env = "TESTIO_MAX_ATTEMPTS", default_value_t = 4)]
+    pub max_attempts: u32,
+    /// First backoff after a transient failure, in milliseconds (doubled per attempt, with jitter).
+    #[arg(long, env = "TESTIO_BACKOFF_BASE_MS", default_value_t = 200)]
+    pub backoff_base_ms: u64,
+    /// Longest `Retry-After` waited for, in seconds; longer ones end the run (retried at the next).
+    #[arg(long, env = "TESTIO_MAX_RETRY_AFTER_SECS", default_value_t = 120)]
+    pub max_retry_after_secs: u64,
 }
 
 fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(SecretString::from(s))
 }
 
+impl Settings {
+    pub fn sync(&self) -> SyncSettings {
+        SyncSettings {
+            page_size: self.page_size.max(1),
+            stop_after_known_pages: self.stop_after_known_pages,
+            max_pages_per_product: self.max_pages_per_product.max(1),
+            bug_batch_size: self.bug_batch_size.max(1),
+            tenant_concurrency: self.tenant_concurrency.max(1),
+            reconcile_every: Duration::from_secs(self.reconcile_interval_secs),
+            lease_secs: self.lease_secs.max(10),
+        }
+    }
+
+    pub fn client(&self) -> ClientSettings {
+        ClientSettings {
+            request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+            max_attempts: self.max_attempts.max(1),
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(self.max_retry_after_secs),
+            max_response_bytes: 64 * 1024 * 1024,
+            max_concurrent_requests: self.max_concurrent_requests.max(1),
+        }
+    }
+
+    pub fn intervals(&self) -> Intervals {
+        Intervals {
+            free: Duration::from_secs(self.interval_free_secs),
+            pro: Duration::from_secs(self.interval_pro_secs),
+            enterprise: Duration::from_secs(self.interval_enterprise_secs),
+        }
+    }
+}
+
 /// A worker whose database role has been checked.
 pub struct Worker {
-    db: DatabaseConnection,
+    runner: Arc<Runner>,
+    concurrency: usize,
+    poll: Duration,
 }
 
 impl Worker {
-    /// Connects and checks the role; fails (the binary exits non-zero) if the role could escape row-level security.
-    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+    /// Connects and checks the role; fails (the binary exits non-zero) if the role could escape row-level security
+    /// or the token keys do not parse.
+    pub async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let keys = TokenKeys::from_config(settings.token_keys.as_ref()).context("Failed to read TESTIO_TOKEN_KEYS")?;
+        if !keys.is_configured() {
+            tracing::warn!("TESTIO_TOKEN_KEYS is not set: no stored TestIO token can be decrypted, so nothing syncs");
+        }
         let pool = PoolSettings {
             max_connections: settings.database_max_connections,
             acquire_timeout: Duration::from_secs(5),
@@ -49,16 +162,77 @@ impl Worker {
             .await
             .context("Failed to configure the database pool")?;
         entity::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
-        Ok(Self { db })
+        let client = TestioClient::new(settings.client(), shutdown.clone())?;
+        let runner = Runner {
+            db,
+            client,
+            keys,
+            settings: settings.sync(),
+            intervals: settings.intervals(),
+            name: settings.name.clone().unwrap_or_else(default_worker_name),
+            shutdown,
+        };
+        Ok(Self {
+            runner: Arc::new(runner),
+            concurrency: settings.concurrency.max(1),
+            poll: Duration::from_millis(settings.poll_interval_ms.max(10)),
+        })
     }
 
-    /// Runs until `shutdown` is cancelled, then closes the pool.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        tracing::info!("worker started; no sync jobs are defined yet");
-        shutdown.cancelled().await;
+    /// This process's name in leases and sync runs.
+    pub fn name(&self) -> &str {
+        &self.runner.name
+    }
+
+    /// Runs until the shutdown token is cancelled, then closes the pool.
+    pub async fn run(self) -> anyhow::Result<()> {
+        tracing::info!(worker = %self.runner.name, "worker started");
+        let db = self.runner.db.clone();
+        self.runner.run_loop(self.concurrency, self.poll).await?;
         tracing::info!("worker stopping");
-        self.db.close().await.context("Failed to close the database pool")?;
+        db.close().await.context("Failed to close the database pool")?;
         Ok(())
+    }
+
+    /// Syncs one tenant now (the `sync` command), unless another worker is syncing it.
+    pub async fn sync_tenant(&self, tenant: TenantId, full: bool) -> anyhow::Result<Finished> {
+        let runner = &self.runner;
+        let claimed = sync_schedule::claim_one(&runner.db, tenant, &runner.name, runner.settings.lease_secs)
+            .await
+            .context("Failed to claim the tenant")?
+            .with_context(|| format!("tenant {tenant} does not exist or another worker is syncing it right now"))?;
+        runner.sync_claimed(claimed, SyncTrigger::Cli, full).await
+    }
+
+    /// Drops the tenant's mirrored data (products, tests, bugs, cursors, gaps; sync runs stay as history) and syncs
+    /// it again in full (the `reset` command).
+    pub async fn reset_tenant(&self, tenant: TenantId) -> anyhow::Result<(mirror::RowCounts, Finished)> {
+        let runner = &self.runner;
+        let claimed = sync_schedule::claim_one(&runner.db, tenant, &runner.name, runner.settings.lease_secs)
+            .await
+            .context("Failed to claim the tenant")?
+            .with_context(|| format!("tenant {tenant} does not exist or another worker is syncing it right now"))?;
+        let txn = TenantTxn::begin(&runner.db, tenant).await.context("Failed to begin the tenant transaction")?;
+        let dropped = mirror::reset(&txn).await.context("Failed to drop the mirror")?;
+        audit::record(
+            &txn,
+            audit::Event {
+                actor: audit::Actor::system(),
+                action: "mirror.reset",
+                resource_type: "tenant",
+                resource_id: Some(tenant.to_string()),
+                outcome: entity::audit_logs::Outcome::Success,
+                metadata: serde_json::json!({
+                    "products": dropped.products, "tests": dropped.tests, "bugs": dropped.bugs, "via": "worker reset",
+                }),
+                origin: &audit::Origin::default(),
+            },
+        )
+        .await
+        .context("Failed to audit the reset")?;
+        txn.commit().await.context("Failed to commit the reset")?;
+        let finished = runner.sync_claimed(claimed, SyncTrigger::Cli, true).await?;
+        Ok((dropped, finished))
     }
 }
 
@@ -76,4 +250,9 @@ pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
         child.cancel();
     });
     Ok(token)
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary (for reasons that quote TestIO data).
+pub fn truncate_for_log(s: &str, max: usize) -> &str {
+    entity::audit::truncate(s, max)
 }

@@ -8,7 +8,9 @@ pub mod health;
 pub mod invitations;
 pub mod me;
 pub mod members;
+pub mod sync_runs;
 pub mod tenants;
+pub mod testio_connection;
 pub mod views;
 
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -37,5 +39,11 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(invitations::accept_invitation)
         .service(api_keys::create_api_key)
         .service(api_keys::list_api_keys)
-        .service(api_keys::revoke_api_key);
+        .service(api_keys::revoke_api_key)
+        .service(testio_connection::save_connection)
+        .service(testio_connection::get_connection)
+        .service(testio_connection::delete_connection)
+        .service(sync_runs::request_sync_run)
+        .service(sync_runs::list_sync_runs)
+        .service(sync_runs::get_sync_run);
 }

@@ -1,11 +1,13 @@
 //! One module per table. Global tables: `users`, `tenants`. Tenant-owned (row-level security): `tenant_users`,
-//! `audit_logs`.
+//! `audit_logs`, `invitations`, `api_keys`, `testio_connections`, `sync_runs` (the mirror tables are in `crate::mirror`).
 
 pub mod api_keys;
 pub mod audit_logs;
 pub mod invitations;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod sync_runs;
 pub mod tenant_users;
 pub mod tenants;
+pub mod testio_connections;
 pub mod users;

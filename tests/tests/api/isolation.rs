@@ -35,6 +35,22 @@ async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() 
         .await
         .unwrap();
 
+    let sim = tests::testio_sim::Simulator::start().await;
+    let shape = tests::testio_sim::Shape { products: 1, tests_per_product: 1, bugs_per_test: 0 };
+    sim.add_account("victim-token-1", tests::testio_sim::Account::generate(1, shape));
+    let connection: Value = app
+        .call(
+            Method::PUT,
+            &format!("/v1/tenants/{victim}/testio-connection"),
+            Some(&alice.access_token),
+            Some(json!({ "token": "victim-token-1", "base_url": sim.base_url })),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let run_id = connection["last_run"]["id"].as_str().unwrap().to_owned();
+
     let mallory = app.register("mallory@example.com").await;
     let attacker = app.create_tenant(&mallory, "attacker").await;
     let attacker_key: Value = app
@@ -54,9 +70,11 @@ async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() 
         ("user_id", member.id.to_string()),
         ("invitation_id", invite["invitation"]["id"].as_str().unwrap().to_owned()),
         ("api_key_id", key["api_key"]["id"].as_str().unwrap().to_owned()),
+        ("sync_run_id", run_id),
     ]);
     // Every field any tenant-scoped body needs; unknown fields are ignored, so one body fits all.
-    let body = json!({ "name": "pwned", "slug": "pwned", "email": "mallory@example.com", "role": "owner" });
+    let body = json!({ "name": "pwned", "slug": "pwned", "email": "mallory@example.com", "role": "owner",
+                       "token": "mallorys-token", "base_url": sim.base_url, "full": true });
 
     let spec: Value = serde_json::from_str(&api::openapi::spec_json().unwrap()).unwrap();
     let mut checked = 0;
@@ -97,6 +115,13 @@ async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() 
     assert_eq!(keys.as_array().unwrap().len(), 1);
     let audit = app.audit_actions(victim).await;
     assert!(audit.iter().all(|(action, _)| !action.starts_with("tenant.update") && action != "tenant.delete"));
+    let connection_now: Value =
+        app.get_as(&format!("/v1/tenants/{victim}/testio-connection"), &alice.access_token).await.json().await.unwrap();
+    assert_eq!(connection_now["token_last4"], "en-1");
+    assert_eq!(connection_now["updated_at"], connection["updated_at"]);
+    let runs: Value =
+        app.get_as(&format!("/v1/tenants/{victim}/sync-runs"), &alice.access_token).await.json().await.unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "no run was requested by the attacker");
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tests::TestDatabase;
 
 /// Every table of the schema at the head migration.
-const ALL_TABLES: [&str; 10] = [
+const ALL_TABLES: [&str; 17] = [
     "api_keys",
     "audit_logs",
     "auth_throttle",
@@ -15,8 +15,15 @@ const ALL_TABLES: [&str; 10] = [
     "refresh_tokens",
     "seaql_migrations",
     "sessions",
+    "sync_gaps",
+    "sync_runs",
     "tenant_users",
     "tenants",
+    "testio_bugs",
+    "testio_connections",
+    "testio_products",
+    "testio_scan_cursors",
+    "testio_tests",
     "users",
 ];
 

@@ -49,6 +49,7 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
         )
         .await
         .unwrap();
+        seed_mirror(&txn, name).await;
         audit::record(
             &txn,
             Event {
@@ -69,6 +70,53 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
     let beta = out.pop().unwrap();
     let alpha = out.pop().unwrap();
     (alpha, beta)
+}
+
+/// A connection, one product, test and bug, a scan cursor, a gap and a sync run: every mirror table gets a row.
+async fn seed_mirror(txn: &TenantTxn, name: &str) {
+    use entity::mirror::{self, BugRow, Gap, ProductRow, TestRow};
+    let keys = entity::token_cipher::TokenKeys::from_config(Some(&tests::app::TEST_TOKEN_KEYS.into())).unwrap();
+    entity::testio_connections::save(
+        txn,
+        entity::testio_connections::NewConnection {
+            base_url: "http://127.0.0.1:1/customer/v2/".into(),
+            token: keys.seal(txn.tenant_id(), &format!("token-{name}").into()).unwrap(),
+            token_last4: "1234".into(),
+            saved_by: None,
+        },
+    )
+    .await
+    .unwrap();
+    let raw = serde_json::json!({ "tenant": name });
+    let product = ProductRow { testio_id: 1, name: name.into(), product_type: None, raw: raw.clone() };
+    assert_eq!(mirror::upsert_products(txn, &[product]).await.unwrap().new, [1]);
+    let test = TestRow {
+        testio_id: 10,
+        product_id: 1,
+        title: name.into(),
+        status: "running".into(),
+        testing_type: None,
+        review_status: None,
+        start_at: None,
+        end_at: None,
+        raw: raw.clone(),
+    };
+    assert_eq!(mirror::upsert_tests(txn, &[test]).await.unwrap().new, [10], "same TestIO id in both tenants");
+    let bug = BugRow {
+        testio_id: 100,
+        test_id: 10,
+        title: name.into(),
+        severity: None,
+        status: None,
+        known: None,
+        auto_accepted: None,
+        reported_at: None,
+        raw,
+    };
+    assert_eq!(mirror::upsert_bugs(txn, &[bug]).await.unwrap().new, [100]);
+    mirror::set_backfill_cursor(txn, 1, Some(50)).await.unwrap();
+    assert!(mirror::open_gap(txn, &Gap::test_page(1, 7, "500".into())).await.unwrap());
+    entity::sync_runs::request(txn, entity::sync_runs::SyncTrigger::Api, false, None).await.unwrap();
 }
 
 /// Every table with a `tenant_id` column: the list grows by itself as tables are added.

@@ -14,14 +14,10 @@ async fn api_start_error(db: &TestDatabase, url: String) -> String {
     }
 }
 
-async fn worker_start_error(url: String) -> String {
-    let settings = worker::Settings {
-        database_url: url.into(),
-        database_max_connections: 2,
-        database_startup_timeout_secs: 5,
-        log_format: "json".into(),
-    };
-    match worker::Worker::build(&settings).await {
+async fn worker_start_error(db: &TestDatabase, url: String) -> String {
+    let mut settings = tests::sync::worker_settings(db);
+    settings.database_url = url.into();
+    match worker::Worker::build(&settings, tokio_util::sync::CancellationToken::new()).await {
         Ok(_) => panic!("the worker started with an unsafe role"),
         Err(e) => format!("{e:#}"),
     }
@@ -68,18 +64,14 @@ async fn the_api_starts_as_the_runtime_role() {
 #[tokio::test]
 async fn the_worker_refuses_the_same_unsafe_roles_and_accepts_the_runtime_role() {
     let db = TestDatabase::migrated().await;
-    assert!(worker_start_error(db.superuser_url()).await.contains("is a superuser"));
-    assert!(worker_start_error(db.owner_url()).await.contains("owns tables"));
-    assert!(worker_start_error(url_for(BYPASSRLS_PROBE_ROLE, &db.name)).await.contains("has BYPASSRLS"));
+    assert!(worker_start_error(&db, db.superuser_url()).await.contains("is a superuser"));
+    assert!(worker_start_error(&db, db.owner_url()).await.contains("owns tables"));
+    assert!(worker_start_error(&db, url_for(BYPASSRLS_PROBE_ROLE, &db.name)).await.contains("has BYPASSRLS"));
 
-    let settings = worker::Settings {
-        database_url: db.runtime_url().into(),
-        database_max_connections: 2,
-        database_startup_timeout_secs: 5,
-        log_format: "json".into(),
-    };
-    let worker = worker::Worker::build(&settings).await.expect("the runtime role must be accepted");
     let stop = tokio_util::sync::CancellationToken::new();
+    let worker = worker::Worker::build(&tests::sync::worker_settings(&db), stop.clone())
+        .await
+        .expect("the runtime role must be accepted");
     stop.cancel();
-    worker.run(stop).await.expect("the worker stops cleanly when cancelled");
+    worker.run().await.expect("the worker stops cleanly when cancelled");
 }

@@ -1,3 +1,7 @@
-//! Tests of the TestIO side: the simulator, and (with the sync issue) the worker against it.
+//! Tests of the TestIO side: the simulator, the connection and sync-run endpoints, and the worker against the
+//! simulator.
 
+mod connection;
+mod mirror;
+mod runs;
 mod simulator;

@@ -1,0 +1,148 @@
+//! When each tenant syncs next, and which worker holds it now. The columns live on `tenants` (a global table) because a
+//! worker must find due tenants before it can bind a transaction to one of them.
+//!
+//! A worker *claims* due tenants with `FOR UPDATE SKIP LOCKED` and writes a lease (its name and an expiry). It renews
+//! the lease inside every transaction that writes mirror data; the renewal is also the fence: once another worker has
+//! taken over an expired lease, the old holder's renewal touches no row and its transaction is rolled back, so two
+//! workers never write one tenant's mirror at once.
+
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+
+use crate::tenants::Plan;
+use crate::{TenantId, TenantTxn};
+
+/// A tenant claimed by this worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    pub tenant_id: TenantId,
+    pub plan: Plan,
+}
+
+fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+fn plan_of(raw: &str) -> Plan {
+    match raw {
+        "pro" => Plan::Pro,
+        "enterprise" => Plan::Enterprise,
+        _ => Plan::Free,
+    }
+}
+
+/// Makes the tenant due now (a connection was saved, or a sync was requested).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn schedule_now(db: &impl ConnectionTrait, tenant: TenantId) -> Result<(), DbErr> {
+    db.execute_raw(stmt("UPDATE tenants SET sync_due_at = now() WHERE id = $1", [tenant.0.into()])).await.map(|_| ())
+}
+
+/// Takes the tenant off the schedule (no connection, or TestIO refused the token).
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn unschedule(db: &impl ConnectionTrait, tenant: TenantId) -> Result<(), DbErr> {
+    db.execute_raw(stmt("UPDATE tenants SET sync_due_at = NULL WHERE id = $1", [tenant.0.into()])).await.map(|_| ())
+}
+
+/// The tenant's next sync time, if scheduled.
+pub async fn due_at(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, DbErr> {
+    let row = db.query_one_raw(stmt("SELECT sync_due_at FROM tenants WHERE id = $1", [tenant.0.into()])).await?;
+    match row {
+        Some(row) => row.try_get("", "sync_due_at"),
+        None => Ok(None),
+    }
+}
+
+/// Claims up to `limit` active tenants that are due and not leased by a live worker, for `lease_secs`.
+#[tracing::instrument(skip_all)]
+pub async fn claim_due(
+    db: &impl ConnectionTrait,
+    worker: &str,
+    lease_secs: i64,
+    limit: u64,
+) -> Result<Vec<Claimed>, DbErr> {
+    let rows = db
+        .query_all_raw(stmt(
+            "UPDATE tenants t
+                SET sync_lease_owner = $1, sync_lease_expires_at = now() + make_interval(secs => $2)
+               FROM (SELECT id FROM tenants
+                      WHERE active AND sync_due_at <= now()
+                        AND (sync_lease_expires_at IS NULL OR sync_lease_expires_at < now())
+                      ORDER BY sync_due_at
+                      LIMIT $3
+                      FOR UPDATE SKIP LOCKED) due
+              WHERE t.id = due.id
+          RETURNING t.id, t.plan",
+            [worker.into(), (lease_secs as f64).into(), (limit as i64).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Claimed {
+                tenant_id: TenantId(row.try_get("", "id")?),
+                plan: plan_of(&row.try_get::<String>("", "plan")?),
+            })
+        })
+        .collect()
+}
+
+/// Claims one tenant whether or not it is due (the `worker sync` command), unless a live worker holds it.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn claim_one(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    worker: &str,
+    lease_secs: i64,
+) -> Result<Option<Claimed>, DbErr> {
+    let row = db
+        .query_one_raw(stmt(
+            "UPDATE tenants
+                SET sync_lease_owner = $2, sync_lease_expires_at = now() + make_interval(secs => $3)
+              WHERE id = $1
+                AND (sync_lease_owner IS NULL OR sync_lease_owner = $2 OR sync_lease_expires_at < now())
+          RETURNING id, plan",
+            [tenant.0.into(), worker.into(), (lease_secs as f64).into()],
+        ))
+        .await?;
+    row.map(|row| {
+        Ok(Claimed { tenant_id: TenantId(row.try_get("", "id")?), plan: plan_of(&row.try_get::<String>("", "plan")?) })
+    })
+    .transpose()
+}
+
+/// Extends this worker's lease from inside a tenant transaction. `false` means another worker holds the tenant now:
+/// the caller must roll back and stop.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn renew(txn: &TenantTxn, worker: &str, lease_secs: i64) -> Result<bool, DbErr> {
+    let result = txn
+        .connection()
+        .execute_raw(stmt(
+            "UPDATE tenants SET sync_lease_expires_at = now() + make_interval(secs => $3)
+              WHERE id = $1 AND sync_lease_owner = $2",
+            [txn.tenant_id().0.into(), worker.into(), (lease_secs as f64).into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Gives the tenant back. `next_due`: when it should sync again (`None`: not until something reschedules it). A due
+/// time set by someone else after `claimed_at` (a token replaced, a sync requested) is kept.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn release(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    worker: &str,
+    claimed_at: chrono::DateTime<chrono::Utc>,
+    next_due: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(), DbErr> {
+    db.execute_raw(stmt(
+        "UPDATE tenants
+            SET sync_lease_owner = NULL, sync_lease_expires_at = NULL,
+                sync_due_at = CASE WHEN sync_due_at IS NULL OR sync_due_at > $3 THEN sync_due_at ELSE $4 END
+          WHERE id = $1 AND sync_lease_owner = $2",
+        [tenant.0.into(), worker.into(), claimed_at.into(), next_due.into()],
+    ))
+    .await
+    .map(|_| ())
+}

@@ -1,0 +1,217 @@
+//! Support for sync tests: a tenant connected to a simulated TestIO account, workers built as in production against
+//! the test database, and snapshots that compare the mirror with the simulator's truth.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{TEST_TOKEN_KEYS, TestApp, TestUser, spawn_app};
+use crate::database::TestDatabase;
+use crate::testio_sim::{Account, Shape, Simulator};
+
+/// Worker settings for tests: the test database, the test token keys, fast polling, quick retries.
+pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        settings: worker::Settings,
+    }
+    let mut settings = <Wrapper as clap::Parser>::try_parse_from(["worker"]).unwrap().settings;
+    settings.database_url = db.runtime_url().into();
+    settings.database_max_connections = 4;
+    settings.database_startup_timeout_secs = 5;
+    settings.token_keys = Some(TEST_TOKEN_KEYS.into());
+    settings.poll_interval_ms = 50;
+    settings.backoff_base_ms = 5;
+    settings.max_retry_after_secs = 5;
+    settings.request_timeout_secs = 5;
+    settings
+}
+
+pub async fn build_worker(settings: &worker::Settings) -> worker::Worker {
+    worker::Worker::build(settings, CancellationToken::new()).await.expect("the worker did not build")
+}
+
+/// An app, a simulator, and one tenant whose owner connected it to a simulated account.
+pub struct SyncFixture {
+    pub app: TestApp,
+    pub sim: Simulator,
+    pub owner: TestUser,
+    pub tenant: uuid::Uuid,
+    pub token: String,
+}
+
+impl SyncFixture {
+    /// A tenant connected to a generated account of `shape`.
+    pub async fn connected(shape: Shape) -> Self {
+        let app = spawn_app().await;
+        let sim = Simulator::start().await;
+        let owner = app.register("owner@example.com").await;
+        let tenant = app.create_tenant(&owner, "acme").await;
+        let token = "token-acme-0001".to_owned();
+        sim.add_account(&token, Account::generate(1, shape));
+        let fixture = Self { app, sim, owner, tenant, token };
+        let response = fixture.connect(fixture.tenant, &fixture.token).await;
+        assert_eq!(response.status(), 200, "connecting failed: {}", response.text().await.unwrap_or_default());
+        fixture
+    }
+
+    /// `PUT .../testio-connection` as the owner.
+    pub async fn connect(&self, tenant: uuid::Uuid, token: &str) -> reqwest::Response {
+        self.app
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/tenants/{tenant}/testio-connection"),
+                Some(&self.owner.access_token),
+                Some(json!({ "token": token, "base_url": self.sim.base_url })),
+            )
+            .await
+    }
+
+    pub fn worker_settings(&self) -> worker::Settings {
+        worker_settings(&self.app.db)
+    }
+
+    /// One sync of the fixture's tenant by a fresh worker; returns the run as the API shows it.
+    pub async fn sync(&self, full: bool) -> Value {
+        self.sync_tenant(self.tenant, full).await
+    }
+
+    pub async fn sync_tenant(&self, tenant: uuid::Uuid, full: bool) -> Value {
+        let worker = build_worker(&self.worker_settings()).await;
+        let finished = worker.sync_tenant(entity::TenantId(tenant), full).await.expect("the sync errored");
+        let run = finished.run.unwrap_or_else(|| panic!("no run: {}", finished.note));
+        let response =
+            self.app.get_as(&format!("/v1/tenants/{tenant}/sync-runs/{}", run.id), &self.owner.access_token).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// The simulator's account behind `token`.
+    pub fn truth_of(&self, token: &str) -> Snapshot {
+        let mut account = None;
+        self.sim.modify(token, |a| account = Some(a.clone()));
+        Snapshot::of_account(&account.expect("no such account"))
+    }
+
+    pub fn truth(&self) -> Snapshot {
+        self.truth_of(&self.token)
+    }
+
+    pub async fn mirror(&self) -> Snapshot {
+        Snapshot::of_mirror(&self.app.db, self.tenant).await
+    }
+}
+
+/// (product id, status, title, end_at) of a test.
+pub type TestFields = (i64, String, String, Option<DateTime<Utc>>);
+
+/// The fields that must agree between TestIO and the mirror.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub products: BTreeMap<i64, String>,
+    pub tests: BTreeMap<i64, TestFields>,
+    /// id -> (test id, status, severity)
+    pub bugs: BTreeMap<i64, (i64, String, String)>,
+}
+
+impl Snapshot {
+    pub fn of_account(account: &Account) -> Self {
+        Self {
+            products: account.products.values().map(|p| (p.id, p.name.clone())).collect(),
+            tests: account
+                .tests
+                .values()
+                .map(|t| {
+                    (t.id, (t.product_id, t.status.to_string(), t.title.clone(), Some(t.end_at.with_timezone(&Utc))))
+                })
+                .collect(),
+            bugs: account
+                .bugs
+                .values()
+                .map(|b| (b.id, (b.test_id, b.status.to_string(), b.severity.to_string())))
+                .collect(),
+        }
+    }
+
+    /// The tenant's mirror, read as the superuser (so RLS cannot hide a stray row from the comparison).
+    pub async fn of_mirror(db: &TestDatabase, tenant: uuid::Uuid) -> Self {
+        let conn = db.connect_superuser().await;
+        let rows =
+            |sql: &str| conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [tenant.into()]));
+        let products = rows("SELECT testio_id, name FROM testio_products WHERE tenant_id = $1").await.unwrap();
+        let tests = rows("SELECT testio_id, product_id, status, title, end_at FROM testio_tests WHERE tenant_id = $1")
+            .await
+            .unwrap();
+        let bugs =
+            rows("SELECT testio_id, test_id, status, severity FROM testio_bugs WHERE tenant_id = $1").await.unwrap();
+        Self {
+            products: products
+                .iter()
+                .map(|r| (r.try_get("", "testio_id").unwrap(), r.try_get("", "name").unwrap()))
+                .collect(),
+            tests: tests
+                .iter()
+                .map(|r| {
+                    (
+                        r.try_get("", "testio_id").unwrap(),
+                        (
+                            r.try_get("", "product_id").unwrap(),
+                            r.try_get("", "status").unwrap(),
+                            r.try_get("", "title").unwrap(),
+                            r.try_get("", "end_at").unwrap(),
+                        ),
+                    )
+                })
+                .collect(),
+            bugs: bugs
+                .iter()
+                .map(|r| {
+                    (
+                        r.try_get("", "testio_id").unwrap(),
+                        (
+                            r.try_get("", "test_id").unwrap(),
+                            r.try_get::<Option<String>>("", "status").unwrap().unwrap_or_default(),
+                            r.try_get::<Option<String>>("", "severity").unwrap().unwrap_or_default(),
+                        ),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        (self.products.len(), self.tests.len(), self.bugs.len())
+    }
+}
+
+/// Asserts equality with a readable summary of the first differences instead of two huge dumps.
+#[track_caller]
+pub fn assert_same(mirror: &Snapshot, truth: &Snapshot) {
+    fn diff<V: PartialEq + std::fmt::Debug>(what: &str, m: &BTreeMap<i64, V>, t: &BTreeMap<i64, V>) -> Vec<String> {
+        let mut out = Vec::new();
+        for (id, v) in t {
+            match m.get(id) {
+                None => out.push(format!("{what} {id} missing from the mirror")),
+                Some(mv) if mv != v => out.push(format!("{what} {id}: mirror {mv:?} != truth {v:?}")),
+                _ => {}
+            }
+        }
+        out.extend(m.keys().filter(|id| !t.contains_key(id)).map(|id| format!("{what} {id} should not be mirrored")));
+        out
+    }
+    let mut problems = diff("product", &mirror.products, &truth.products);
+    problems.extend(diff("test", &mirror.tests, &truth.tests));
+    problems.extend(diff("bug", &mirror.bugs, &truth.bugs));
+    assert!(
+        problems.is_empty(),
+        "mirror != truth ({} differences; mirror {:?}, truth {:?}):\n{}",
+        problems.len(),
+        mirror.sizes(),
+        truth.sizes(),
+        problems.iter().take(15).cloned().collect::<Vec<_>>().join("\n")
+    );
+}

@@ -1,0 +1,197 @@
+//! The mirror equals the simulator's truth after syncs, changes and faults, and a sync touches only its own tenant.
+
+use chrono::Duration;
+use serde_json::json;
+use tests::sync::{SyncFixture, assert_same};
+use tests::testio_sim::{Account, Faults, Shape};
+
+const SMALL: Shape = Shape { products: 2, tests_per_product: 60, bugs_per_test: 2 };
+
+#[tokio::test]
+async fn a_first_sync_mirrors_products_tests_and_bugs_exactly() {
+    let f = SyncFixture::connected(SMALL).await;
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["trigger"], "connection", "the sync took the run queued by connecting: {run}");
+    assert_eq!(run["tests"]["new"], 120);
+    assert_eq!(run["bugs"]["new"], 240);
+    assert_same(&f.mirror().await, &f.truth());
+}
+
+#[tokio::test]
+async fn environment_credentials_are_not_stored() {
+    let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 3, bugs_per_test: 0 }).await;
+    f.sync(false).await;
+    let db = f.app.db.connect_superuser().await;
+    use sea_orm::ConnectionTrait;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) AS n FROM testio_tests WHERE raw::text LIKE '%s3cret-env-password%' \
+             OR raw->'test_environment' ? 'username' OR raw->'test_environment' ? 'password'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_incremental_sync_with_nothing_new_costs_at_most_two_list_requests_per_product() {
+    let f = SyncFixture::connected(Shape { products: 3, tests_per_product: 400, bugs_per_test: 1 }).await;
+    f.sync(false).await;
+    let before = f.sim.requests();
+    let run = f.sync(false).await;
+    let made = f.sim.requests() - before;
+    let open_tests = f.truth().tests.values().filter(|t| !["archived", "cancelled"].contains(&t.1.as_str())).count();
+    // 1 product list + 2 pages per product + one request per open test + its bug batches.
+    let bug_batches = open_tests.div_ceil(15);
+    assert!(made as usize <= 1 + 2 * 3 + open_tests + bug_batches, "{made} requests: {run}");
+    assert_eq!(run["tests"]["new"], 0);
+    assert_eq!(run["tests"]["updated"], 0, "{run}");
+    assert_same(&f.mirror().await, &f.truth());
+}
+
+#[tokio::test]
+async fn changes_of_every_kind_are_mirrored_by_the_next_syncs() {
+    let f = SyncFixture::connected(SMALL).await;
+    f.sync(false).await;
+    let truth = f.truth();
+    let products: Vec<i64> = truth.products.keys().copied().collect();
+    let mut tests_by_end: Vec<(i64, i64)> = Vec::new();
+    f.sim.modify(&f.token, |a| {
+        tests_by_end = a.tests_of(products[0]).iter().map(|t| (t.id, t.product_id)).collect();
+    });
+    let open = truth.tests.iter().find(|(_, t)| t.1 == "running" || t.1 == "waiting").map(|(id, _)| *id);
+    f.sim.modify(&f.token, |a| {
+        // A new test on top.
+        let mut newest = a.tests[&tests_by_end[0].0].clone();
+        newest.id = 9_000_001;
+        newest.end_at += Duration::hours(1);
+        newest.title = "Brand new".into();
+        a.tests.insert(newest.id, newest);
+        // A new test deep below known ones (an old end_at).
+        let mut old = a.tests[&tests_by_end[50].0].clone();
+        old.id = 9_000_002;
+        old.end_at -= Duration::minutes(1);
+        a.tests.insert(old.id, old);
+        // A status change of an open test, a title change of a final one (caught by the reconcile).
+        if let Some(open) = open {
+            a.tests.get_mut(&open).unwrap().status = "archived";
+        }
+        // A test that moved: its end_at jumps to the top.
+        a.tests.get_mut(&tests_by_end[40].0).unwrap().end_at += Duration::days(30);
+        // A deleted test (with its bugs) and a deleted bug, a bug status change.
+        let gone = tests_by_end[30].0;
+        a.tests.remove(&gone);
+        a.bugs.retain(|_, b| b.test_id != gone);
+        let first_bug = *a.bugs.keys().next().unwrap();
+        a.bugs.remove(&first_bug);
+        let last_bug = *a.bugs.keys().last().unwrap();
+        a.bugs.get_mut(&last_bug).unwrap().status = "accepted";
+        // A deleted product.
+        let last_product = *a.products.keys().last().unwrap();
+        a.products.remove(&last_product);
+        a.tests.retain(|_, t| t.product_id != last_product);
+        let tests = a.tests.clone();
+        a.bugs.retain(|_, b| tests.contains_key(&b.test_id));
+    });
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    // A full run catches the changes a cheap incremental scan cannot see (a deleted final test and its bugs).
+    let run = f.sync(true).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_same(&f.mirror().await, &f.truth());
+}
+
+#[tokio::test]
+async fn failing_pages_become_gaps_that_a_later_sync_fills() {
+    let f = SyncFixture::connected(SMALL).await;
+    let product = *f.truth().products.keys().next().unwrap();
+    f.sim.set_faults(Faults {
+        failing_test_offsets: [(product, 7), (product, 33)].into_iter().collect(),
+        bug_batch_limit: Some(4),
+        ..Default::default()
+    });
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(run["gaps"]["opened"], 2, "{run}");
+    let mirror = f.mirror().await;
+    assert_eq!(mirror.tests.len(), 118, "everything but the two unreadable offsets is stored");
+    assert_eq!(mirror.bugs.len(), 236, "bug batches were split under the 524 limit");
+
+    f.sim.set_faults(Faults::default());
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["gaps"]["resolved"], 2, "{run}");
+    assert_same(&f.mirror().await, &f.truth());
+}
+
+#[tokio::test]
+async fn rate_limits_are_waited_out() {
+    let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 10, bugs_per_test: 1 }).await;
+    f.sim.set_faults(Faults { rate_limited: Some((2, 1)), ..Default::default() });
+    let started = std::time::Instant::now();
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "Retry-After was not honoured");
+    assert_same(&f.mirror().await, &f.truth());
+}
+
+#[tokio::test]
+async fn a_revoked_token_stops_the_tenant_until_a_new_one_is_saved_and_keeps_the_data() {
+    let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 10, bugs_per_test: 1 }).await;
+    f.sync(false).await;
+    f.sim.revoke(&f.token);
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "failed");
+    assert!(run["error"].as_str().unwrap().contains("401"), "{run}");
+    let connection: serde_json::Value = f
+        .app
+        .get_as(&format!("/v1/tenants/{}/testio-connection", f.tenant), &f.owner.access_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(connection["status"], "needs_token", "{connection}");
+    assert_eq!(connection["next_sync_at"], serde_json::Value::Null);
+    assert_eq!(f.mirror().await.tests.len(), 10, "the mirror is kept");
+    let refused = f.app.post_as(&format!("/v1/tenants/{}/sync-runs", f.tenant), &f.owner.access_token, json!({})).await;
+    assert_eq!(refused.status(), 409);
+    assert!(f.app.audit_actions(f.tenant).await.contains(&("testio_connection.needs_token".into(), "failure".into())));
+
+    // The same account under a new token: syncing resumes.
+    let mut account = Account::default();
+    f.sim.modify(&f.token, |a| account = a.clone());
+    f.sim.add_account("token-acme-0002", account);
+    assert_eq!(f.connect(f.tenant, "token-acme-0002").await.status(), 200);
+    let tokens_truth = f.truth_of("token-acme-0002");
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_same(&f.mirror().await, &tokens_truth);
+}
+
+#[tokio::test]
+async fn a_sync_never_touches_another_tenants_mirror() {
+    let f = SyncFixture::connected(SMALL).await;
+    let other_tenant = f.app.create_tenant(&f.owner, "globex").await;
+    f.sim.add_account(
+        "token-globex-01",
+        Account::generate(2, Shape { products: 1, tests_per_product: 5, bugs_per_test: 1 }),
+    );
+    assert_eq!(f.connect(other_tenant, "token-globex-01").await.status(), 200);
+    f.sync_tenant(other_tenant, false).await;
+    let other_before = tests::sync::Snapshot::of_mirror(&f.app.db, other_tenant).await;
+
+    f.sync(false).await;
+    f.sim.modify(&f.token, |a| {
+        a.products.clear();
+        a.tests.clear();
+        a.bugs.clear();
+    });
+    let run = f.sync(true).await;
+    assert_eq!(run["tests"]["deleted"], 120, "{run}");
+    assert_eq!(f.mirror().await.sizes(), (0, 0, 0));
+    assert_eq!(tests::sync::Snapshot::of_mirror(&f.app.db, other_tenant).await, other_before);
+    assert_same(&other_before, &f.truth_of("token-globex-01"));
+}

@@ -1,0 +1,224 @@
+//! Running syncs: claiming due tenants, running one sync with its bookkeeping (the run record, the connection's state,
+//! the lease), and the loop around it that any number of worker processes can run side by side.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use entity::audit::{self, Actor, Event, Origin};
+use entity::audit_logs::Outcome as AuditOutcome;
+use entity::sync_runs::{self, SyncStatus, SyncTrigger};
+use entity::sync_schedule::{self, Claimed};
+use entity::tenants::Plan;
+use entity::testio_connections::{self, ConnectionStatus};
+use entity::token_cipher::TokenKeys;
+use entity::{TenantId, TenantTxn};
+use sea_orm::DatabaseConnection;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::sync::{Job, Source, SyncError, SyncSettings};
+use crate::testio::client::{Endpoint, TestioClient, normalize_base_url};
+
+/// Sync intervals by plan.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    pub free: Duration,
+    pub pro: Duration,
+    pub enterprise: Duration,
+}
+
+impl Intervals {
+    pub fn of(&self, plan: Plan) -> Duration {
+        match plan {
+            Plan::Free => self.free,
+            Plan::Pro => self.pro,
+            Plan::Enterprise => self.enterprise,
+        }
+    }
+}
+
+/// Everything a sync needs, shared by the loop's tasks.
+pub struct Runner {
+    pub db: DatabaseConnection,
+    pub client: TestioClient,
+    pub keys: TokenKeys,
+    pub settings: SyncSettings,
+    pub intervals: Intervals,
+    /// This process's name in leases and run records.
+    pub name: String,
+    pub shutdown: CancellationToken,
+}
+
+/// How a tenant's sync ended, for the caller (the CLI prints it).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub run: Option<sync_runs::Model>,
+    pub note: String,
+}
+
+impl Runner {
+    /// Syncs a tenant this process has claimed, then releases it with its next due time.
+    #[tracing::instrument(skip_all, fields(tenant_id = %claimed.tenant_id))]
+    pub async fn sync_claimed(&self, claimed: Claimed, trigger: SyncTrigger, full: bool) -> anyhow::Result<Finished> {
+        let claimed_at = Utc::now();
+        let tenant = claimed.tenant_id;
+        let (finished, next) = match self.sync(tenant, trigger, full).await {
+            Ok((finished, next)) => (finished, next),
+            Err(e) => {
+                // The database failed: try again later; the lease expires by itself if the release fails too.
+                let next = Utc::now() + chrono::Duration::seconds(60);
+                let _ = sync_schedule::release(&self.db, tenant, &self.name, claimed_at, Some(next)).await;
+                return Err(e);
+            }
+        };
+        if let Some(next) = next {
+            sync_schedule::release(&self.db, tenant, &self.name, claimed_at, next)
+                .await
+                .context("Failed to release the tenant's lease")?;
+        }
+        Ok(finished)
+    }
+
+    /// The sync and its bookkeeping. Returns the next due time to release with (`None`: the lease is no longer ours).
+    #[allow(clippy::type_complexity)]
+    async fn sync(
+        &self,
+        tenant: TenantId,
+        trigger: SyncTrigger,
+        full: bool,
+    ) -> anyhow::Result<(Finished, Option<Option<chrono::DateTime<Utc>>>)> {
+        let txn = TenantTxn::begin(&self.db, tenant).await.context("Failed to begin the tenant transaction")?;
+        let connection = testio_connections::find(&txn).await.context("Failed to load the TestIO connection")?;
+        let Some(connection) = connection.filter(|c| c.status == ConnectionStatus::Active) else {
+            txn.commit().await.context("Failed to commit")?;
+            let note = "no active TestIO connection: taken off the schedule".to_owned();
+            return Ok((Finished { run: None, note }, Some(None)));
+        };
+        let token = match self.keys.open(tenant, &connection.sealed_token()) {
+            Ok(token) => token,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot decrypt the tenant's TestIO token; check TESTIO_TOKEN_KEYS");
+                let run = sync_runs::start(&txn, trigger, full, &self.name).await.context("Failed to start the run")?;
+                let run = sync_runs::finish(&txn, run, SyncStatus::Failed, Default::default(), Some(&e.to_string()))
+                    .await
+                    .context("Failed to record the run")?;
+                txn.commit().await.context("Failed to commit")?;
+                let next = Utc::now() + chrono::Duration::from_std(self.intervals.free).unwrap_or_default();
+                return Ok((Finished { run: Some(run), note: e.to_string() }, Some(Some(next))));
+            }
+        };
+        if self.keys.is_stale(&connection.sealed_token()) {
+            let resealed = self.keys.seal(tenant, &token).context("Failed to re-seal the token")?;
+            testio_connections::reseal(&txn, resealed).await.context("Failed to re-seal the token")?;
+        }
+        let base_url = normalize_base_url(&connection.base_url).map_err(|e| anyhow::anyhow!("stored base URL {e}"))?;
+        let plan = entity::tenants::find(txn.connection(), tenant)
+            .await
+            .context("Failed to load the tenant")?
+            .map_or(Plan::Free, |t| t.plan);
+        let run = sync_runs::start(&txn, trigger, full, &self.name).await.context("Failed to start the run")?;
+        txn.commit().await.context("Failed to commit the run start")?;
+
+        let source = Source { client: self.client.clone(), endpoint: Endpoint { base_url, token } };
+        let mut job = Job::new(&self.db, source, tenant, &self.name, &self.settings, run.id);
+        let result = job.run(run.full_sync, connection.last_reconcile_at).await;
+        let counts = job.counts();
+        let now = Utc::now();
+        let (status, error, next) = match &result {
+            Ok(outcome) => {
+                let status = if outcome.open_gaps > 0 { SyncStatus::Partial } else { SyncStatus::Succeeded };
+                let next = if outcome.backfill_pending { now } else { now + chrono_of(self.intervals.of(plan)) };
+                (status, None, Some(Some(next)))
+            }
+            Err(SyncError::Unauthorized) => (SyncStatus::Failed, Some(SyncError::Unauthorized.to_string()), Some(None)),
+            Err(SyncError::LeaseLost) => (SyncStatus::Interrupted, Some(SyncError::LeaseLost.to_string()), None),
+            Err(SyncError::Cancelled) => {
+                (SyncStatus::Interrupted, Some(SyncError::Cancelled.to_string()), Some(Some(now)))
+            }
+            Err(e) => (SyncStatus::Failed, Some(e.to_string()), Some(Some(now + chrono::Duration::seconds(60)))),
+        };
+        if matches!(result, Err(SyncError::LeaseLost)) {
+            // Another worker owns the tenant and will close this run as interrupted when it starts its own.
+            tracing::warn!("lost the lease on the tenant; stopping without writing");
+            return Ok((Finished { run: None, note: "lost the lease".to_owned() }, None));
+        }
+        let txn = TenantTxn::begin(&self.db, tenant).await.context("Failed to begin the tenant transaction")?;
+        let run = sync_runs::find(&txn, run.id).await.context("Failed to load the run")?.unwrap_or(run);
+        let run =
+            sync_runs::finish(&txn, run, status, counts, error.as_deref()).await.context("Failed to record the run")?;
+        if matches!(result, Err(SyncError::Unauthorized)) {
+            if let Some(connection) = testio_connections::find(&txn).await.context("Failed to load the connection")? {
+                testio_connections::mark_needs_token(&txn, connection, "TestIO answered 401 to the saved token")
+                    .await
+                    .context("Failed to mark the connection")?;
+            }
+            audit::record(
+                &txn,
+                Event {
+                    actor: Actor::system(),
+                    action: "testio_connection.needs_token",
+                    resource_type: "testio_connection",
+                    resource_id: Some(tenant.to_string()),
+                    outcome: AuditOutcome::Failure,
+                    metadata: serde_json::json!({ "sync_run_id": run.id }),
+                    origin: &Origin::default(),
+                },
+            )
+            .await
+            .context("Failed to audit the refused token")?;
+            sync_schedule::unschedule(txn.connection(), tenant).await.context("Failed to unschedule")?;
+        }
+        txn.commit().await.context("Failed to commit the run end")?;
+        tracing::info!(status = ?run.status, requests = run.requests, tests_new = run.tests_new,
+                       bugs_new = run.bugs_new, "sync finished");
+        let note = error.unwrap_or_else(|| format!("{:?}", run.status).to_lowercase());
+        Ok((Finished { run: Some(run), note }, next))
+    }
+
+    /// The worker loop: claims due tenants up to `concurrency` at a time until `shutdown`, then lets running syncs
+    /// stop at their next request (they record an interrupted run and hand the tenant back as due now).
+    pub async fn run_loop(self: Arc<Self>, concurrency: usize, poll: Duration) -> anyhow::Result<()> {
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let lease = self.settings.lease_secs;
+        loop {
+            while tasks.try_join_next().is_some() {}
+            let free = concurrency.saturating_sub(tasks.len());
+            if free > 0 && !self.shutdown.is_cancelled() {
+                match sync_schedule::claim_due(&self.db, &self.name, lease, free as u64).await {
+                    Ok(claimed) => {
+                        for claimed in claimed {
+                            let runner = self.clone();
+                            tasks.spawn(async move {
+                                match runner.sync_claimed(claimed, SyncTrigger::Schedule, false).await {
+                                    Ok(finished) => tracing::debug!(note = %finished.note, "tenant done"),
+                                    Err(e) => tracing::error!(tenant_id = %claimed.tenant_id, error = format!("{e:#}"),
+                                                              "sync failed"),
+                                }
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "Failed to claim due tenants"),
+                }
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(poll) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+fn chrono_of(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1))
+}
+
+/// A unique name for this process: host and pid, plus a random suffix (pids repeat across containers).
+pub fn default_worker_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
+}

@@ -1,0 +1,479 @@
+//! One sync of one tenant's mirror. The steps, in order:
+//!
+//! 1. **Products**: the complete list, in one response. Products gone from it are deleted with their tests and bugs.
+//! 2. **Tests, per product**: a newest-first scan (the API lists tests by `end_at` descending) that stops
+//!    `stop_after_known_pages` pages after the first page holding an already mirrored test, then the **backfill**:
+//!    a cursor per product that walks towards the oldest test, at most `max_pages_per_product` pages per run and
+//!    resumed by the next run (which is scheduled at once while a backfill is pending), so history of any depth is
+//!    eventually read and nothing is cut off silently. A page that fails (500, unreadable body) is fetched again in
+//!    halves down to single items; an item that still fails is recorded as a gap and retried by later runs.
+//! 3. **Refresh**: tests in a non-final status that the scan did not see are read one by one (their status changes
+//!    without any signal); a 404 deletes them.
+//! 4. **Reconcile** (a full run, or every `reconcile_every`): every product's whole list is scanned, and mirrored tests
+//!    that were not seen are read one by one, which catches moved and deleted tests.
+//! 5. **Bugs** of new, open, just-changed and gap-listed tests (of all tests on a reconcile), in batches of
+//!    `bug_batch_size` test ids, split in half on 524 or an unreadable body. A batch answer is complete for its tests,
+//!    so their bugs missing from it are deleted.
+//!
+//! Every write is one short [`TenantTxn`] per page or batch that also renews (and so fences) the worker's lease; no
+//! transaction is open while an HTTP request is. A crash loses at most the page in flight, which the next run reads
+//! again: upserts make a re-read harmless.
+
+mod bugs;
+mod tests_scan;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use entity::mirror::{self, Gap, RowCounts};
+use entity::sync_runs::Counts;
+use entity::{TenantId, TenantTxn, sync_schedule, testio_connections};
+use sea_orm::{DatabaseConnection, DbErr};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::testio::client::{Endpoint, FetchError, TestioClient, envelope_item, envelope_list};
+use crate::testio::model;
+
+/// Tunables of the algorithm.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// `per_page` of test list requests.
+    pub page_size: usize,
+    /// Pages read after the first page that holds a known test before the newest-first scan stops.
+    pub stop_after_known_pages: usize,
+    /// Pages of one product read per run by the backfill; the rest waits for the next run.
+    pub max_pages_per_product: usize,
+    /// Test ids per bug request.
+    pub bug_batch_size: usize,
+    /// Bug requests of one tenant in flight at once.
+    pub tenant_concurrency: usize,
+    /// Age after which the next run is a full reconcile.
+    pub reconcile_every: Duration,
+    /// Lease length; renewed on every write.
+    pub lease_secs: i64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            page_size: 50,
+            stop_after_known_pages: 1,
+            max_pages_per_product: 500,
+            bug_batch_size: 15,
+            tenant_concurrency: 2,
+            reconcile_every: Duration::from_secs(24 * 3600),
+            lease_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("TestIO refused the token (401)")]
+    Unauthorized,
+    #[error("another worker took over this tenant")]
+    LeaseLost,
+    #[error("the worker is shutting down")]
+    Cancelled,
+    #[error("Failed to read from TestIO: {0}")]
+    Source(FetchError),
+    #[error("Failed to write the mirror: {0}")]
+    Database(#[from] DbErr),
+}
+
+impl SyncError {
+    fn from_fetch(e: FetchError) -> Self {
+        match e {
+            FetchError::Unauthorized => Self::Unauthorized,
+            FetchError::Cancelled => Self::Cancelled,
+            other => Self::Source(other),
+        }
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub counts: Counts,
+    /// Some product's history is not fully read yet: sync again soon.
+    pub backfill_pending: bool,
+    /// Gaps still open at the end.
+    pub open_gaps: usize,
+}
+
+/// The TestIO side of a job: cheap to clone into concurrent requests.
+#[derive(Clone)]
+pub struct Source {
+    pub client: TestioClient,
+    pub endpoint: Endpoint,
+}
+
+impl Source {
+    async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, FetchError> {
+        self.client.get(&self.endpoint, path, query).await
+    }
+
+    async fn test_page(&self, product: i64, page: usize, per_page: usize) -> Result<Vec<Value>, FetchError> {
+        let body = self
+            .get(
+                &format!("products/{product}/exploratory_tests"),
+                &[("page", page.to_string()), ("per_page", per_page.to_string())],
+            )
+            .await?;
+        envelope_list(body, "exploratory_tests")
+    }
+
+    /// One test; `Ok(None)` when TestIO no longer knows it.
+    async fn test(&self, id: i64) -> Result<Option<Value>, FetchError> {
+        match self.get(&format!("exploratory_tests/{id}"), &[]).await {
+            Ok(body) => envelope_item(body, "exploratory_test").map(Some),
+            Err(FetchError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One run of one tenant.
+pub struct Job<'a> {
+    db: &'a DatabaseConnection,
+    source: Source,
+    tenant: TenantId,
+    worker: &'a str,
+    settings: &'a SyncSettings,
+    run_id: Uuid,
+    counts: Counts,
+    /// Products listed by this run (and parsed): tests of other products cannot be stored.
+    products: HashSet<i64>,
+    /// Tests this run read from TestIO, stored or recorded as gaps.
+    seen_tests: HashSet<i64>,
+    /// Tests whose bugs this run must read, besides those the database selects.
+    bug_candidates: HashSet<i64>,
+    /// Keys of the gaps open when the run started: a page or item read successfully closes its gap.
+    open_gap_keys: HashSet<String>,
+    backfill_pending: bool,
+}
+
+impl<'a> Job<'a> {
+    pub fn new(
+        db: &'a DatabaseConnection,
+        source: Source,
+        tenant: TenantId,
+        worker: &'a str,
+        settings: &'a SyncSettings,
+        run_id: Uuid,
+    ) -> Self {
+        Self {
+            db,
+            source,
+            tenant,
+            worker,
+            settings,
+            run_id,
+            counts: Counts::default(),
+            products: HashSet::new(),
+            seen_tests: HashSet::new(),
+            bug_candidates: HashSet::new(),
+            open_gap_keys: HashSet::new(),
+            backfill_pending: false,
+        }
+    }
+
+    /// Counts so far (also when the run stopped with an error).
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %self.tenant, run_id = %self.run_id, full))]
+    pub async fn run(
+        &mut self,
+        full: bool,
+        last_reconcile: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Outcome, SyncError> {
+        let reconcile = full
+            || last_reconcile.is_none_or(|at| {
+                chrono::Utc::now().signed_duration_since(at).to_std().unwrap_or_default()
+                    >= self.settings.reconcile_every
+            });
+        let gaps = {
+            let txn = self.begin().await?;
+            let gaps = mirror::open_gaps(&txn).await?;
+            txn.commit().await?;
+            gaps
+        };
+        self.open_gap_keys = gaps.iter().map(|g| g.key.clone()).collect();
+
+        self.sync_products().await?;
+        self.retry_gaps(&gaps, reconcile).await?;
+        let mut products: Vec<i64> = self.products.iter().copied().collect();
+        products.sort_unstable();
+        let mut fully_read = Vec::new();
+        for product in &products {
+            if self.scan_product(*product, reconcile).await? {
+                fully_read.push(*product);
+            }
+        }
+        self.refresh_open_tests().await?;
+        if reconcile {
+            self.reconcile_unseen(&fully_read).await?;
+        }
+        self.sync_bugs(reconcile).await?;
+
+        let txn = self.begin().await?;
+        // The reconcile counts as done once every product's whole list was read in one run.
+        if reconcile && fully_read.len() == products.len() {
+            testio_connections::set_reconciled(&txn, chrono::Utc::now()).await?;
+        }
+        let open_gaps = mirror::open_gaps(&txn).await?.len();
+        self.commit(txn).await?;
+        Ok(Outcome { counts: self.counts, backfill_pending: self.backfill_pending, open_gaps })
+    }
+
+    /// A tenant transaction in which this worker still holds the lease.
+    async fn begin(&self) -> Result<TenantTxn, SyncError> {
+        let txn = TenantTxn::begin(self.db, self.tenant).await?;
+        if !sync_schedule::renew(&txn, self.worker, self.settings.lease_secs).await? {
+            txn.rollback().await?;
+            return Err(SyncError::LeaseLost);
+        }
+        Ok(txn)
+    }
+
+    /// Commits with the run's progress, so that a crash still shows what was done.
+    async fn commit(&self, txn: TenantTxn) -> Result<(), SyncError> {
+        entity::sync_runs::record_progress(&txn, self.run_id, self.counts).await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    fn request(&mut self) {
+        self.counts.requests += 1;
+    }
+
+    /// Opens gaps (counting the new ones) and closes the open gaps among `resolved`.
+    async fn gaps(
+        &mut self,
+        txn: &TenantTxn,
+        opened: &[Gap],
+        resolved: impl IntoIterator<Item = String>,
+    ) -> Result<(), DbErr> {
+        for gap in opened {
+            tracing::warn!(key = %gap.key, reason = %gap.reason, "sync gap");
+            if mirror::open_gap(txn, gap).await? {
+                self.counts.gaps_opened += 1;
+            }
+        }
+        let opened_keys: HashSet<&str> = opened.iter().map(|g| g.key.as_str()).collect();
+        let closing: Vec<String> = resolved
+            .into_iter()
+            .filter(|k| !opened_keys.contains(k.as_str()) && self.open_gap_keys.contains(k))
+            .collect();
+        if !closing.is_empty() {
+            let n = mirror::resolve_gaps(txn, &closing).await?;
+            self.counts.gaps_resolved += n as i32;
+            for key in closing {
+                self.open_gap_keys.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn sync_products(&mut self) -> Result<(), SyncError> {
+        self.request();
+        let items = self.source.get("products", &[]).await.and_then(|b| envelope_list(b, "products"));
+        let items = items.map_err(SyncError::from_fetch)?;
+        let mut rows = Vec::new();
+        let mut gaps = Vec::new();
+        let mut keep = Vec::new();
+        for item in &items {
+            match model::product(item) {
+                Ok(row) => {
+                    keep.push(row.testio_id);
+                    rows.push(row);
+                }
+                Err(invalid) => {
+                    keep.extend(invalid.id);
+                    gaps.push(Gap::product(invalid.id, invalid.reason));
+                }
+            }
+        }
+        let txn = self.begin().await?;
+        mirror::upsert_products(&txn, &rows).await?;
+        let deleted = mirror::delete_products_except(&txn, &keep).await?;
+        self.add_deleted(deleted);
+        let resolved: Vec<String> = rows.iter().map(|r| format!("product:{}", r.testio_id)).collect();
+        self.gaps(&txn, &gaps, resolved).await?;
+        self.counts.products = rows.len() as i32;
+        self.commit(txn).await?;
+        self.products = rows.iter().map(|r| r.testio_id).collect();
+        Ok(())
+    }
+
+    fn add_deleted(&mut self, deleted: RowCounts) {
+        self.counts.tests_deleted += deleted.tests as i32;
+        self.counts.bugs_deleted += deleted.bugs as i32;
+    }
+
+    /// Reads again what earlier runs could not: single test-list offsets, single tests, and (through the bug step)
+    /// the bugs of tests whose bug batch failed.
+    async fn retry_gaps(&mut self, gaps: &[mirror::OpenGap], reconcile: bool) -> Result<(), SyncError> {
+        for gap in gaps {
+            match (gap.kind.as_str(), gap.product_id, gap.page_offset, gap.item_id) {
+                // A reconcile rescans every product in full anyway.
+                ("test_page", Some(product), Some(offset), _) if !reconcile => {
+                    if !self.products.contains(&product) {
+                        self.close_gap(&gap.key).await?;
+                        continue;
+                    }
+                    let offset = usize::try_from(offset).unwrap_or_default();
+                    self.request();
+                    match self.source.test_page(product, offset + 1, 1).await {
+                        Ok(items) => {
+                            self.store_tests(Some(product), items, Vec::new(), vec![gap.key.clone()], None).await?;
+                        }
+                        Err(e) if e.is_page_failure() => {
+                            let txn = self.begin().await?;
+                            self.gaps(&txn, &[Gap::test_page(product, offset as i64, e.to_string())], []).await?;
+                            self.commit(txn).await?;
+                        }
+                        Err(e) => return Err(SyncError::from_fetch(e)),
+                    }
+                }
+                ("test", _, _, Some(id)) => self.refresh_test(id).await?,
+                ("bugs" | "bug", _, _, Some(test_id)) => {
+                    self.bug_candidates.insert(test_id);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn close_gap(&mut self, key: &str) -> Result<(), SyncError> {
+        let txn = self.begin().await?;
+        self.gaps(&txn, &[], [key.to_owned()]).await?;
+        self.commit(txn).await
+    }
+
+    /// Parses and stores tests in one transaction. `product`: the product whose list they came from (`None` for a
+    /// single test, whose own `product.id` decides). `cursor`: a backfill position to save with them. Returns how
+    /// many of the stored tests were already mirrored.
+    async fn store_tests(
+        &mut self,
+        product: Option<i64>,
+        items: Vec<Value>,
+        mut gaps: Vec<Gap>,
+        mut resolved: Vec<String>,
+        cursor: Option<(i64, Option<i64>)>,
+    ) -> Result<usize, SyncError> {
+        let mut rows = Vec::with_capacity(items.len());
+        for item in &items {
+            match model::test(item, product) {
+                Ok(row) if !self.products.contains(&row.product_id) => {
+                    self.seen_tests.insert(row.testio_id);
+                    gaps.push(Gap::test(
+                        Some(row.product_id),
+                        row.testio_id,
+                        format!("belongs to product {}, which is not listed", row.product_id),
+                    ));
+                }
+                Ok(row) => {
+                    self.seen_tests.insert(row.testio_id);
+                    resolved.push(format!("test:{}", row.testio_id));
+                    rows.push(row);
+                }
+                Err(invalid) => {
+                    if let Some(id) = invalid.id {
+                        self.seen_tests.insert(id);
+                        gaps.push(Gap::test(product, id, invalid.reason));
+                    } else if let Some(product) = product {
+                        gaps.push(Gap::product(Some(product), format!("a listed test: {}", invalid.reason)));
+                    }
+                }
+            }
+        }
+        let txn = self.begin().await?;
+        let upserted = mirror::upsert_tests(&txn, &rows).await?;
+        if let Some((product, offset)) = cursor {
+            mirror::set_backfill_cursor(&txn, product, offset).await?;
+        }
+        self.gaps(&txn, &gaps, resolved).await?;
+        self.counts.pages += 1;
+        self.counts.tests_new += upserted.new.len() as i32;
+        self.counts.tests_updated += upserted.updated.len() as i32;
+        self.commit(txn).await?;
+        self.bug_candidates.extend(upserted.new.iter().chain(&upserted.updated));
+        Ok(rows.len() - upserted.new.len())
+    }
+
+    /// Reads one test again: stored if readable, deleted from the mirror if TestIO no longer has it.
+    async fn refresh_test(&mut self, id: i64) -> Result<(), SyncError> {
+        self.request();
+        match self.source.test(id).await {
+            Ok(Some(item)) => {
+                self.store_tests(None, vec![item], Vec::new(), Vec::new(), None).await?;
+            }
+            Ok(None) => {
+                self.seen_tests.insert(id);
+                let txn = self.begin().await?;
+                let deleted = mirror::delete_tests(&txn, &[id]).await?;
+                self.gaps(&txn, &[], [format!("test:{id}")]).await?;
+                self.add_deleted(deleted);
+                self.commit(txn).await?;
+            }
+            Err(e) if matches!(e, FetchError::Unauthorized | FetchError::Cancelled) => {
+                return Err(SyncError::from_fetch(e));
+            }
+            Err(e) => {
+                let txn = self.begin().await?;
+                self.gaps(&txn, &[Gap::test(None, id, e.to_string())], []).await?;
+                self.commit(txn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn refresh_open_tests(&mut self) -> Result<(), SyncError> {
+        let txn = self.begin().await?;
+        let open = mirror::open_tests(&txn).await?;
+        txn.commit().await?;
+        let unseen: Vec<i64> = open.into_iter().filter(|id| !self.seen_tests.contains(id)).collect();
+        for id in unseen {
+            self.refresh_test(id).await?;
+        }
+        Ok(())
+    }
+
+    /// After full scans of `products`: mirrored tests their lists did not show have moved or are gone; reading each
+    /// one tells which.
+    async fn reconcile_unseen(&mut self, products: &[i64]) -> Result<(), SyncError> {
+        let mut unseen = Vec::new();
+        let txn = self.begin().await?;
+        for product in products {
+            let ids = mirror::test_ids_of_product(&txn, *product).await?;
+            unseen.extend(ids.into_iter().filter(|id| !self.seen_tests.contains(id)));
+        }
+        txn.commit().await?;
+        for id in unseen {
+            self.refresh_test(id).await?;
+        }
+        Ok(())
+    }
+
+    async fn sync_bugs(&mut self, all: bool) -> Result<(), SyncError> {
+        let txn = self.begin().await?;
+        let mut ids = if all { mirror::all_test_ids(&txn).await? } else { mirror::tests_needing_bugs(&txn).await? };
+        // Candidates must still be mirrored (a gap may name a deleted test).
+        let extra: Vec<i64> = self.bug_candidates.iter().copied().filter(|id| !ids.contains(id)).collect();
+        ids.extend(mirror::known_test_ids(&txn, &extra).await?);
+        txn.commit().await?;
+        ids.sort_unstable();
+        ids.dedup();
+        bugs::sync(self, ids).await
+    }
+}
+
+/// Splits ids into batches.
+fn batches(ids: &[i64], size: usize) -> Vec<Vec<i64>> {
+    ids.chunks(size.max(1)).map(<[i64]>::to_vec).collect()
+}

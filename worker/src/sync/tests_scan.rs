@@ -1,0 +1,163 @@
+//! The scan of one product's test list: newest first, then the resumable backfill; failing pages are fetched again in
+//! smaller pages down to single items, and what still fails becomes a gap.
+
+use entity::mirror::{self, Gap};
+use serde_json::Value;
+
+use super::{Job, SyncError};
+
+/// What a range of the list gave.
+#[derive(Default)]
+struct Range {
+    items: Vec<Value>,
+    /// The list ended inside the range.
+    ended: bool,
+    gaps: Vec<Gap>,
+    /// Offsets of the range that were read (their old gaps close).
+    read: Vec<i64>,
+}
+
+impl Job<'_> {
+    /// Scans a product; returns whether its whole list was read in this run (only then can a test missing from it be
+    /// looked up as possibly deleted). `reconcile`: read the whole list, unless its backfill is still under way (the
+    /// backfill then goes on from its cursor, so a crash or a deep history never restarts it from the top).
+    pub(super) async fn scan_product(&mut self, product: i64, reconcile: bool) -> Result<bool, SyncError> {
+        let page = self.settings.page_size.max(1);
+        let txn = self.begin().await?;
+        // None: never scanned; Some(None): history complete; Some(Some(offset)): the backfill continues there.
+        let cursor = mirror::backfill_cursor(&txn, product).await?;
+        txn.commit().await?;
+        let first = cursor.is_none();
+        let full = reconcile && cursor == Some(None);
+
+        let mut offset = 0usize;
+        let mut pages = 0usize;
+        let mut after_known: Option<usize> = None;
+        loop {
+            let range = self.fetch_range(product, offset, page).await?;
+            pages += 1;
+            let ended = range.ended;
+            offset += page;
+            // The first scan of a product is its backfill: it saves its position with every page.
+            let save = if ended {
+                Some((product, None))
+            } else if first {
+                Some((product, Some(offset as i64)))
+            } else {
+                None
+            };
+            let known = self.store_range(product, range, save).await?;
+            if ended {
+                return Ok(true);
+            }
+            if !full && (known > 0 || after_known.is_some()) {
+                let n = after_known.map_or(0, |n| n + 1);
+                after_known = Some(n);
+                if n >= self.settings.stop_after_known_pages {
+                    break;
+                }
+            }
+            if !full && pages >= self.settings.max_pages_per_product {
+                // More new tests than one run reads: the backfill restarts where this scan stopped, so that nothing
+                // between here and the old cursor is skipped.
+                self.backfill_pending = true;
+                if !first {
+                    let at = match cursor {
+                        Some(Some(at)) => at.min(offset as i64),
+                        _ => offset as i64,
+                    };
+                    let txn = self.begin().await?;
+                    mirror::set_backfill_cursor(&txn, product, Some(at)).await?;
+                    self.commit(txn).await?;
+                }
+                return Ok(false);
+            }
+        }
+        let txn = self.begin().await?;
+        let cursor = mirror::backfill_cursor(&txn, product).await?;
+        txn.commit().await?;
+        if let Some(Some(at)) = cursor {
+            self.backfill(product, usize::try_from(at).unwrap_or_default()).await?;
+        }
+        Ok(false)
+    }
+
+    /// Continues the history of a product from `offset`, saving the position with every page.
+    async fn backfill(&mut self, product: i64, mut offset: usize) -> Result<(), SyncError> {
+        let page = self.settings.page_size.max(1);
+        for _ in 0..self.settings.max_pages_per_product {
+            let range = self.fetch_range(product, offset, page).await?;
+            let ended = range.ended;
+            offset += page;
+            self.store_range(product, range, Some((product, (!ended).then_some(offset as i64)))).await?;
+            if ended {
+                return Ok(());
+            }
+        }
+        self.backfill_pending = true;
+        Ok(())
+    }
+
+    async fn store_range(
+        &mut self,
+        product: i64,
+        range: Range,
+        cursor: Option<(i64, Option<i64>)>,
+    ) -> Result<usize, SyncError> {
+        let resolved = range.read.iter().map(|o| format!("test_page:{product}:{o}")).collect();
+        self.store_tests(Some(product), range.items, range.gaps, resolved, cursor).await
+    }
+
+    /// The tests at offsets `[offset, offset + len)`.
+    async fn fetch_range(&mut self, product: i64, offset: usize, len: usize) -> Result<Range, SyncError> {
+        let mut range = Range::default();
+        self.fetch_covering(product, offset, offset + len, len, &mut range).await?;
+        Ok(range)
+    }
+
+    /// Fetches `[from, to)` in pages of `size` (the pages that cover it; items around it are welcome too). A failing
+    /// page is fetched again in pages of half the size; at size 1 its offset becomes a gap.
+    async fn fetch_covering(
+        &mut self,
+        product: i64,
+        from: usize,
+        to: usize,
+        size: usize,
+        range: &mut Range,
+    ) -> Result<(), SyncError> {
+        let first = from / size;
+        let last = to.div_ceil(size);
+        for k in first..last {
+            self.request();
+            match self.source.test_page(product, k + 1, size).await {
+                Ok(items) => {
+                    let n = items.len();
+                    range.items.extend(items);
+                    range.read.extend((k * size..k * size + n.max(1)).map(|o| o as i64));
+                    if n < size {
+                        range.ended = true;
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.is_page_failure() => {
+                    if size == 1 {
+                        range.gaps.push(Gap::test_page(product, k as i64, e.to_string()));
+                        continue;
+                    }
+                    let (lo, hi) = (from.max(k * size), to.min((k + 1) * size));
+                    Box::pin(self.fetch_covering(product, lo, hi, size.div_ceil(2), range)).await?;
+                    if range.ended {
+                        return Ok(());
+                    }
+                }
+                // The product disappeared while being read: the next product list deletes it.
+                Err(crate::testio::client::FetchError::NotFound(_)) => {
+                    range.ended = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(SyncError::from_fetch(e)),
+            }
+        }
+        Ok(())
+    }
+}
