@@ -1,16 +1,31 @@
 //! A simulator of the TestIO Customer API v2 (see `shared/docs/testio-customer-api.md`), on a real socket, for the
-//! sync worker's tests, its benchmark and the demo.
+//! sync worker's tests, its benchmark and the demo (the `testio-sim` binary serves one generated account).
 //!
 //! It honours what is known of the real API: `Authorization: Token <token>` per account, root-key envelopes,
 //! `page`/`per_page` (default 25, only with `page`; without `page` the newest 150 tests), tests ordered by `end_at`
 //! descending, bugs by `filter_test_cycle_ids`, 404 for foreign ids. Data comes from a seed and can be changed while
-//! the server runs; faults can be injected (500 at chosen offsets of a product's test list, 429 with `Retry-After`,
-//! 524 on large bug batches, revoked tokens).
+//! the server runs, through [`Simulator::modify`] and the mutators of [`Account`] (add, move, change and delete tests,
+//! bugs and products; [`Account::evolve`] makes one step of plausible activity).
+//!
+//! Faults ([`Faults`], all off by default) can be injected:
+//! - 500 at chosen offsets of a product's test list, for every page that contains the offset (even a page of one);
+//! - 429 for the next N requests, with `Retry-After` in seconds or as an HTTP date;
+//! - 524 on bug requests naming more test ids than a limit;
+//! - a delay before every response, which does not hold up other requests (slow upstream, client timeouts);
+//! - the next N successful JSON bodies cut in half: status 200 with invalid JSON (a dropped connection mid-body);
+//! - per-id overrides of the JSON of a test or a bug, wherever that item is rendered: unknown enum values, missing
+//!   fields, wrong types or huge payloads for one item, without teaching the data model to hold them;
+//! - revoked tokens (401).
+//!
+//! Accounts can be large (100,000 tests): lists are served from an index per account (tests per product in list order,
+//! bugs per test) that is rebuilt on the first request after a change, not on every request.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
 use serde::Deserialize;
@@ -63,6 +78,19 @@ pub struct Shape {
     pub bugs_per_test: usize,
 }
 
+/// What one [`Account::evolve`] step changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Evolution {
+    /// A new `initialized` test at the top of a product's list.
+    pub new_test: Option<i64>,
+    /// A test moved one status along the usual path, with its new status.
+    pub advanced_test: Option<(i64, &'static str)>,
+    /// A `forwarded` bug reported on the advanced test when it started running.
+    pub new_bug: Option<i64>,
+    /// A `forwarded` bug that became `accepted`.
+    pub accepted_bug: Option<i64>,
+}
+
 /// A small deterministic generator (splitmix64), so that a seed always produces the same account.
 struct Rng(u64);
 
@@ -84,6 +112,25 @@ impl Rng {
     }
 }
 
+/// The next status on TestIO's usual path, `None` for final statuses (and unknown ones, which the simulator cannot
+/// place on the path).
+fn next_status(status: &str) -> Option<&'static str> {
+    match status {
+        "initialized" => Some("customer_finalized"),
+        "customer_finalized" => Some("waiting"),
+        "waiting" => Some("running"),
+        "running" => Some("locked"),
+        "locked" => Some("archived"),
+        _ => None,
+    }
+}
+
+/// The id after the largest one in `map`. Deleting the item with the largest id lets that id come back, which the
+/// real API would not do; no test needs that distinction, and avoiding it would take hidden state in `Account`.
+fn next_id<V>(map: &BTreeMap<i64, V>) -> i64 {
+    map.last_key_value().map_or(1, |(id, _)| id + 1)
+}
+
 impl Account {
     /// A realistic account from `seed`. Ids are unique across accounts made from different seeds (test ids are global
     /// at TestIO), and `end_at` is spread so that orderings are unambiguous.
@@ -91,7 +138,9 @@ impl Account {
         let mut rng = Rng(seed);
         let base = (seed % 1000) as i64 * 10_000_000;
         let mut account = Account::default();
-        let offsets = [FixedOffset::east_opt(2 * 3600), FixedOffset::east_opt(0), FixedOffset::west_opt(5 * 3600)];
+        let utc = FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!());
+        let offsets =
+            [FixedOffset::east_opt(2 * 3600).unwrap_or(utc), utc, FixedOffset::west_opt(5 * 3600).unwrap_or(utc)];
         let epoch = Utc.with_ymd_and_hms(2026, 11, 1, 12, 0, 0).single().unwrap_or_default();
         for p in 0..shape.products {
             let product_id = base + 1 + p as i64;
@@ -103,7 +152,7 @@ impl Account {
             for t in 0..shape.tests_per_product {
                 let test_id = base + 1_000_000 + (p * shape.tests_per_product + t) as i64;
                 let end = epoch - Duration::minutes((p * shape.tests_per_product + t) as i64 * 37 + 1);
-                let offset = rng.pick(&offsets).unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+                let offset = rng.pick(&offsets);
                 let status = if t < 3 {
                     rng.pick(&TEST_STATUSES[..5])
                 } else {
@@ -140,28 +189,251 @@ impl Account {
         account
     }
 
-    /// A product's tests in the order the API lists them: `end_at` descending.
+    /// A product's tests in the order the API lists them: `end_at` descending, then id descending. Sorts on every
+    /// call: for assertions, not for serving.
     pub fn tests_of(&self, product_id: i64) -> Vec<&Test> {
         let mut tests: Vec<&Test> = self.tests.values().filter(|t| t.product_id == product_id).collect();
         tests.sort_by(|a, b| b.end_at.cmp(&a.end_at).then(b.id.cmp(&a.id)));
         tests
     }
+
+    /// Adds a product of kind `website` and returns its id, larger than any product id of the account.
+    pub fn add_product(&mut self, name: &str) -> i64 {
+        let id = next_id(&self.products);
+        self.products.insert(id, Product { id, name: name.to_owned(), kind: "website" });
+        id
+    }
+
+    /// Deletes a product with its tests and their bugs.
+    ///
+    /// # Panics
+    /// If the account has no such product: a test that names a wrong id should fail where it does so.
+    #[track_caller]
+    pub fn delete_product(&mut self, id: i64) {
+        if self.products.remove(&id).is_none() {
+            panic!("no product {id} in the account");
+        }
+        let gone: HashSet<i64> = self.tests.values().filter(|t| t.product_id == id).map(|t| t.id).collect();
+        self.tests.retain(|test_id, _| !gone.contains(test_id));
+        self.bugs.retain(|_, b| !gone.contains(&b.test_id));
+    }
+
+    /// Adds a test to a product and returns its id, larger than any test id of the account. It starts 48 hours before
+    /// `end_at`, and its place in the product's list follows from `end_at`.
+    ///
+    /// # Panics
+    /// If the account has no such product.
+    #[track_caller]
+    pub fn add_test(&mut self, product_id: i64, status: &'static str, end_at: DateTime<FixedOffset>) -> i64 {
+        if !self.products.contains_key(&product_id) {
+            panic!("no product {product_id} in the account");
+        }
+        let id = next_id(&self.tests);
+        self.tests.insert(
+            id,
+            Test {
+                id,
+                product_id,
+                title: format!("Exploratory test {id}"),
+                status,
+                testing_type: "coverage",
+                start_at: end_at - Duration::hours(48),
+                end_at,
+            },
+        );
+        id
+    }
+
+    #[track_caller]
+    fn test_mut(&mut self, id: i64) -> &mut Test {
+        match self.tests.get_mut(&id) {
+            Some(test) => test,
+            None => panic!("no test {id} in the account"),
+        }
+    }
+
+    #[track_caller]
+    fn bug_mut(&mut self, id: i64) -> &mut Bug {
+        match self.bugs.get_mut(&id) {
+            Some(bug) => bug,
+            None => panic!("no bug {id} in the account"),
+        }
+    }
+
+    /// Changes a test's status; any string goes, so that tests can also use statuses TestIO might add.
+    ///
+    /// # Panics
+    /// If the account has no such test.
+    #[track_caller]
+    pub fn set_test_status(&mut self, id: i64, status: &'static str) {
+        self.test_mut(id).status = status;
+    }
+
+    /// Changes a test's `end_at` (its start stays), which moves it in its product's list.
+    ///
+    /// # Panics
+    /// If the account has no such test.
+    #[track_caller]
+    pub fn set_test_end_at(&mut self, id: i64, end_at: DateTime<FixedOffset>) {
+        self.test_mut(id).end_at = end_at;
+    }
+
+    /// Deletes a test with its bugs.
+    ///
+    /// # Panics
+    /// If the account has no such test.
+    #[track_caller]
+    pub fn delete_test(&mut self, id: i64) {
+        if self.tests.remove(&id).is_none() {
+            panic!("no test {id} in the account");
+        }
+        self.bugs.retain(|_, b| b.test_id != id);
+    }
+
+    /// Adds a bug of severity `high` to a test and returns its id, larger than any bug id of the account.
+    ///
+    /// # Panics
+    /// If the account has no such test.
+    #[track_caller]
+    pub fn add_bug(&mut self, test_id: i64, status: &'static str) -> i64 {
+        if !self.tests.contains_key(&test_id) {
+            panic!("no test {test_id} in the account");
+        }
+        let id = next_id(&self.bugs);
+        self.bugs.insert(id, Bug { id, test_id, title: format!("Bug {id}"), severity: "high", status });
+        id
+    }
+
+    /// Changes a bug's status (`forwarded`, `accepted`, `rejected`, or anything else).
+    ///
+    /// # Panics
+    /// If the account has no such bug.
+    #[track_caller]
+    pub fn set_bug_status(&mut self, id: i64, status: &'static str) {
+        self.bug_mut(id).status = status;
+    }
+
+    /// Deletes a bug.
+    ///
+    /// # Panics
+    /// If the account has no such bug.
+    #[track_caller]
+    pub fn delete_bug(&mut self, id: i64) {
+        if self.bugs.remove(&id).is_none() {
+            panic!("no bug {id} in the account");
+        }
+    }
+
+    /// One step of plausible activity, chosen by `seed`, so that a running demo shows change: a new `initialized` test
+    /// at the top of a random product, another non-final test one status further (with a new `forwarded` bug when it
+    /// starts running), and a random `forwarded` bug accepted. Steps that find nothing to change are skipped.
+    pub fn evolve(&mut self, seed: u64) -> Evolution {
+        let mut rng = Rng(seed);
+        let mut step = Evolution::default();
+        let products: Vec<i64> = self.products.keys().copied().collect();
+        if !products.is_empty() {
+            let product = rng.pick(&products);
+            let top = self.tests.values().filter(|t| t.product_id == product).map(|t| t.end_at).max();
+            let end_at = top.map_or_else(|| Utc::now().fixed_offset(), |end| end + Duration::hours(1));
+            step.new_test = Some(self.add_test(product, "initialized", end_at));
+        }
+        let open: Vec<i64> = self
+            .tests
+            .values()
+            .filter(|t| Some(t.id) != step.new_test && next_status(t.status).is_some())
+            .map(|t| t.id)
+            .collect();
+        if !open.is_empty() {
+            let id = rng.pick(&open);
+            if let Some(status) = self.tests.get(&id).and_then(|t| next_status(t.status)) {
+                self.set_test_status(id, status);
+                step.advanced_test = Some((id, status));
+                if status == "running" {
+                    step.new_bug = Some(self.add_bug(id, "forwarded"));
+                }
+            }
+        }
+        let forwarded: Vec<i64> = self
+            .bugs
+            .values()
+            .filter(|b| b.status == "forwarded" && Some(b.id) != step.new_bug)
+            .map(|b| b.id)
+            .collect();
+        if !forwarded.is_empty() {
+            let id = rng.pick(&forwarded);
+            self.set_bug_status(id, "accepted");
+            step.accepted_bug = Some(id);
+        }
+        step
+    }
 }
 
-/// Injected faults.
+/// Injected faults; all are off by default.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// `(product id, offset)`: a page of that product's test list containing the offset answers 500.
     pub failing_test_offsets: HashSet<(i64, usize)>,
     /// The next N requests answer 429 with this `Retry-After` (seconds).
     pub rate_limited: Option<(u32, u64)>,
+    /// `rate_limited` sends `Retry-After` as an HTTP date (now plus the seconds, rounded up to a whole second so that
+    /// a client waiting until then waits at least that long) instead of a number of seconds.
+    pub retry_after_http_date: bool,
     /// A bug request naming more test ids than this answers 524.
     pub bug_batch_limit: Option<usize>,
+    /// Every response, errors included, is sent this much later. Other requests are served meanwhile, as a slow
+    /// upstream would, so that concurrency and client timeouts can be tested.
+    pub delay: Option<std::time::Duration>,
+    /// The next N otherwise successful JSON responses have their body cut in half: status 200, invalid JSON.
+    pub truncate_responses: u32,
+    /// The JSON sent instead of the test with this id, in list pages and single GETs. The test keeps the place its
+    /// real data gives it in lists.
+    pub test_overrides: HashMap<i64, Value>,
+    /// The JSON sent instead of the bug with this id in bug lists.
+    pub bug_overrides: HashMap<i64, Value>,
+}
+
+/// Lookups derived from an account, so that a request costs its page rather than the whole account.
+#[derive(Debug, Default)]
+struct Index {
+    /// Test ids per product, in list order: `end_at` descending, then id descending.
+    tests_by_product: HashMap<i64, Vec<i64>>,
+    /// Bug ids per test, ascending.
+    bugs_by_test: HashMap<i64, Vec<i64>>,
+}
+
+impl Index {
+    fn build(account: &Account) -> Self {
+        let mut keyed: HashMap<i64, Vec<(i64, u32, i64)>> = HashMap::new();
+        for t in account.tests.values() {
+            // The instant as plain integers: much cheaper to compare than `DateTime<FixedOffset>`, same order.
+            let key = (t.end_at.timestamp(), t.end_at.timestamp_subsec_nanos(), t.id);
+            keyed.entry(t.product_id).or_default().push(key);
+        }
+        let tests_by_product = keyed
+            .into_iter()
+            .map(|(product, mut keys)| {
+                keys.sort_unstable_by(|a, b| b.cmp(a));
+                (product, keys.into_iter().map(|(_, _, id)| id).collect())
+            })
+            .collect();
+        let mut bugs_by_test: HashMap<i64, Vec<i64>> = HashMap::new();
+        for b in account.bugs.values() {
+            bugs_by_test.entry(b.test_id).or_default().push(b.id);
+        }
+        Self { tests_by_product, bugs_by_test }
+    }
+}
+
+struct Entry {
+    account: Account,
+    /// `None` after any change: `modify` hands out the public maps, so the index cannot follow changes one by one and
+    /// is rebuilt on the next request instead.
+    index: Option<Index>,
 }
 
 #[derive(Default)]
 struct State {
-    accounts: HashMap<String, Account>,
+    accounts: HashMap<String, Entry>,
     revoked: HashSet<String>,
     faults: Faults,
     requests: u64,
@@ -178,6 +450,12 @@ pub struct Simulator {
 impl Simulator {
     /// Starts a simulator on a free port of 127.0.0.1.
     pub async fn start() -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("cannot bind the simulator")
+    }
+
+    /// Starts a simulator on `addr` (port 0: a free port). When `addr` is a wildcard address, `base_url` names the
+    /// loopback address instead, which a client on the same machine can reach.
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(State::default()));
         let data = web::Data::from(state.clone());
         let server = HttpServer::new(move || {
@@ -192,13 +470,18 @@ impl Simulator {
         })
         .workers(1)
         .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("cannot bind the simulator");
-        let port = server.addrs()[0].port();
+        .bind(addr)?;
+        let mut bound = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("bound to no address"))?;
+        if bound.ip().is_unspecified() {
+            bound.set_ip(match bound {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
         let server = server.run();
         let handle = server.handle();
         tokio::spawn(server);
-        Self { base_url: format!("http://127.0.0.1:{port}/customer/v2/"), state, handle }
+        Ok(Self { base_url: format!("http://{bound}/customer/v2/"), state, handle })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -207,14 +490,20 @@ impl Simulator {
 
     /// Adds (or replaces) the account reachable with `token`.
     pub fn add_account(&self, token: &str, account: Account) {
-        self.lock().accounts.insert(token.to_owned(), account);
+        self.lock().accounts.insert(token.to_owned(), Entry { account, index: None });
     }
 
     /// Changes an account's data while the server runs.
     pub fn modify(&self, token: &str, change: impl FnOnce(&mut Account)) {
-        if let Some(account) = self.lock().accounts.get_mut(token) {
-            change(account);
+        if let Some(entry) = self.lock().accounts.get_mut(token) {
+            change(&mut entry.account);
+            entry.index = None;
         }
+    }
+
+    /// Reads an account's data (for expectations) without marking it changed; `None` for an unknown token.
+    pub fn read<R>(&self, token: &str, read: impl FnOnce(&Account) -> R) -> Option<R> {
+        self.lock().accounts.get(token).map(|entry| read(&entry.account))
     }
 
     /// From now on `token` gets 401.
@@ -238,14 +527,61 @@ impl Simulator {
 
 type Shared = web::Data<Mutex<State>>;
 
-/// Authenticates, applies the request-wide faults, then answers with `f` run on the caller's account (under the
-/// lock: no copy of the account per request).
-fn serve(req: &HttpRequest, state: &Shared, f: impl FnOnce(&Account, &Faults) -> HttpResponse) -> HttpResponse {
-    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+/// What a handler sees of the state: the caller's account, its index and the faults.
+#[derive(Clone, Copy)]
+struct View<'a> {
+    account: &'a Account,
+    index: &'a Index,
+    faults: &'a Faults,
+}
+
+/// The errors a handler can answer with.
+enum Refusal {
+    NotFound,
+    /// The injected 500 of a list page.
+    PageFails,
+    /// The injected 524 of a bug request naming too many tests.
+    BatchTooLarge,
+}
+
+impl Refusal {
+    fn response(self) -> HttpResponse {
+        match self {
+            Refusal::NotFound => HttpResponse::NotFound().json(json!({ "error": "not found" })),
+            Refusal::PageFails => HttpResponse::InternalServerError().json(json!({ "error": "internal server error" })),
+            Refusal::BatchTooLarge => {
+                HttpResponse::build(StatusCode::from_u16(524).unwrap_or_default()).body("A timeout occurred")
+            }
+        }
+    }
+}
+
+/// A handler's answer: the JSON body of a 200, or a refusal.
+type Answer = Result<Value, Refusal>;
+
+/// Answers with `f` run on the caller's account under the lock (no copy of the account per request), then waits out
+/// the `delay` fault after releasing the lock, so that a delay does not serialise requests.
+async fn serve(req: &HttpRequest, state: &Shared, f: impl FnOnce(View<'_>) -> Answer) -> HttpResponse {
+    let (response, delay) = {
+        let mut guard = state.lock().unwrap_or_else(|e| e.into_inner());
+        let response = answer(req, &mut guard, f);
+        (response, guard.faults.delay)
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// Authenticates, applies the request-wide faults, runs `f`, and applies the body faults to its success.
+fn answer(req: &HttpRequest, s: &mut State, f: impl FnOnce(View<'_>) -> Answer) -> HttpResponse {
     s.requests += 1;
     if let Some((left, secs)) = s.faults.rate_limited {
         s.faults.rate_limited = (left > 1).then_some((left - 1, secs));
-        return HttpResponse::TooManyRequests().insert_header(("Retry-After", secs.to_string())).finish();
+        let retry_after = if s.faults.retry_after_http_date { http_date_in(secs) } else { None };
+        return HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", retry_after.unwrap_or_else(|| secs.to_string())))
+            .finish();
     }
     let token = req
         .headers()
@@ -254,16 +590,36 @@ fn serve(req: &HttpRequest, state: &Shared, f: impl FnOnce(&Account, &Faults) ->
         .and_then(|v| v.strip_prefix("Token "))
         .unwrap_or_default();
     if s.revoked.contains(token) {
-        return HttpResponse::Unauthorized().json(json!({ "error": "invalid token" }));
+        return unauthorized();
     }
-    match s.accounts.get(token) {
-        Some(account) => f(account, &s.faults),
-        None => HttpResponse::Unauthorized().json(json!({ "error": "invalid token" })),
+    let Some(entry) = s.accounts.get_mut(token) else {
+        return unauthorized();
+    };
+    let index = entry.index.get_or_insert_with(|| Index::build(&entry.account));
+    let body = match f(View { account: &entry.account, index, faults: &s.faults }) {
+        Ok(body) => body,
+        Err(refusal) => return refusal.response(),
+    };
+    let Ok(mut bytes) = serde_json::to_vec(&body) else {
+        return HttpResponse::InternalServerError().finish();
+    };
+    if s.faults.truncate_responses > 0 {
+        s.faults.truncate_responses -= 1;
+        bytes.truncate(bytes.len() / 2);
     }
+    HttpResponse::Ok().content_type("application/json").body(bytes)
 }
 
-fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(json!({ "error": "not found" }))
+/// `secs` from now as an HTTP date (IMF-fixdate), rounded up to the next whole second; `None` if out of range.
+fn http_date_in(secs: u64) -> Option<String> {
+    let now = Utc::now();
+    let round_up = i64::from(now.timestamp_subsec_nanos() > 0);
+    let at = now.timestamp().checked_add(round_up)?.checked_add(i64::try_from(secs).ok()?)?;
+    Some(DateTime::from_timestamp(at, 0)?.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
+}
+
+fn unauthorized() -> HttpResponse {
+    HttpResponse::Unauthorized().json(json!({ "error": "invalid token" }))
 }
 
 fn product_json(p: &Product) -> Value {
@@ -271,42 +627,52 @@ fn product_json(p: &Product) -> Value {
             "sections": [] })
 }
 
-fn test_json(t: &Test, account: &Account) -> Value {
-    let product = account.products.get(&t.product_id);
-    json!({
-        "id": t.id, "title": t.title, "test_title": t.title, "status": t.status, "testing_type": t.testing_type,
-        "start_at": t.start_at.to_rfc3339(), "end_at": t.end_at.to_rfc3339(),
-        "goal_text": "Find bugs", "instructions_text": null, "out_of_scope_text": null,
-        "product": { "id": t.product_id, "name": product.map(|p| p.name.clone()) },
-        "test_environment": { "id": t.id, "title": "Staging", "url": "https://staging.example.com",
-                              "username": "tester", "password": "s3cret-env-password" },
-        "features": [], "requirements": [], "review_status": null,
-    })
-}
+impl View<'_> {
+    fn test_json(&self, t: &Test) -> Value {
+        if let Some(replacement) = self.faults.test_overrides.get(&t.id) {
+            return replacement.clone();
+        }
+        let product = self.account.products.get(&t.product_id);
+        json!({
+            "id": t.id, "title": t.title, "test_title": t.title, "status": t.status, "testing_type": t.testing_type,
+            "start_at": t.start_at.to_rfc3339(), "end_at": t.end_at.to_rfc3339(),
+            "goal_text": "Find bugs", "instructions_text": null, "out_of_scope_text": null,
+            "product": { "id": t.product_id, "name": product.map(|p| p.name.clone()) },
+            "test_environment": { "id": t.id, "title": "Staging", "url": "https://staging.example.com",
+                                  "username": "tester", "password": "s3cret-env-password" },
+            "features": [], "requirements": [], "review_status": null,
+        })
+    }
 
-fn bug_json(b: &Bug, account: &Account) -> Value {
-    let test = account.tests.get(&b.test_id);
-    json!({
-        "id": b.id, "title": b.title, "severity": b.severity, "status": b.status, "auto_accepted": false,
-        "known": false, "reported_at": test.map(|t| t.start_at.to_rfc3339()),
-        "test": { "id": b.test_id, "title": test.map(|t| t.title.clone()) },
-        "feature": null, "author": { "name": "Tester" }, "steps": ["Open the page", "Click"],
-        "expected_result": "It works", "actual_result": "It does not", "devices": [], "attachments": [],
-        "comments": [], "exported_at": null, "external_idx": null,
-    })
+    fn bug_json(&self, b: &Bug) -> Value {
+        if let Some(replacement) = self.faults.bug_overrides.get(&b.id) {
+            return replacement.clone();
+        }
+        let test = self.account.tests.get(&b.test_id);
+        json!({
+            "id": b.id, "title": b.title, "severity": b.severity, "status": b.status, "auto_accepted": false,
+            "known": false, "reported_at": test.map(|t| t.start_at.to_rfc3339()),
+            "test": { "id": b.test_id, "title": test.map(|t| t.title.clone()) },
+            "feature": null, "author": { "name": "Tester" }, "steps": ["Open the page", "Click"],
+            "expected_result": "It works", "actual_result": "It does not", "devices": [], "attachments": [],
+            "comments": [], "exported_at": null, "external_idx": null,
+        })
+    }
 }
 
 async fn products(req: HttpRequest, state: Shared) -> HttpResponse {
-    serve(&req, &state, |account, _| {
-        HttpResponse::Ok().json(json!({ "products": account.products.values().map(product_json).collect::<Vec<_>>() }))
+    serve(&req, &state, |v| {
+        Ok(json!({ "products": v.account.products.values().map(product_json).collect::<Vec<_>>() }))
     })
+    .await
 }
 
 async fn product(req: HttpRequest, state: Shared, id: web::Path<i64>) -> HttpResponse {
-    serve(&req, &state, |account, _| match account.products.get(&id) {
-        Some(p) => HttpResponse::Ok().json(json!({ "product": product_json(p) })),
-        None => not_found(),
+    serve(&req, &state, |v| match v.account.products.get(&id) {
+        Some(p) => Ok(json!({ "product": product_json(p) })),
+        None => Err(Refusal::NotFound),
     })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -322,35 +688,37 @@ async fn product_tests(
     paging: web::Query<Paging>,
 ) -> HttpResponse {
     let id = id.into_inner();
-    serve(&req, &state, |account, faults| list_tests(account, faults, id, &paging))
+    serve(&req, &state, |v| list_tests(v, id, &paging)).await
 }
 
-fn list_tests(account: &Account, faults: &Faults, id: i64, paging: &Paging) -> HttpResponse {
-    if !account.products.contains_key(&id) {
-        return not_found();
+fn list_tests(v: View<'_>, id: i64, paging: &Paging) -> Answer {
+    if !v.account.products.contains_key(&id) {
+        return Err(Refusal::NotFound);
     }
-    let tests = account.tests_of(id);
+    let tests = v.index.tests_by_product.get(&id).map_or(&[][..], Vec::as_slice);
     let range = match paging.page {
         // Without `page`, `per_page` is ignored and only the newest 150 come back.
         None => 0..tests.len().min(150),
         Some(page) => {
             let per_page = paging.per_page.unwrap_or(25).max(1);
-            let start = page.saturating_sub(1) * per_page;
-            start.min(tests.len())..(start + per_page).min(tests.len())
+            let start = page.saturating_sub(1).saturating_mul(per_page);
+            start.min(tests.len())..start.saturating_add(per_page).min(tests.len())
         }
     };
-    if faults.failing_test_offsets.iter().any(|(p, offset)| *p == id && range.contains(offset)) {
-        return HttpResponse::InternalServerError().json(json!({ "error": "internal server error" }));
+    if v.faults.failing_test_offsets.iter().any(|(p, offset)| *p == id && range.contains(offset)) {
+        return Err(Refusal::PageFails);
     }
-    let page: Vec<Value> = tests[range].iter().map(|t| test_json(t, account)).collect();
-    HttpResponse::Ok().json(json!({ "exploratory_tests": page }))
+    let page: Vec<Value> =
+        tests[range].iter().filter_map(|id| v.account.tests.get(id)).map(|t| v.test_json(t)).collect();
+    Ok(json!({ "exploratory_tests": page }))
 }
 
 async fn one_test(req: HttpRequest, state: Shared, id: web::Path<i64>) -> HttpResponse {
-    serve(&req, &state, |account, _| match account.tests.get(&id) {
-        Some(t) => HttpResponse::Ok().json(json!({ "exploratory_test": test_json(t, account) })),
-        None => not_found(),
+    serve(&req, &state, |v| match v.account.tests.get(&id) {
+        Some(t) => Ok(json!({ "exploratory_test": v.test_json(t) })),
+        None => Err(Refusal::NotFound),
     })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -359,10 +727,10 @@ struct BugFilter {
 }
 
 async fn bugs(req: HttpRequest, state: Shared, filter: web::Query<BugFilter>) -> HttpResponse {
-    serve(&req, &state, |account, faults| list_bugs(account, faults, &filter))
+    serve(&req, &state, |v| list_bugs(v, &filter)).await
 }
 
-fn list_bugs(account: &Account, faults: &Faults, filter: &BugFilter) -> HttpResponse {
+fn list_bugs(v: View<'_>, filter: &BugFilter) -> Answer {
     let ids: HashSet<i64> = filter
         .filter_test_cycle_ids
         .as_deref()
@@ -370,11 +738,11 @@ fn list_bugs(account: &Account, faults: &Faults, filter: &BugFilter) -> HttpResp
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    if faults.bug_batch_limit.is_some_and(|limit| ids.len() > limit) {
-        return HttpResponse::build(actix_web::http::StatusCode::from_u16(524).unwrap_or_default())
-            .body("A timeout occurred");
+    if v.faults.bug_batch_limit.is_some_and(|limit| ids.len() > limit) {
+        return Err(Refusal::BatchTooLarge);
     }
-    let found: Vec<Value> =
-        account.bugs.values().filter(|b| ids.contains(&b.test_id)).map(|b| bug_json(b, account)).collect();
-    HttpResponse::Ok().json(json!({ "bugs": found }))
+    let mut found: Vec<i64> = ids.iter().filter_map(|id| v.index.bugs_by_test.get(id)).flatten().copied().collect();
+    found.sort_unstable();
+    let bugs: Vec<Value> = found.iter().filter_map(|id| v.account.bugs.get(id)).map(|b| v.bug_json(b)).collect();
+    Ok(json!({ "bugs": bugs }))
 }
