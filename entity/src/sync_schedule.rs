@@ -64,14 +64,18 @@ pub async fn claim_due(
 ) -> Result<Vec<Claimed>, DbErr> {
     let rows = db
         .query_all_raw(stmt(
-            "UPDATE tenants t
+            // A materialized CTE: a locking sub-select inside UPDATE ... FROM may be run more than once by the
+            // planner and then claim more rows than LIMIT.
+            "WITH due AS MATERIALIZED (
+                 SELECT id FROM tenants
+                  WHERE active AND sync_due_at <= now()
+                    AND (sync_lease_expires_at IS NULL OR sync_lease_expires_at < now())
+                  ORDER BY sync_due_at
+                  LIMIT $3
+                  FOR UPDATE SKIP LOCKED)
+             UPDATE tenants t
                 SET sync_lease_owner = $1, sync_lease_expires_at = now() + make_interval(secs => $2)
-               FROM (SELECT id FROM tenants
-                      WHERE active AND sync_due_at <= now()
-                        AND (sync_lease_expires_at IS NULL OR sync_lease_expires_at < now())
-                      ORDER BY sync_due_at
-                      LIMIT $3
-                      FOR UPDATE SKIP LOCKED) due
+               FROM due
               WHERE t.id = due.id
           RETURNING t.id, t.plan",
             [worker.into(), (lease_secs as f64).into(), (limit as i64).into()],

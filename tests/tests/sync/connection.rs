@@ -94,10 +94,7 @@ async fn only_owners_and_admins_manage_the_connection() {
     let member = f.app.add_member(&f.owner, f.tenant, "member@example.com", "member").await;
     let admin = f.app.add_member(&f.owner, f.tenant, "admin@example.com", "admin").await;
     assert_eq!(f.app.get_as(&path(&f), &member.access_token).await.status(), 403);
-    let put = f
-        .app
-        .call(Method::PUT, &path(&f), Some(&member.access_token), Some(json!({ "token": f.token })))
-        .await;
+    let put = f.app.call(Method::PUT, &path(&f), Some(&member.access_token), Some(json!({ "token": f.token }))).await;
     assert_eq!(put.status(), 403);
     assert_eq!(f.app.get_as(&path(&f), &admin.access_token).await.status(), 200);
 }
@@ -110,9 +107,8 @@ async fn deleting_the_connection_stops_syncing_and_keeps_the_mirror() {
     assert_eq!(deleted.status(), 204);
     assert_eq!(f.app.get_as(&path(&f), &f.owner.access_token).await.status(), 404);
     assert_eq!(f.app.call(Method::DELETE, &path(&f), Some(&f.owner.access_token), None).await.status(), 404);
-    let due = entity::sync_schedule::due_at(&f.app.db.connect_superuser().await, entity::TenantId(f.tenant))
-        .await
-        .unwrap();
+    let due =
+        entity::sync_schedule::due_at(&f.app.db.connect_superuser().await, entity::TenantId(f.tenant)).await.unwrap();
     assert_eq!(due, None, "taken off the schedule");
     assert_eq!(f.mirror().await.tests.len(), 2);
     let requested =

@@ -195,3 +195,70 @@ async fn a_sync_never_touches_another_tenants_mirror() {
     assert_eq!(tests::sync::Snapshot::of_mirror(&f.app.db, other_tenant).await, other_before);
     assert_same(&other_before, &f.truth_of("token-globex-01"));
 }
+
+#[tokio::test]
+async fn truncated_responses_are_retried() {
+    let f = SyncFixture::connected(Shape { products: 2, tests_per_product: 30, bugs_per_test: 1 }).await;
+    f.sim.set_faults(Faults { truncate_responses: 3, ..Default::default() });
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_same(&f.mirror().await, &f.truth());
+}
+
+#[tokio::test]
+async fn malformed_items_become_gaps_and_the_rest_of_the_sync_goes_on() {
+    let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 20, bugs_per_test: 2 }).await;
+    f.sync(false).await;
+    let before = f.mirror().await;
+    let truth = f.truth();
+    let test_ids: Vec<i64> = truth.tests.keys().copied().collect();
+    let bug_ids: Vec<i64> = truth.bugs.keys().copied().collect();
+    let mut test_overrides = std::collections::HashMap::new();
+    let mut bug_overrides = std::collections::HashMap::new();
+    let valid = |id: i64| {
+        let mut out = serde_json::Value::Null;
+        f.sim.modify(&f.token, |a| {
+            let t = &a.tests[&id];
+            out = json!({ "id": id, "title": t.title, "status": t.status, "end_at": t.end_at.to_rfc3339(),
+                          "start_at": t.start_at.to_rfc3339(), "product": { "id": t.product_id } });
+        });
+        out
+    };
+    let mut unknown_status = valid(test_ids[0]);
+    unknown_status["status"] = json!("teleported");
+    let mut wrong_type = valid(test_ids[1]);
+    wrong_type["end_at"] = json!(12345);
+    let mut huge = valid(test_ids[2]);
+    huge["instructions_text"] = json!("x".repeat(300 * 1024));
+    let mut missing_title = valid(test_ids[3]);
+    missing_title.as_object_mut().unwrap().remove("title");
+    test_overrides.extend([
+        (test_ids[0], unknown_status),
+        (test_ids[1], wrong_type),
+        (test_ids[2], huge),
+        (test_ids[3], missing_title),
+    ]);
+    bug_overrides
+        .insert(bug_ids[5], json!({ "id": bug_ids[5], "title": 7, "test": { "id": truth.bugs[&bug_ids[5]].0 } }));
+    // Meanwhile real changes happen to other items; they must still be mirrored.
+    f.sim.modify(&f.token, |a| {
+        a.tests.get_mut(&test_ids[10]).unwrap().title = "Renamed".into();
+    });
+    f.sim.set_faults(Faults { test_overrides, bug_overrides, ..Default::default() });
+
+    let run = f.sync(true).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    assert_eq!(run["gaps"]["opened"], 5, "{run}");
+    let mirror = f.mirror().await;
+    for id in &test_ids[..4] {
+        assert_eq!(mirror.tests[id], before.tests[id], "an unreadable test kept its mirrored row");
+    }
+    assert_eq!(mirror.bugs[&bug_ids[5]], before.bugs[&bug_ids[5]]);
+    assert_eq!(mirror.tests[&test_ids[10]].2, "Renamed");
+
+    f.sim.set_faults(Faults::default());
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["gaps"]["resolved"], 5, "{run}");
+    assert_same(&f.mirror().await, &f.truth());
+}

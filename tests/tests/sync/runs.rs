@@ -95,6 +95,8 @@ async fn three_workers_sync_every_tenant_and_never_one_tenant_twice_at_once() {
         assert_eq!(f.connect(tenant, &token).await.status(), 200);
         tenants.push((tenant, token));
     }
+    // Slow answers, so that every worker is up before the work is done.
+    f.sim.set_faults(tests::testio_sim::Faults { delay: Some(Duration::from_millis(25)), ..Default::default() });
     let stop = CancellationToken::new();
     let mut handles = Vec::new();
     for n in 0..3 {
@@ -132,6 +134,13 @@ async fn three_workers_sync_every_tenant_and_never_one_tenant_twice_at_once() {
     assert_eq!(overlapping, 0, "two runs of one tenant overlapped");
     let workers = count("SELECT count(DISTINCT worker) AS n FROM sync_runs WHERE status = 'succeeded'").await;
     assert!(workers >= 2, "the work was not shared: {workers} worker(s)");
+    let busiest = count(
+        "SELECT max(c) AS n FROM (SELECT count(*) AS c FROM sync_runs a JOIN sync_runs b
+            ON a.worker = b.worker AND b.started_at <= a.started_at AND b.finished_at > a.started_at
+         GROUP BY a.id) x",
+    )
+    .await;
+    assert!(busiest <= 2, "a worker ran {busiest} syncs at once with WORKER_CONCURRENCY=2");
     for (tenant, token) in &tenants {
         assert_same(&tests::sync::Snapshot::of_mirror(&f.app.db, *tenant).await, &f.truth_of(token));
     }
