@@ -14,13 +14,18 @@ use crate::testio_sim::{Account, Shape, Simulator};
 
 /// Worker settings for tests: the test database, the test token keys, fast polling, quick retries.
 pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
+    worker_settings_for(&db.runtime_url())
+}
+
+/// [`worker_settings`] for a database URL (a child process has the URL, not the [`TestDatabase`]).
+pub fn worker_settings_for(database_url: &str) -> worker::Settings {
     #[derive(clap::Parser)]
     struct Wrapper {
         #[command(flatten)]
         settings: worker::Settings,
     }
     let mut settings = <Wrapper as clap::Parser>::try_parse_from(["worker"]).unwrap().settings;
-    settings.database_url = db.runtime_url().into();
+    settings.database_url = database_url.into();
     settings.database_max_connections = 4;
     settings.database_startup_timeout_secs = 5;
     settings.token_keys = Some(TEST_TOKEN_KEYS.into());

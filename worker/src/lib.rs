@@ -113,7 +113,7 @@ impl Settings {
             bug_batch_size: self.bug_batch_size.max(1),
             tenant_concurrency: self.tenant_concurrency.max(1),
             reconcile_every: Duration::from_secs(self.reconcile_interval_secs),
-            lease_secs: self.lease_secs.max(10),
+            lease_secs: self.lease_secs.max(2),
         }
     }
 

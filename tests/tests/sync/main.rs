@@ -2,6 +2,7 @@
 //! simulator.
 
 mod connection;
+mod crash;
 mod mirror;
 mod runs;
 mod simulator;
