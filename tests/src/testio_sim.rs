@@ -437,6 +437,7 @@ struct State {
     revoked: HashSet<String>,
     faults: Faults,
     requests: u64,
+    list_requests: u64,
 }
 
 /// A running simulator.
@@ -518,6 +519,11 @@ impl Simulator {
     /// Requests served so far (faulty ones included).
     pub fn requests(&self) -> u64 {
         self.lock().requests
+    }
+
+    /// Requests of products' test lists served so far (faulty ones included).
+    pub fn list_requests(&self) -> u64 {
+        self.lock().list_requests
     }
 
     pub async fn stop(self) {
@@ -688,6 +694,7 @@ async fn product_tests(
     paging: web::Query<Paging>,
 ) -> HttpResponse {
     let id = id.into_inner();
+    state.lock().unwrap_or_else(|e| e.into_inner()).list_requests += 1;
     serve(&req, &state, |v| list_tests(v, id, &paging)).await
 }
 

@@ -50,11 +50,18 @@ pub(super) async fn sync(job: &mut Job<'_>, tests: Vec<i64>) -> Result<(), SyncE
     let mut answers = stream::iter(batches(&tests, job.settings.bug_batch_size))
         .map(|batch| fetch(source.clone(), batch))
         .buffer_unordered(job.settings.tenant_concurrency.max(1));
+    // Answers are written together, up to WRITE_ROWS bugs a transaction: fewer round trips, same result, since the
+    // union of complete answers is a complete answer for the union of their tests.
+    let mut tests_pending: Vec<i64> = Vec::new();
+    let mut items_pending: Vec<Value> = Vec::new();
     while let Some((batches, requests)) = answers.next().await {
         job.counts.requests += requests;
         for batch in batches {
             match batch.result {
-                Ok(items) => store(job, &batch.tests, items).await?,
+                Ok(items) => {
+                    tests_pending.extend(&batch.tests);
+                    items_pending.extend(items);
+                }
                 Err(e @ (FetchError::Unauthorized | FetchError::Cancelled)) => return Err(SyncError::from_fetch(e)),
                 Err(e) => {
                     let gaps: Vec<Gap> = batch.tests.iter().map(|t| Gap::bugs(*t, e.to_string())).collect();
@@ -64,9 +71,18 @@ pub(super) async fn sync(job: &mut Job<'_>, tests: Vec<i64>) -> Result<(), SyncE
                 }
             }
         }
+        if items_pending.len() >= WRITE_ROWS || tests_pending.len() >= WRITE_ROWS / 10 {
+            store(job, &std::mem::take(&mut tests_pending), std::mem::take(&mut items_pending)).await?;
+        }
+    }
+    if !tests_pending.is_empty() {
+        store(job, &tests_pending, items_pending).await?;
     }
     Ok(())
 }
+
+/// Bugs written per transaction (about).
+const WRITE_ROWS: usize = 2000;
 
 /// Stores a complete answer for `tests`: upserts what parses, deletes their mirrored bugs the answer no longer has,
 /// and marks the tests read. A bug that does not parse keeps its mirrored row and holds its test open for a retry.

@@ -1,0 +1,171 @@
+//! Sync benchmark, against the simulator at zero latency and the local Postgres:
+//!
+//! 1. the initial sync of one tenant with 10,000 tests and 50,000 bugs, in rows per second, next to a raw bulk
+//!    `INSERT` of the very same rows (the floor Postgres sets);
+//! 2. an incremental sync with nothing new: list requests per product;
+//! 3. three worker loops over 200 tenants: time until every tenant is synced, and a check that no tenant was synced
+//!    by two workers at once.
+//!
+//! Run: `cargo bench -p tests --bench sync` (sizes: `BENCH_PRODUCTS`, `BENCH_TESTS_PER_PRODUCT`,
+//! `BENCH_BUGS_PER_TEST`, `BENCH_TENANTS`).
+
+use std::time::{Duration, Instant};
+
+use entity::{TenantId, TenantTxn};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use tests::sync::{SyncFixture, assert_same};
+use tests::testio_sim::{Account, Shape};
+use tokio_util::sync::CancellationToken;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn scalar(db: &impl ConnectionTrait, sql: &str) -> i64 {
+    let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap().unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
+
+/// The tenant's mirror rows of `table`, as JSON records (with their tenant id).
+async fn export(db: &impl ConnectionTrait, table: &str) -> Vec<serde_json::Value> {
+    let sql = format!("SELECT coalesce(jsonb_agg(to_jsonb(t)), '[]') AS rows FROM {table} t");
+    let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap().unwrap();
+    let rows: serde_json::Value = row.try_get("", "rows").unwrap();
+    rows.as_array().unwrap().clone()
+}
+
+#[tokio::main]
+async fn main() {
+    let shape = Shape {
+        products: env_usize("BENCH_PRODUCTS", 4),
+        tests_per_product: env_usize("BENCH_TESTS_PER_PRODUCT", 2500),
+        bugs_per_test: env_usize("BENCH_BUGS_PER_TEST", 5),
+    };
+    let f = SyncFixture::connected(shape).await;
+    let superuser = f.app.db.connect_superuser().await;
+
+    // 1. Initial sync.
+    let started = Instant::now();
+    let run = f.sync(false).await;
+    let sync_time = started.elapsed();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_same(&f.mirror().await, &f.truth());
+    let (products, tests, bugs) = f.truth().sizes();
+    let rows = (products + tests + bugs) as f64;
+    println!(
+        "initial sync: {products} products, {tests} tests, {bugs} bugs in {:.2} s = {:.0} rows/s ({} requests)",
+        sync_time.as_secs_f64(),
+        rows / sync_time.as_secs_f64(),
+        run["requests"]
+    );
+
+    // The same rows, bulk-inserted raw (as the runtime role, inside a tenant transaction, 5,000 rows a statement).
+    let exported = [
+        ("testio_products", export(&superuser, "testio_products").await),
+        ("testio_tests", export(&superuser, "testio_tests").await),
+        ("testio_bugs", export(&superuser, "testio_bugs").await),
+    ];
+    let cursors = export(&superuser, "testio_scan_cursors").await;
+    superuser.execute_unprepared("DELETE FROM sync_gaps; DELETE FROM testio_products;").await.unwrap();
+    let runtime = f.app.db.connect_runtime().await;
+    let started = Instant::now();
+    let txn = TenantTxn::begin(&runtime, TenantId(f.tenant)).await.unwrap();
+    for (table, rows) in &exported {
+        for chunk in rows.chunks(5000) {
+            txn.connection()
+                .execute_raw(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    format!("INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(null::{table}, $1::jsonb)"),
+                    [serde_json::Value::from(chunk.to_vec()).into()],
+                ))
+                .await
+                .unwrap();
+        }
+    }
+    txn.commit().await.unwrap();
+    let raw_time = started.elapsed();
+    // The cursors too, so that the incremental run below is not a fresh backfill.
+    superuser
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO testio_scan_cursors SELECT * FROM jsonb_populate_recordset(null::testio_scan_cursors, $1)",
+            [serde_json::Value::from(cursors).into()],
+        ))
+        .await
+        .unwrap();
+    println!(
+        "raw bulk insert of the same rows: {:.2} s = {:.0} rows/s; the sync takes {:.1}x the raw insert",
+        raw_time.as_secs_f64(),
+        rows / raw_time.as_secs_f64(),
+        sync_time.as_secs_f64() / raw_time.as_secs_f64()
+    );
+    assert_eq!(scalar(&superuser, "SELECT count(*) AS n FROM testio_bugs").await as usize, bugs);
+
+    // 2. Incremental sync with nothing new. Open tests are re-read one by one by design; the list scans are what
+    //    must stay flat however deep the history is.
+    let (before, lists_before) = (f.sim.requests(), f.sim.list_requests());
+    let started = Instant::now();
+    let run = f.sync(false).await;
+    let (made, lists) = (f.sim.requests() - before, f.sim.list_requests() - lists_before);
+    println!(
+        "incremental sync, nothing new: {made} requests in {:.0} ms, of which {lists} test list pages for \
+         {products} products ({:.1} per product); tests updated: {}",
+        started.elapsed().as_secs_f64() * 1e3,
+        lists as f64 / products as f64,
+        run["tests"]["updated"]
+    );
+    assert!(lists as usize <= 2 * products);
+
+    // 3. Three workers over many tenants.
+    let tenants = env_usize("BENCH_TENANTS", 200);
+    let small = Shape { products: 1, tests_per_product: 20, bugs_per_test: 2 };
+    for i in 0..tenants {
+        let tenant = f.app.create_tenant(&f.owner, &format!("bench-{i}")).await;
+        let token = format!("bench-token-{i:05}");
+        f.sim.add_account(&token, Account::generate(100 + i as u64, small));
+        assert_eq!(f.connect(tenant, &token).await.status(), 200);
+    }
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let mut handles = Vec::new();
+    for n in 0..3 {
+        let mut settings = f.worker_settings();
+        settings.name = Some(format!("bench-worker-{n}"));
+        let worker = worker::Worker::build(&settings, stop.clone()).await.unwrap();
+        handles.push(tokio::spawn(worker.run()));
+    }
+    let done_sql = "SELECT count(DISTINCT tenant_id) AS n FROM sync_runs WHERE status = 'succeeded' \
+                    AND trigger = 'connection'";
+    while (scalar(&superuser, done_sql).await as usize) < tenants {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let all_time = started.elapsed();
+    stop.cancel();
+    for h in handles {
+        h.await.unwrap().unwrap();
+    }
+    let overlapping = scalar(
+        &superuser,
+        "SELECT count(*) AS n FROM sync_runs a JOIN sync_runs b ON a.tenant_id = b.tenant_id AND a.id < b.id
+            AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
+    )
+    .await;
+    let shares = superuser
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT worker, count(*) AS n FROM sync_runs WHERE worker LIKE 'bench-worker-%' GROUP BY 1 ORDER BY 1",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<i64>("", "n").unwrap().to_string())
+        .collect::<Vec<_>>()
+        .join("/");
+    println!(
+        "3 workers, {tenants} tenants: all synced in {:.2} s ({:.0} tenants/s); runs per worker {shares}; \
+         overlapping runs of one tenant: {overlapping}",
+        all_time.as_secs_f64(),
+        tenants as f64 / all_time.as_secs_f64()
+    );
+    assert_eq!(overlapping, 0);
+}
