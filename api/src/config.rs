@@ -84,6 +84,13 @@ pub struct Settings {
     /// behalf, so it must not reach internal services).
     #[arg(long, env = "TESTIO_ALLOWED_BASE_URLS", default_value = "https://api.test.io/")]
     pub testio_allowed_base_urls: String,
+    /// Zero-config start: a TestIO token. On a database without users, start-up creates a default tenant connected
+    /// with it and an admin whose password is printed once.
+    #[arg(long, env = "TESTIO_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub testio_token: Option<SecretString>,
+    /// Email of the admin the zero-config start creates.
+    #[arg(long, env = "BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@example.com")]
+    pub bootstrap_admin_email: String,
     /// Timeout of the token check made when a connection is saved, in seconds.
     #[arg(long, env = "TESTIO_VERIFY_TIMEOUT_SECS", default_value_t = 10)]
     pub testio_verify_timeout_secs: u64,

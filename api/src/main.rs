@@ -59,6 +59,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Serve => {
             entity::telemetry::init(cli.settings.log_format == LogFormat::Json);
+            if let Some(created) = api::bootstrap::run(&cli.settings).await? {
+                api::bootstrap::print(&created, &cli.settings.public_url);
+            }
             let app = Application::build(cli.settings).await?;
             app.run_until_stopped().await?;
             Ok(())

@@ -34,6 +34,12 @@ pub struct NewUser<'a> {
     pub password_hash: Option<String>,
 }
 
+/// Whether any user exists (the zero-config bootstrap runs only on an empty database).
+#[tracing::instrument(skip_all)]
+pub async fn any(db: &impl ConnectionTrait) -> Result<bool, DbErr> {
+    Ok(Entity::find().one(db).await?.is_some())
+}
+
 /// Inserts a user. A duplicate email (in any letter case) fails with a unique violation on `users_email_lower_key`.
 #[tracing::instrument(skip_all)]
 pub async fn create(db: &impl ConnectionTrait, new: NewUser<'_>) -> Result<Model, DbErr> {
