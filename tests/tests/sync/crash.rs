@@ -112,3 +112,32 @@ async fn sigterm_stops_a_sync_between_requests_and_hands_the_tenant_back() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_same(&f.mirror().await, &f.truth());
 }
+
+#[tokio::test]
+async fn a_database_outage_mid_sync_keeps_what_was_committed_and_the_next_run_completes() {
+    use secrecy::ExposeSecret;
+    let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 400, bugs_per_test: 1 }).await;
+    f.sim.set_faults(Faults { delay: Some(Duration::from_millis(30)), ..Default::default() });
+    let proxy = tests::proxy::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let mut settings = f.worker_settings();
+    let mut via_proxy = url::Url::parse(settings.database_url.expose_secret()).unwrap();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    settings.database_url = via_proxy.to_string().into();
+    settings.lease_secs = 2;
+    let worker = tests::sync::build_worker(&settings).await;
+    let tenant = entity::TenantId(f.tenant);
+    let sync = tokio::spawn(async move { worker.sync_tenant(tenant, false).await });
+    wait_until(&f, "SELECT count(*) AS n FROM testio_tests", 100).await;
+    proxy.cut();
+    let outcome = sync.await.unwrap();
+    assert!(outcome.is_err(), "a sync that lost its database must not report success");
+    let kept = scalar(&f, "SELECT count(*) AS n FROM testio_tests").await;
+    assert!(kept >= 100 && kept % 50 == 0, "committed pages are kept whole: {kept}");
+
+    proxy.restore();
+    f.sim.set_faults(Faults::default());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_same(&f.mirror().await, &f.truth());
+}

@@ -259,3 +259,37 @@ async fn malformed_items_become_gaps_and_the_rest_of_the_sync_goes_on() {
     assert_eq!(run["gaps"]["resolved"], 5, "{run}");
     assert_same(&f.mirror().await, &f.truth());
 }
+
+#[tokio::test]
+async fn a_testio_too_slow_to_answer_fails_the_run_and_loses_nothing() {
+    let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 10, bugs_per_test: 1 }).await;
+    f.sync(false).await;
+    let before = f.mirror().await;
+    f.sim.set_faults(Faults { delay: Some(std::time::Duration::from_millis(1500)), ..Default::default() });
+    let mut settings = f.worker_settings();
+    settings.request_timeout_secs = 1;
+    settings.max_attempts = 2;
+    let worker = tests::sync::build_worker(&settings).await;
+    let finished = worker.sync_tenant(entity::TenantId(f.tenant), false).await.unwrap();
+    let run = finished.run.unwrap();
+    assert_eq!(run.status, entity::sync_runs::SyncStatus::Failed);
+    assert!(run.error.as_deref().unwrap_or_default().contains("timed out"), "{:?}", run.error);
+    assert_eq!(f.mirror().await, before, "nothing mirrored was lost");
+
+    f.sim.set_faults(Faults::default());
+    assert_eq!(f.sync(false).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_reset_drops_the_tenants_mirror_and_rebuilds_it() {
+    let f = SyncFixture::connected(Shape { products: 2, tests_per_product: 10, bugs_per_test: 1 }).await;
+    f.sync(false).await;
+    let worker = tests::sync::build_worker(&f.worker_settings()).await;
+    let (dropped, finished) = worker.reset_tenant(entity::TenantId(f.tenant)).await.unwrap();
+    assert_eq!((dropped.products, dropped.tests, dropped.bugs), (2, 20, 20));
+    let run = finished.run.unwrap();
+    assert!(run.full_sync);
+    assert_eq!(run.tests_new, 20, "everything was read again");
+    assert_same(&f.mirror().await, &f.truth());
+    assert!(f.app.audit_actions(f.tenant).await.contains(&("mirror.reset".into(), "success".into())));
+}
