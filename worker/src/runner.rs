@@ -51,6 +51,16 @@ pub struct Runner {
     pub shutdown: CancellationToken,
 }
 
+/// What to do with the lease after a sync.
+enum Release {
+    /// Hand the tenant back, due again at this time.
+    DueAt(chrono::DateTime<Utc>),
+    /// Hand it back off the schedule (no usable connection).
+    Unscheduled,
+    /// Nothing: another worker holds the tenant now.
+    NotOurs,
+}
+
 /// How a tenant's sync ended, for the caller (the CLI prints it).
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -64,8 +74,8 @@ impl Runner {
     pub async fn sync_claimed(&self, claimed: Claimed, trigger: SyncTrigger, full: bool) -> anyhow::Result<Finished> {
         let claimed_at = Utc::now();
         let tenant = claimed.tenant_id;
-        let (finished, next) = match self.sync(tenant, trigger, full).await {
-            Ok((finished, next)) => (finished, next),
+        let (finished, release) = match self.sync(tenant, trigger, full).await {
+            Ok(done) => done,
             Err(e) => {
                 // The database failed: try again later; the lease expires by itself if the release fails too.
                 let next = Utc::now() + chrono::Duration::seconds(60);
@@ -73,28 +83,25 @@ impl Runner {
                 return Err(e);
             }
         };
-        if let Some(next) = next {
-            sync_schedule::release(&self.db, tenant, &self.name, claimed_at, next)
-                .await
-                .context("Failed to release the tenant's lease")?;
-        }
+        let next = match release {
+            Release::DueAt(at) => Some(at),
+            Release::Unscheduled => None,
+            Release::NotOurs => return Ok(finished),
+        };
+        sync_schedule::release(&self.db, tenant, &self.name, claimed_at, next)
+            .await
+            .context("Failed to release the tenant's lease")?;
         Ok(finished)
     }
 
-    /// The sync and its bookkeeping. Returns the next due time to release with (`None`: the lease is no longer ours).
-    #[allow(clippy::type_complexity)]
-    async fn sync(
-        &self,
-        tenant: TenantId,
-        trigger: SyncTrigger,
-        full: bool,
-    ) -> anyhow::Result<(Finished, Option<Option<chrono::DateTime<Utc>>>)> {
+    /// The sync and its bookkeeping, and what to do with the lease afterwards.
+    async fn sync(&self, tenant: TenantId, trigger: SyncTrigger, full: bool) -> anyhow::Result<(Finished, Release)> {
         let txn = TenantTxn::begin(&self.db, tenant).await.context("Failed to begin the tenant transaction")?;
         let connection = testio_connections::find(&txn).await.context("Failed to load the TestIO connection")?;
         let Some(connection) = connection.filter(|c| c.status == ConnectionStatus::Active) else {
             txn.commit().await.context("Failed to commit")?;
             let note = "no active TestIO connection: taken off the schedule".to_owned();
-            return Ok((Finished { run: None, note }, Some(None)));
+            return Ok((Finished { run: None, note }, Release::Unscheduled));
         };
         let token = match self.keys.open(tenant, &connection.sealed_token()) {
             Ok(token) => token,
@@ -106,7 +113,7 @@ impl Runner {
                     .context("Failed to record the run")?;
                 txn.commit().await.context("Failed to commit")?;
                 let next = Utc::now() + chrono::Duration::from_std(self.intervals.free).unwrap_or_default();
-                return Ok((Finished { run: Some(run), note: e.to_string() }, Some(Some(next))));
+                return Ok((Finished { run: Some(run), note: e.to_string() }, Release::DueAt(next)));
             }
         };
         if self.keys.is_stale(&connection.sealed_token()) {
@@ -126,23 +133,21 @@ impl Runner {
         let result = job.run(run.full_sync, connection.last_reconcile_at).await;
         let counts = job.counts();
         let now = Utc::now();
-        let (status, error, next) = match &result {
+        let (status, error, release) = match &result {
             Ok(outcome) => {
                 let status = if outcome.open_gaps > 0 { SyncStatus::Partial } else { SyncStatus::Succeeded };
                 let next = if outcome.backfill_pending { now } else { now + chrono_of(self.intervals.of(plan)) };
-                (status, None, Some(Some(next)))
+                (status, None, Release::DueAt(next))
             }
-            Err(SyncError::Unauthorized) => (SyncStatus::Failed, Some(SyncError::Unauthorized.to_string()), Some(None)),
-            Err(SyncError::LeaseLost) => (SyncStatus::Interrupted, Some(SyncError::LeaseLost.to_string()), None),
-            Err(SyncError::Cancelled) => {
-                (SyncStatus::Interrupted, Some(SyncError::Cancelled.to_string()), Some(Some(now)))
-            }
-            Err(e) => (SyncStatus::Failed, Some(e.to_string()), Some(Some(now + chrono::Duration::seconds(60)))),
+            Err(e @ SyncError::Unauthorized) => (SyncStatus::Failed, Some(e.to_string()), Release::Unscheduled),
+            Err(e @ SyncError::LeaseLost) => (SyncStatus::Interrupted, Some(e.to_string()), Release::NotOurs),
+            Err(e @ SyncError::Cancelled) => (SyncStatus::Interrupted, Some(e.to_string()), Release::DueAt(now)),
+            Err(e) => (SyncStatus::Failed, Some(e.to_string()), Release::DueAt(now + chrono::Duration::seconds(60))),
         };
         if matches!(result, Err(SyncError::LeaseLost)) {
             // Another worker owns the tenant and will close this run as interrupted when it starts its own.
             tracing::warn!("lost the lease on the tenant; stopping without writing");
-            return Ok((Finished { run: None, note: "lost the lease".to_owned() }, None));
+            return Ok((Finished { run: None, note: "lost the lease".to_owned() }, Release::NotOurs));
         }
         let txn = TenantTxn::begin(&self.db, tenant).await.context("Failed to begin the tenant transaction")?;
         let run = sync_runs::find(&txn, run.id).await.context("Failed to load the run")?.unwrap_or(run);
@@ -174,7 +179,7 @@ impl Runner {
         tracing::info!(status = ?run.status, requests = run.requests, tests_new = run.tests_new,
                        bugs_new = run.bugs_new, "sync finished");
         let note = error.unwrap_or_else(|| format!("{:?}", run.status).to_lowercase());
-        Ok((Finished { run: Some(run), note }, next))
+        Ok((Finished { run: Some(run), note }, release))
     }
 
     /// The worker loop: claims due tenants up to `concurrency` at a time until `shutdown`, then lets running syncs

@@ -135,29 +135,35 @@ pub async fn request(
     full_sync: bool,
     requested_by: Option<UserId>,
 ) -> Result<(Model, bool), DbErr> {
-    let inserted = Entity::find()
-        .from_raw_sql(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO sync_runs (tenant_id, id, trigger, full_sync, status, requested_by)
-             VALUES ($1, $2, $3, $4, 'queued', $5)
-             ON CONFLICT (tenant_id) WHERE status IN ('queued', 'running') DO NOTHING
-             RETURNING *",
-            [
-                txn.tenant_id().0.into(),
-                Uuid::now_v7().into(),
-                trigger.to_value().into(),
-                full_sync.into(),
-                requested_by.map(|u| u.0).into(),
-            ],
-        ))
-        .one(txn.conn())
-        .await?;
-    if let Some(run) = inserted {
-        return Ok((run, true));
+    // Two attempts: the run that made the insert a no-op may finish before we read it.
+    for _ in 0..2 {
+        let inserted = Entity::find()
+            .from_raw_sql(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO sync_runs (tenant_id, id, trigger, full_sync, status, requested_by)
+                 VALUES ($1, $2, $3, $4, 'queued', $5)
+                 ON CONFLICT (tenant_id) WHERE status IN ('queued', 'running') DO NOTHING
+                 RETURNING *",
+                [
+                    txn.tenant_id().0.into(),
+                    Uuid::now_v7().into(),
+                    trigger.to_value().into(),
+                    full_sync.into(),
+                    requested_by.map(|u| u.0).into(),
+                ],
+            ))
+            .one(txn.conn())
+            .await?;
+        if let Some(run) = inserted {
+            return Ok((run, true));
+        }
+        // The conflicting run committed before the insert looked (or the insert would have waited for it), so this
+        // statement's snapshot sees it.
+        if let Some(active) = active(txn).await? {
+            return Ok((active, false));
+        }
     }
-    // The conflicting run is visible: it committed before our insert looked (or the insert would have waited for it).
-    let active = active(txn).await?.ok_or_else(|| DbErr::RecordNotFound("active sync run".to_owned()))?;
-    Ok((active, false))
+    Err(DbErr::RecordNotFound("active sync run".to_owned()))
 }
 
 /// The queued or running run, if any.

@@ -19,9 +19,12 @@ struct Batch {
     result: Result<Vec<Value>, FetchError>,
 }
 
+/// A 524 (the gateway gave up on a large batch) or any failure a smaller batch may avoid.
 fn should_split(e: &FetchError) -> bool {
-    matches!(e, FetchError::Status(524) | FetchError::Malformed(_) | FetchError::Transport(_))
-        || matches!(e, FetchError::Status(500..=599) | FetchError::TooLarge(_))
+    matches!(
+        e,
+        FetchError::Status(500..=599) | FetchError::Malformed(_) | FetchError::Transport(_) | FetchError::TooLarge(_)
+    )
 }
 
 /// Fetches the bugs of `tests`, splitting on failure; returns the answers and the number of requests made.

@@ -114,7 +114,7 @@ impl TestioClient {
         Ok(Self { http, settings: Arc::new(settings), permits, shutdown })
     }
 
-    /// Requests made and the body of the last answer go to `stats`.
+    /// `GET base_url + path?query`, paced and retried as the module explains; the parsed JSON body.
     #[tracing::instrument(skip_all, fields(path = %path))]
     pub async fn get(&self, endpoint: &Endpoint, path: &str, query: &[(&str, String)]) -> Result<Value, FetchError> {
         let mut url = endpoint.base_url.join(path).map_err(|e| FetchError::Transport(format!("bad URL: {e}")))?;
