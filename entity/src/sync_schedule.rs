@@ -16,6 +16,16 @@ use crate::{TenantId, TenantTxn};
 pub struct Claimed {
     pub tenant_id: TenantId,
     pub plan: Plan,
+    /// The due time when claimed: on release, a different value means someone rescheduled the tenant meanwhile.
+    pub due_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn claimed(row: &sea_orm::QueryResult) -> Result<Claimed, DbErr> {
+    Ok(Claimed {
+        tenant_id: TenantId(row.try_get("", "id")?),
+        plan: plan_of(&row.try_get::<String>("", "plan")?),
+        due_at: row.try_get("", "sync_due_at")?,
+    })
 }
 
 fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
@@ -77,18 +87,11 @@ pub async fn claim_due(
                 SET sync_lease_owner = $1, sync_lease_expires_at = now() + make_interval(secs => $2)
                FROM due
               WHERE t.id = due.id
-          RETURNING t.id, t.plan",
+          RETURNING t.id, t.plan, t.sync_due_at",
             [worker.into(), (lease_secs as f64).into(), (limit as i64).into()],
         ))
         .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Claimed {
-                tenant_id: TenantId(row.try_get("", "id")?),
-                plan: plan_of(&row.try_get::<String>("", "plan")?),
-            })
-        })
-        .collect()
+    rows.iter().map(claimed).collect()
 }
 
 /// Claims one tenant whether or not it is due (the `worker sync` command), unless a live worker holds it.
@@ -105,14 +108,11 @@ pub async fn claim_one(
                 SET sync_lease_owner = $2, sync_lease_expires_at = now() + make_interval(secs => $3)
               WHERE id = $1
                 AND (sync_lease_owner IS NULL OR sync_lease_owner = $2 OR sync_lease_expires_at < now())
-          RETURNING id, plan",
+          RETURNING id, plan, sync_due_at",
             [tenant.0.into(), worker.into(), (lease_secs as f64).into()],
         ))
         .await?;
-    row.map(|row| {
-        Ok(Claimed { tenant_id: TenantId(row.try_get("", "id")?), plan: plan_of(&row.try_get::<String>("", "plan")?) })
-    })
-    .transpose()
+    row.as_ref().map(claimed).transpose()
 }
 
 /// Extends this worker's lease from inside a tenant transaction. `false` means another worker holds the tenant now:
@@ -131,21 +131,22 @@ pub async fn renew(txn: &TenantTxn, worker: &str, lease_secs: i64) -> Result<boo
 }
 
 /// Gives the tenant back. `next_due`: when it should sync again (`None`: not until something reschedules it). A due
-/// time set by someone else after `claimed_at` (a token replaced, a sync requested) is kept.
+/// time that is no longer the one claimed was set by someone else meanwhile (a token replaced, a sync requested) and
+/// is kept.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn release(
     db: &impl ConnectionTrait,
     tenant: TenantId,
     worker: &str,
-    claimed_at: chrono::DateTime<chrono::Utc>,
+    claimed_due: Option<chrono::DateTime<chrono::Utc>>,
     next_due: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), DbErr> {
     db.execute_raw(stmt(
         "UPDATE tenants
             SET sync_lease_owner = NULL, sync_lease_expires_at = NULL,
-                sync_due_at = CASE WHEN sync_due_at IS NULL OR sync_due_at > $3 THEN sync_due_at ELSE $4 END
+                sync_due_at = CASE WHEN sync_due_at IS DISTINCT FROM $3 THEN sync_due_at ELSE $4 END
           WHERE id = $1 AND sync_lease_owner = $2",
-        [tenant.0.into(), worker.into(), claimed_at.into(), next_due.into()],
+        [tenant.0.into(), worker.into(), claimed_due.into(), next_due.into()],
     ))
     .await
     .map(|_| ())

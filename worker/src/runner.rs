@@ -72,14 +72,13 @@ impl Runner {
     /// Syncs a tenant this process has claimed, then releases it with its next due time.
     #[tracing::instrument(skip_all, fields(tenant_id = %claimed.tenant_id))]
     pub async fn sync_claimed(&self, claimed: Claimed, trigger: SyncTrigger, full: bool) -> anyhow::Result<Finished> {
-        let claimed_at = Utc::now();
         let tenant = claimed.tenant_id;
         let (finished, release) = match self.sync(tenant, trigger, full).await {
             Ok(done) => done,
             Err(e) => {
                 // The database failed: try again later; the lease expires by itself if the release fails too.
                 let next = Utc::now() + chrono::Duration::seconds(60);
-                let _ = sync_schedule::release(&self.db, tenant, &self.name, claimed_at, Some(next)).await;
+                let _ = sync_schedule::release(&self.db, tenant, &self.name, claimed.due_at, Some(next)).await;
                 return Err(e);
             }
         };
@@ -88,7 +87,7 @@ impl Runner {
             Release::Unscheduled => None,
             Release::NotOurs => return Ok(finished),
         };
-        sync_schedule::release(&self.db, tenant, &self.name, claimed_at, next)
+        sync_schedule::release(&self.db, tenant, &self.name, claimed.due_at, next)
             .await
             .context("Failed to release the tenant's lease")?;
         Ok(finished)

@@ -145,3 +145,18 @@ async fn three_workers_sync_every_tenant_and_never_one_tenant_twice_at_once() {
         assert_same(&tests::sync::Snapshot::of_mirror(&f.app.db, *tenant).await, &f.truth_of(token));
     }
 }
+
+#[tokio::test]
+async fn the_next_sync_is_due_after_the_interval_of_the_tenants_plan() {
+    let f = SyncFixture::connected(TINY).await;
+    let db = f.app.db.connect_superuser().await;
+    let tenant = entity::TenantId(f.tenant);
+    for (plan, secs) in [("free", 3600), ("pro", 900), ("enterprise", 300)] {
+        db.execute_unprepared(&format!("UPDATE tenants SET plan = '{plan}' WHERE id = '{}'", f.tenant)).await.unwrap();
+        let before = chrono::Utc::now();
+        assert_eq!(f.sync(false).await["status"], "succeeded");
+        let due = entity::sync_schedule::due_at(&db, tenant).await.unwrap().unwrap();
+        let wait = (due - before).num_seconds();
+        assert!((secs - 5..=secs + 5).contains(&wait), "{plan}: next sync in {wait} s, expected {secs} s");
+    }
+}
