@@ -492,6 +492,26 @@ pub async fn resolve_gaps(txn: &TenantTxn, keys: &[String]) -> Result<u64, DbErr
         .rows_affected())
 }
 
+/// Closes open gaps not met again by the run that started at `since` whose subject is gone: bug gaps of tests no
+/// longer mirrored, page and product gaps of products no longer listed, product gaps without an id. Returns how many.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn resolve_stale_gaps(txn: &TenantTxn, since: DateTime<Utc>, listed_products: &[i64]) -> Result<u64, DbErr> {
+    Ok(txn
+        .conn()
+        .execute_raw(stmt(
+            "UPDATE sync_gaps SET resolved_at = now()
+              WHERE resolved_at IS NULL AND last_seen_at < $1
+                AND (   (kind IN ('bugs', 'bug')
+                         AND NOT EXISTS (SELECT 1 FROM testio_tests t WHERE t.testio_id = sync_gaps.item_id))
+                     OR (kind IN ('test_page', 'product')
+                         AND (product_id IS NULL
+                              OR product_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)::bigint))))",
+            [since.into(), ids_param(listed_products)],
+        ))
+        .await?
+        .rows_affected())
+}
+
 /// Open gaps, oldest first.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn open_gaps(txn: &TenantTxn) -> Result<Vec<OpenGap>, DbErr> {

@@ -149,6 +149,13 @@ impl Worker {
     /// Connects and checks the role; fails (the binary exits non-zero) if the role could escape row-level security
     /// or the token keys do not parse.
     pub async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        if settings.max_pages_per_product <= settings.stop_after_known_pages {
+            anyhow::bail!(
+                "SYNC_MAX_PAGES_PER_PRODUCT ({}) must exceed SYNC_STOP_AFTER_KNOWN_PAGES ({}), or the backfill never moves",
+                settings.max_pages_per_product,
+                settings.stop_after_known_pages
+            );
+        }
         let keys = TokenKeys::from_config(settings.token_keys.as_ref()).context("Failed to read TESTIO_TOKEN_KEYS")?;
         if !keys.is_configured() {
             tracing::warn!("TESTIO_TOKEN_KEYS is not set: no stored TestIO token can be decrypted, so nothing syncs");

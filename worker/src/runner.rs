@@ -117,7 +117,9 @@ impl Runner {
         };
         if self.keys.is_stale(&connection.sealed_token()) {
             let resealed = self.keys.seal(tenant, &token).context("Failed to re-seal the token")?;
-            testio_connections::reseal(&txn, resealed).await.context("Failed to re-seal the token")?;
+            testio_connections::reseal(&txn, &connection.token_ciphertext, resealed)
+                .await
+                .context("Failed to re-seal the token")?;
         }
         let base_url = normalize_base_url(&connection.base_url).map_err(|e| anyhow::anyhow!("stored base URL {e}"))?;
         let plan = entity::tenants::find(txn.connection(), tenant)
@@ -152,9 +154,12 @@ impl Runner {
         let run = sync_runs::find(&txn, run.id).await.context("Failed to load the run")?.unwrap_or(run);
         let run =
             sync_runs::finish(&txn, run, status, counts, error.as_deref()).await.context("Failed to record the run")?;
-        if matches!(result, Err(SyncError::Unauthorized)) {
-            if let Some(connection) = testio_connections::find(&txn).await.context("Failed to load the connection")? {
-                testio_connections::mark_needs_token(&txn, connection, "TestIO answered 401 to the saved token")
+        // A token saved while this run used the old one is not the token TestIO refused.
+        let current = testio_connections::find(&txn).await.context("Failed to load the connection")?;
+        let same_token = current.as_ref().is_some_and(|c| c.token_ciphertext == connection.token_ciphertext);
+        if matches!(result, Err(SyncError::Unauthorized)) && same_token {
+            if let Some(current) = current {
+                testio_connections::mark_needs_token(&txn, current, "TestIO answered 401 to the saved token")
                     .await
                     .context("Failed to mark the connection")?;
             }

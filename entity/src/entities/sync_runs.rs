@@ -158,8 +158,13 @@ pub async fn request(
             return Ok((run, true));
         }
         // The conflicting run committed before the insert looked (or the insert would have waited for it), so this
-        // statement's snapshot sees it.
+        // statement's snapshot sees it. A full run asked of a queued one makes it full.
         if let Some(active) = active(txn).await? {
+            if full_sync && !active.full_sync && active.status == SyncStatus::Queued {
+                let mut upgraded = active.into_active_model();
+                upgraded.full_sync = Set(true);
+                return Ok((upgraded.update(txn.conn()).await?, false));
+            }
             return Ok((active, false));
         }
     }
@@ -195,8 +200,11 @@ pub async fn start(txn: &TenantTxn, trigger: SyncTrigger, full_sync: bool, worke
     let now = chrono::Utc::now();
     if let Some(run) = active(txn).await? {
         if run.status == SyncStatus::Running {
+            // The interrupted run's full request carries over to the new one.
+            let carried = run.full_sync;
             finish(txn, run, SyncStatus::Interrupted, Counts::default(), Some("the worker stopped before finishing"))
                 .await?;
+            return start_new(txn, trigger, full_sync || carried, worker).await;
         } else {
             let full = run.full_sync || full_sync;
             let mut active = run.into_active_model();
@@ -207,6 +215,11 @@ pub async fn start(txn: &TenantTxn, trigger: SyncTrigger, full_sync: bool, worke
             return active.update(txn.conn()).await;
         }
     }
+    start_new(txn, trigger, full_sync, worker).await
+}
+
+async fn start_new(txn: &TenantTxn, trigger: SyncTrigger, full_sync: bool, worker: &str) -> Result<Model, DbErr> {
+    let now = chrono::Utc::now();
     ActiveModel {
         tenant_id: Set(txn.tenant_id()),
         id: Set(Uuid::now_v7()),

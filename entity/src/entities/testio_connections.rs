@@ -151,14 +151,15 @@ pub async fn set_reconciled(txn: &TenantTxn, at: DateTimeUtc) -> Result<(), DbEr
         .map(|_| ())
 }
 
-/// Re-seals the stored token with the current key (key rotation).
+/// Re-seals the stored token with the current key (key rotation), unless a new token replaced `old` meanwhile.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
-pub async fn reseal(txn: &TenantTxn, token: Sealed) -> Result<(), DbErr> {
+pub async fn reseal(txn: &TenantTxn, old: &[u8], token: Sealed) -> Result<(), DbErr> {
     Entity::update_many()
         .col_expr(Column::TokenCiphertext, sea_orm::sea_query::Expr::value(token.ciphertext))
         .col_expr(Column::TokenNonce, sea_orm::sea_query::Expr::value(token.nonce))
         .col_expr(Column::TokenKeyId, sea_orm::sea_query::Expr::value(token.key_id))
         .filter(Column::TenantId.eq(txn.tenant_id()))
+        .filter(Column::TokenCiphertext.eq(old.to_vec()))
         .exec(txn.conn())
         .await
         .map(|_| ())

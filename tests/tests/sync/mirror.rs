@@ -293,3 +293,23 @@ async fn a_reset_drops_the_tenants_mirror_and_rebuilds_it() {
     assert_same(&f.mirror().await, &f.truth());
     assert!(f.app.audit_actions(f.tenant).await.contains(&("mirror.reset".into(), "success".into())));
 }
+
+#[tokio::test]
+async fn a_page_that_fails_entirely_stops_that_products_scan_instead_of_walking_it_item_by_item() {
+    let f = SyncFixture::connected(Shape { products: 2, tests_per_product: 300, bugs_per_test: 0 }).await;
+    let product = *f.truth().products.keys().next().unwrap();
+    f.sim.set_faults(Faults { failing_test_offsets: (50..100).map(|o| (product, o)).collect(), ..Default::default() });
+    let lists_before = f.sim.list_requests();
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    let lists = f.sim.list_requests() - lists_before;
+    assert!(lists < 150, "{lists} list requests: the broken page was walked item by item and beyond");
+    let mirror = f.mirror().await;
+    let other = mirror.tests.values().filter(|t| t.0 != product).count();
+    assert_eq!(other, 300, "the other product was synced in full");
+
+    f.sim.set_faults(Faults::default());
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_same(&f.mirror().await, &f.truth());
+}

@@ -128,7 +128,8 @@ impl Source {
     async fn test(&self, id: i64) -> Result<Option<Value>, FetchError> {
         match self.get(&format!("exploratory_tests/{id}"), &[]).await {
             Ok(body) => envelope_item(body, "exploratory_test").map(Some),
-            Err(FetchError::NotFound(_)) => Ok(None),
+            // 404 only: a 403 may be a token with fewer rights, which must not delete anything.
+            Err(FetchError::NotFound(404)) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -195,6 +196,7 @@ impl<'a> Job<'a> {
                 chrono::Utc::now().signed_duration_since(at).to_std().unwrap_or_default()
                     >= self.settings.reconcile_every
             });
+        let started = chrono::Utc::now();
         let gaps = {
             let txn = self.begin().await?;
             let gaps = mirror::open_gaps(&txn).await?;
@@ -203,7 +205,7 @@ impl<'a> Job<'a> {
         };
         self.open_gap_keys = gaps.iter().map(|g| g.key.clone()).collect();
 
-        self.sync_products().await?;
+        self.sync_products(reconcile).await?;
         self.retry_gaps(&gaps, reconcile).await?;
         let mut products: Vec<i64> = self.products.iter().copied().collect();
         products.sort_unstable();
@@ -220,6 +222,8 @@ impl<'a> Job<'a> {
         self.sync_bugs(reconcile).await?;
 
         let txn = self.begin().await?;
+        let listed: Vec<i64> = self.products.iter().copied().collect();
+        self.counts.gaps_resolved += mirror::resolve_stale_gaps(&txn, started, &listed).await? as i32;
         // The reconcile counts as done once every product's whole list was read in one run.
         if reconcile && fully_read.len() == products.len() {
             testio_connections::set_reconciled(&txn, chrono::Utc::now()).await?;
@@ -278,13 +282,17 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    async fn sync_products(&mut self) -> Result<(), SyncError> {
+    /// Stores the product list and deletes the products gone from it, unless the list cannot be trusted to be
+    /// complete: an item without a readable id, or an empty list outside a full run (a product list does not empty
+    /// by accident often, but an API hiccup might).
+    async fn sync_products(&mut self, full: bool) -> Result<(), SyncError> {
         self.request();
         let items = self.source.get("products", &[]).await.and_then(|b| envelope_list(b, "products"));
         let items = items.map_err(SyncError::from_fetch)?;
         let mut rows = Vec::new();
         let mut gaps = Vec::new();
         let mut keep = Vec::new();
+        let mut unidentified = false;
         for item in &items {
             match model::product(item) {
                 Ok(row) => {
@@ -292,6 +300,7 @@ impl<'a> Job<'a> {
                     rows.push(row);
                 }
                 Err(invalid) => {
+                    unidentified |= invalid.id.is_none();
                     keep.extend(invalid.id);
                     gaps.push(Gap::product(invalid.id, invalid.reason));
                 }
@@ -299,8 +308,10 @@ impl<'a> Job<'a> {
         }
         let txn = self.begin().await?;
         mirror::upsert_products(&txn, &rows).await?;
-        let deleted = mirror::delete_products_except(&txn, &keep).await?;
-        self.add_deleted(deleted);
+        if !unidentified && (full || !items.is_empty()) {
+            let deleted = mirror::delete_products_except(&txn, &keep).await?;
+            self.add_deleted(deleted);
+        }
         let resolved: Vec<String> = rows.iter().map(|r| format!("product:{}", r.testio_id)).collect();
         self.gaps(&txn, &gaps, resolved).await?;
         self.counts.products = rows.len() as i32;

@@ -17,6 +17,13 @@ struct Range {
     read: Vec<i64>,
 }
 
+impl Range {
+    /// Every offset of the range failed.
+    fn unreadable(&self) -> bool {
+        self.items.is_empty() && !self.gaps.is_empty() && !self.ended
+    }
+}
+
 impl Job<'_> {
     /// Scans a product; returns whether its whole list was read in this run (only then can a test missing from it be
     /// looked up as possibly deleted). `reconcile`: read the whole list, unless its backfill is still under way (the
@@ -35,6 +42,12 @@ impl Job<'_> {
         let mut after_known: Option<usize> = None;
         loop {
             let range = self.fetch_range(product, offset, page).await?;
+            if range.unreadable() {
+                // Not one item of the page could be read: record the gaps and leave this product for a later run
+                // rather than walk the rest of its list item by item.
+                self.store_range(product, range, None).await?;
+                return Ok(false);
+            }
             pages += 1;
             let ended = range.ended;
             offset += page;
@@ -87,6 +100,10 @@ impl Job<'_> {
         let page = self.settings.page_size.max(1);
         for _ in 0..self.settings.max_pages_per_product {
             let range = self.fetch_range(product, offset, page).await?;
+            if range.unreadable() {
+                self.store_range(product, range, None).await?;
+                return Ok(());
+            }
             let ended = range.ended;
             offset += page;
             self.store_range(product, range, Some((product, (!ended).then_some(offset as i64)))).await?;
@@ -151,7 +168,7 @@ impl Job<'_> {
                     }
                 }
                 // The product disappeared while being read: the next product list deletes it.
-                Err(crate::testio::client::FetchError::NotFound(_)) => {
+                Err(crate::testio::client::FetchError::NotFound(404)) => {
                     range.ended = true;
                     return Ok(());
                 }

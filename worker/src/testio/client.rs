@@ -83,9 +83,10 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    /// A 500 (or an unreadable body) on a list page: worth shrinking the page.
+    /// A 500 or an unreadable body on a list page: worth shrinking the page (TestIO fails at fixed offsets). An
+    /// outage (timeouts, 502-504 after the retries) is not: it ends the run instead of splitting every page.
     pub fn is_page_failure(&self) -> bool {
-        matches!(self, Self::Status(500..=599) | Self::Malformed(_) | Self::Transport(_) | Self::TooLarge(_))
+        matches!(self, Self::Status(500) | Self::Malformed(_) | Self::TooLarge(_))
     }
 }
 
@@ -108,6 +109,8 @@ impl TestioClient {
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("testio-hub/", env!("CARGO_PKG_VERSION")))
+            // A redirect could lead the token to another host.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| anyhow::anyhow!("Failed to build the TestIO HTTP client: {e}"))?;
         let permits = Arc::new(Semaphore::new(settings.max_concurrent_requests.max(1)));

@@ -9,8 +9,6 @@ use serde_json::{Map, Value};
 /// Largest stored raw item; anything bigger is recorded as a gap rather than stored.
 pub const MAX_ITEM_BYTES: usize = 256 * 1024;
 
-pub const PRODUCT_TYPES: [&str; 6] =
-    ["website", "mobile_app_ios", "mobile_app_android", "mobile_app_windows", "streaming_app", "gaming"];
 pub const TEST_STATUSES: [&str; 7] =
     ["initialized", "customer_finalized", "waiting", "running", "locked", "archived", "cancelled"];
 pub const TESTING_TYPES: [&str; 6] = ["coverage", "focused", "rapid", "usability", "custom", "external"];
@@ -123,7 +121,9 @@ pub fn product(value: &Value) -> Parsed<ProductRow> {
     Ok(ProductRow {
         testio_id: item.id,
         name: item.required_string(&["name"])?,
-        product_type: item.one_of("type", &PRODUCT_TYPES, false)?,
+        // Descriptive only: an unknown type is stored as sent rather than turning the product, and so every test
+        // under it, into a gap.
+        product_type: item.string("type")?,
         raw: value.clone(),
     })
 }
@@ -188,14 +188,34 @@ pub fn without_credentials(test: &Value) -> Value {
     test
 }
 
-fn strip(env: &mut Value) {
-    match env {
-        Value::Object(map) => map.retain(|key, _| {
-            let key = key.to_ascii_lowercase();
-            !(key == "username" || key == "login" || key.contains("password") || key.contains("secret"))
-        }),
+fn strip(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|key, _| {
+                let key = key.to_ascii_lowercase();
+                !(key == "username" || key == "login" || key.contains("password") || key.contains("secret"))
+            });
+            for (key, inner) in map.iter_mut() {
+                if let (true, Value::String(url)) = (key.to_ascii_lowercase().contains("url"), &mut *inner) {
+                    *url = without_userinfo(url);
+                }
+                strip(inner);
+            }
+        }
         Value::Array(items) => items.iter_mut().for_each(strip),
         _ => {}
+    }
+}
+
+/// `https://user:pw@host/` → `https://host/`; anything that is not a URL with credentials is kept as it is.
+fn without_userinfo(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => raw.to_owned(),
     }
 }
 
@@ -209,7 +229,8 @@ mod tests {
         json!({"id": 7, "title": "Checkout", "status": "running", "testing_type": "rapid",
                "start_at": "2026-11-01T10:00:00+02:00", "end_at": "2026-11-02T10:00:00+02:00",
                "product": {"id": 3}, "requirements": [],
-               "test_environment": {"id": 1, "url": "https://x", "username": "u", "password": "p", "Access_Password": "q"}})
+               "test_environment": {"id": 1, "url": "https://u:p@x/", "username": "u", "password": "p",
+                                    "Access_Password": "q", "access": {"login": "l", "password": "p", "note": "n"}}})
     }
 
     #[test]
@@ -218,7 +239,7 @@ mod tests {
         assert_eq!(row.testio_id, 7);
         assert_eq!(row.end_at.unwrap().to_rfc3339(), "2026-11-02T08:00:00+00:00");
         let env = &row.raw["test_environment"];
-        assert_eq!(env, &json!({"id": 1, "url": "https://x"}));
+        assert_eq!(env, &json!({"id": 1, "url": "https://x/", "access": {"note": "n"}}));
         assert!(!row.raw.to_string().contains("\"p\""));
     }
 
