@@ -130,6 +130,25 @@ pub async fn renew(txn: &TenantTxn, worker: &str, lease_secs: i64) -> Result<boo
     Ok(result.rows_affected() == 1)
 }
 
+/// Extends this worker's lease outside any tenant transaction (a heartbeat while requests run between writes);
+/// whether the lease is still this worker's.
+#[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
+pub async fn heartbeat(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+    worker: &str,
+    lease_secs: i64,
+) -> Result<bool, DbErr> {
+    let result = db
+        .execute_raw(stmt(
+            "UPDATE tenants SET sync_lease_expires_at = now() + make_interval(secs => $3)
+              WHERE id = $1 AND sync_lease_owner = $2",
+            [tenant.0.into(), worker.into(), (lease_secs as f64).into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
 /// Gives the tenant back. `next_due`: when it should sync again (`None`: not until something reschedules it). A due
 /// time that is no longer the one claimed was set by someone else meanwhile (a token replaced, a sync requested) and
 /// is kept.

@@ -131,7 +131,29 @@ impl Runner {
 
         let source = Source { client: self.client.clone(), endpoint: Endpoint { base_url, token } };
         let mut job = Job::new(&self.db, source, tenant, &self.name, &self.settings, run.id);
+        // Writes renew the lease, but a long stretch of requests (retries, a page shrunk item by item, many bug
+        // batches) could outlast it: a heartbeat keeps it while the job runs. Writes stay fenced by their own renewal.
+        let beat = tokio_util::sync::CancellationToken::new();
+        let heartbeat = {
+            let (db, name, beat) = (self.db.clone(), self.name.clone(), beat.clone());
+            let lease = self.settings.lease_secs;
+            tokio::spawn(async move {
+                let every = std::time::Duration::from_secs((lease as u64 / 3).max(1));
+                loop {
+                    tokio::select! {
+                        _ = beat.cancelled() => break,
+                        _ = tokio::time::sleep(every) => {
+                            if !matches!(sync_schedule::heartbeat(&db, tenant, &name, lease).await, Ok(true)) {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+        };
         let result = job.run(run.full_sync, connection.last_reconcile_at).await;
+        beat.cancel();
+        let _ = heartbeat.await;
         let counts = job.counts();
         let now = Utc::now();
         let (status, error, release) = match &result {

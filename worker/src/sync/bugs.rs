@@ -19,11 +19,16 @@ struct Batch {
     result: Result<Vec<Value>, FetchError>,
 }
 
-/// A 524 (the gateway gave up on a large batch) or any failure a smaller batch may avoid.
+/// A 524 (the gateway gave up on a large batch) or any failure a smaller batch may avoid, including a 403/404 that
+/// one test of the batch may cause.
 fn should_split(e: &FetchError) -> bool {
     matches!(
         e,
-        FetchError::Status(500..=599) | FetchError::Malformed(_) | FetchError::Transport(_) | FetchError::TooLarge(_)
+        FetchError::Status(500..=599)
+            | FetchError::Malformed(_)
+            | FetchError::Transport(_)
+            | FetchError::TooLarge(_)
+            | FetchError::NotFound(_)
     )
 }
 

@@ -219,13 +219,15 @@ impl<'a> Job<'a> {
         if reconcile {
             self.reconcile_unseen(&fully_read).await?;
         }
-        self.sync_bugs(reconcile).await?;
+        // The reconcile counts as done once every product's whole list was read in one run; only then are the bugs of
+        // every test read too (during a long backfill, each run would otherwise re-read them all).
+        let reconciled = reconcile && fully_read.len() == products.len();
+        self.sync_bugs(reconciled).await?;
 
         let txn = self.begin().await?;
         let listed: Vec<i64> = self.products.iter().copied().collect();
         self.counts.gaps_resolved += mirror::resolve_stale_gaps(&txn, started, &listed).await? as i32;
-        // The reconcile counts as done once every product's whole list was read in one run.
-        if reconcile && fully_read.len() == products.len() {
+        if reconciled {
             testio_connections::set_reconciled(&txn, chrono::Utc::now()).await?;
         }
         let open_gaps = mirror::open_gaps(&txn).await?.len();
