@@ -390,6 +390,8 @@ pub struct Faults {
     pub test_overrides: HashMap<i64, Value>,
     /// The JSON sent instead of the bug with this id in bug lists.
     pub bug_overrides: HashMap<i64, Value>,
+    /// The JSON sent instead of the product with this id in the product list.
+    pub product_overrides: HashMap<i64, Value>,
 }
 
 /// Lookups derived from an account, so that a request costs its page rather than the whole account.
@@ -668,7 +670,13 @@ impl View<'_> {
 
 async fn products(req: HttpRequest, state: Shared) -> HttpResponse {
     serve(&req, &state, |v| {
-        Ok(json!({ "products": v.account.products.values().map(product_json).collect::<Vec<_>>() }))
+        let products: Vec<Value> = v
+            .account
+            .products
+            .values()
+            .map(|p| v.faults.product_overrides.get(&p.id).cloned().unwrap_or_else(|| product_json(p)))
+            .collect();
+        Ok(json!({ "products": products }))
     })
     .await
 }

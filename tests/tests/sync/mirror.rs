@@ -313,3 +313,39 @@ async fn a_page_that_fails_entirely_stops_that_products_scan_instead_of_walking_
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_same(&f.mirror().await, &f.truth());
 }
+
+#[tokio::test]
+async fn a_product_list_that_cannot_be_trusted_deletes_nothing() {
+    let f = SyncFixture::connected(Shape { products: 2, tests_per_product: 5, bugs_per_test: 1 }).await;
+    f.sync(false).await;
+    let before = f.mirror().await;
+    let products: Vec<i64> = before.products.keys().copied().collect();
+    // One product comes without a usable id: the list may be missing anything, so nothing is deleted.
+    f.sim.set_faults(Faults {
+        product_overrides: [(products[0], json!({ "id": "not-a-number", "name": "x" }))].into_iter().collect(),
+        ..Default::default()
+    });
+    f.sim.modify(&f.token, |a| {
+        a.products.remove(&products[1]);
+        a.tests.retain(|_, t| t.product_id != products[1]);
+    });
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "partial", "{run}");
+    let mirror = f.mirror().await;
+    assert_eq!(mirror.products.len(), 2, "no product was deleted on the strength of that list");
+    let kept = mirror.tests.values().filter(|t| t.0 == products[0]).count();
+    assert_eq!(kept, 5, "the unreadable product's tests are kept");
+    // (Open tests of the removed product answered 404 one by one: those deletions are TestIO's own word.)
+
+    // An empty list outside a full run deletes nothing either; a full run believes it.
+    f.sim.set_faults(Faults::default());
+    f.sim.modify(&f.token, |a| {
+        a.products.clear();
+        a.tests.clear();
+        a.bugs.clear();
+    });
+    f.sync(false).await;
+    assert_eq!(f.mirror().await.products.len(), 2, "an empty list outside a full run deletes no product");
+    f.sync(true).await;
+    assert_same(&f.mirror().await, &f.truth());
+}
