@@ -11,9 +11,9 @@ use entity::audit_logs::Outcome;
 use entity::tenant_users::{self, Role};
 use entity::testio_connections::{self, NewConnection};
 use entity::token_cipher::TokenKeys;
-use entity::{TenantId, TenantTxn, sync_runs, sync_schedule, tenants, users};
+use entity::{TenantId, TenantTxn, tenants, users};
 use secrecy::ExposeSecret;
-use worker::testio::client::{ClientSettings, Endpoint, TestioClient, envelope_list, normalize_base_url};
+use worker::testio::client::{ClientSettings, Endpoint, TestioClient, normalize_base_url};
 
 use crate::config::Settings;
 
@@ -46,9 +46,8 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
     let client = TestioClient::new(ClientSettings::default(), tokio_util::sync::CancellationToken::new())?;
     let endpoint = Endpoint { base_url: base_url.clone(), token: token.clone() };
     client
-        .get(&endpoint, "products", &[])
+        .verify_token(&endpoint)
         .await
-        .and_then(|b| envelope_list(b, "products"))
         .map_err(|e| anyhow::anyhow!("TESTIO_TOKEN was not accepted by {base_url}: {e}"))?;
 
     let email = settings.bootstrap_admin_email.clone();
@@ -66,22 +65,13 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
         .context("Failed to create the default tenant")?;
     tenant_users::add(&txn, user.id, &user.email, Role::Owner).await.context("Failed to add the owner")?;
     let sealed = keys.seal(tenant_id, &token).map_err(|e| anyhow::anyhow!("Failed to seal the token: {e}"))?;
-    let t = token.expose_secret();
-    testio_connections::save(
-        &txn,
-        NewConnection {
-            base_url: base_url.to_string(),
-            token: sealed,
-            token_last4: t[t.len().saturating_sub(4)..].to_owned(),
-            saved_by: Some(user.id),
-        },
-    )
-    .await
-    .context("Failed to save the connection")?;
-    sync_runs::request(&txn, sync_runs::SyncTrigger::Connection, false, Some(user.id))
-        .await
-        .context("Failed to queue the first sync")?;
-    sync_schedule::schedule_now(txn.connection(), tenant_id).await.context("Failed to schedule the tenant")?;
+    let new = NewConnection {
+        base_url: base_url.to_string(),
+        token: sealed,
+        token_last4: testio_connections::last4(&token),
+        saved_by: Some(user.id),
+    };
+    testio_connections::connect(&txn, new).await.context("Failed to connect TestIO and queue the first sync")?;
     audit::record(
         &txn,
         Event {

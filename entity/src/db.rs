@@ -30,6 +30,11 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConne
 
 /// True when `err` means "the database cannot be reached right now" (refused, reset, pool timeout, server shutting
 /// down or refusing connections) rather than a fault of the query itself.
+/// A Postgres statement with bound values (for the hand-written SQL of this crate).
+pub(crate) fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> sea_orm::Statement {
+    sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+}
+
 pub fn is_unavailable(err: &DbErr) -> bool {
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,

@@ -10,11 +10,12 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Value};
 use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::TenantTxn;
+use crate::db::stmt;
 
 /// Statuses after which a test no longer changes.
 pub const FINAL_TEST_STATUSES: [&str; 2] = ["archived", "cancelled"];
@@ -60,10 +61,6 @@ pub struct Upserted {
     pub updated: Vec<i64>,
 }
 
-fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
-
 fn json_param<T: Serialize>(rows: &T) -> Result<Value, DbErr> {
     serde_json::to_value(rows).map(Value::from).map_err(|e| DbErr::Custom(format!("Failed to encode rows: {e}")))
 }
@@ -93,82 +90,68 @@ fn ids(rows: Vec<QueryResult>, column: &str) -> Result<Vec<i64>, DbErr> {
     rows.iter().map(|r| r.try_get("", column)).collect()
 }
 
-#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id(), rows = rows.len()))]
-pub async fn upsert_products(txn: &TenantTxn, rows: &[ProductRow]) -> Result<Upserted, DbErr> {
+/// Runs an upsert `sql` (`$1` the tenant, `$2` the rows as a jsonb array) over `rows`, the last of each id winning.
+async fn upsert<T: Serialize>(
+    txn: &TenantTxn,
+    sql: &str,
+    rows: &[T],
+    id: impl Fn(&T) -> i64,
+) -> Result<Upserted, DbErr> {
     if rows.is_empty() {
         return Ok(Upserted::default());
     }
-    let rows = dedup(rows, |r| r.testio_id);
-    let result = txn
-        .conn()
-        .query_all_raw(stmt(
-            "INSERT INTO testio_products (tenant_id, testio_id, name, product_type, raw)
-             SELECT $1, r.testio_id, r.name, r.product_type, r.raw
-               FROM jsonb_to_recordset($2::jsonb) AS r(testio_id bigint, name text, product_type text, raw jsonb)
-             ON CONFLICT (tenant_id, testio_id) DO UPDATE
-                SET name = EXCLUDED.name, product_type = EXCLUDED.product_type, raw = EXCLUDED.raw, changed_at = now()
-              WHERE testio_products.raw IS DISTINCT FROM EXCLUDED.raw
-          RETURNING testio_id, (xmax = 0) AS inserted",
-            [txn.tenant_id().0.into(), json_param(&rows)?],
-        ))
-        .await?;
+    let rows = dedup(rows, id);
+    let result = txn.conn().query_all_raw(stmt(sql, [txn.tenant_id().0.into(), json_param(&rows)?])).await?;
     upserted(result)
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id(), rows = rows.len()))]
+pub async fn upsert_products(txn: &TenantTxn, rows: &[ProductRow]) -> Result<Upserted, DbErr> {
+    let sql = "INSERT INTO testio_products (tenant_id, testio_id, name, product_type, raw)
+               SELECT $1, r.testio_id, r.name, r.product_type, r.raw
+                 FROM jsonb_to_recordset($2::jsonb) AS r(testio_id bigint, name text, product_type text, raw jsonb)
+               ON CONFLICT (tenant_id, testio_id) DO UPDATE
+                  SET name = EXCLUDED.name, product_type = EXCLUDED.product_type, raw = EXCLUDED.raw,
+                      changed_at = now()
+                WHERE testio_products.raw IS DISTINCT FROM EXCLUDED.raw
+            RETURNING testio_id, (xmax = 0) AS inserted";
+    upsert(txn, sql, rows, |r| r.testio_id).await
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id(), rows = rows.len()))]
 pub async fn upsert_tests(txn: &TenantTxn, rows: &[TestRow]) -> Result<Upserted, DbErr> {
-    if rows.is_empty() {
-        return Ok(Upserted::default());
-    }
-    let rows = dedup(rows, |r| r.testio_id);
-    let result = txn
-        .conn()
-        .query_all_raw(stmt(
-            "INSERT INTO testio_tests (tenant_id, testio_id, product_id, title, status, testing_type, review_status,
-                                       start_at, end_at, raw)
-             SELECT $1, r.testio_id, r.product_id, r.title, r.status, r.testing_type, r.review_status, r.start_at,
-                    r.end_at, r.raw
-               FROM jsonb_to_recordset($2::jsonb) AS r(testio_id bigint, product_id bigint, title text, status text,
-                    testing_type text, review_status text, start_at timestamptz, end_at timestamptz, raw jsonb)
-             ON CONFLICT (tenant_id, testio_id) DO UPDATE
-                SET product_id = EXCLUDED.product_id, title = EXCLUDED.title, status = EXCLUDED.status,
-                    testing_type = EXCLUDED.testing_type, review_status = EXCLUDED.review_status,
-                    start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at, raw = EXCLUDED.raw, changed_at = now()
-              WHERE testio_tests.raw IS DISTINCT FROM EXCLUDED.raw
-                 OR testio_tests.product_id IS DISTINCT FROM EXCLUDED.product_id
-          RETURNING testio_id, (xmax = 0) AS inserted",
-            [txn.tenant_id().0.into(), json_param(&rows)?],
-        ))
-        .await?;
-    upserted(result)
+    let sql = "INSERT INTO testio_tests (tenant_id, testio_id, product_id, title, status, testing_type, review_status,
+                                         start_at, end_at, raw)
+               SELECT $1, r.testio_id, r.product_id, r.title, r.status, r.testing_type, r.review_status, r.start_at,
+                      r.end_at, r.raw
+                 FROM jsonb_to_recordset($2::jsonb) AS r(testio_id bigint, product_id bigint, title text, status text,
+                      testing_type text, review_status text, start_at timestamptz, end_at timestamptz, raw jsonb)
+               ON CONFLICT (tenant_id, testio_id) DO UPDATE
+                  SET product_id = EXCLUDED.product_id, title = EXCLUDED.title, status = EXCLUDED.status,
+                      testing_type = EXCLUDED.testing_type, review_status = EXCLUDED.review_status,
+                      start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at, raw = EXCLUDED.raw, changed_at = now()
+                WHERE testio_tests.raw IS DISTINCT FROM EXCLUDED.raw
+                   OR testio_tests.product_id IS DISTINCT FROM EXCLUDED.product_id
+            RETURNING testio_id, (xmax = 0) AS inserted";
+    upsert(txn, sql, rows, |r| r.testio_id).await
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id(), rows = rows.len()))]
 pub async fn upsert_bugs(txn: &TenantTxn, rows: &[BugRow]) -> Result<Upserted, DbErr> {
-    if rows.is_empty() {
-        return Ok(Upserted::default());
-    }
-    let rows = dedup(rows, |r| r.testio_id);
-    let result = txn
-        .conn()
-        .query_all_raw(stmt(
-            "INSERT INTO testio_bugs (tenant_id, testio_id, test_id, title, severity, status, known, auto_accepted,
-                                      reported_at, raw)
-             SELECT $1, r.testio_id, r.test_id, r.title, r.severity, r.status, r.known, r.auto_accepted,
-                    r.reported_at, r.raw
-               FROM jsonb_to_recordset($2::jsonb) AS r(testio_id bigint, test_id bigint, title text, severity text,
-                    status text, known boolean, auto_accepted boolean, reported_at timestamptz, raw jsonb)
-             ON CONFLICT (tenant_id, testio_id) DO UPDATE
-                SET test_id = EXCLUDED.test_id, title = EXCLUDED.title, severity = EXCLUDED.severity,
-                    status = EXCLUDED.status, known = EXCLUDED.known, auto_accepted = EXCLUDED.auto_accepted,
-                    reported_at = EXCLUDED.reported_at, raw = EXCLUDED.raw, changed_at = now()
-              WHERE testio_bugs.raw IS DISTINCT FROM EXCLUDED.raw
-                 OR testio_bugs.test_id IS DISTINCT FROM EXCLUDED.test_id
-          RETURNING testio_id, (xmax = 0) AS inserted",
-            [txn.tenant_id().0.into(), json_param(&rows)?],
-        ))
-        .await?;
-    upserted(result)
+    let sql = "INSERT INTO testio_bugs (tenant_id, testio_id, test_id, title, severity, status, known, auto_accepted,
+                                        reported_at, raw)
+               SELECT $1, r.testio_id, r.test_id, r.title, r.severity, r.status, r.known, r.auto_accepted,
+                      r.reported_at, r.raw
+                 FROM jsonb_to_recordset($2::jsonb) AS r(testio_id bigint, test_id bigint, title text, severity text,
+                      status text, known boolean, auto_accepted boolean, reported_at timestamptz, raw jsonb)
+               ON CONFLICT (tenant_id, testio_id) DO UPDATE
+                  SET test_id = EXCLUDED.test_id, title = EXCLUDED.title, severity = EXCLUDED.severity,
+                      status = EXCLUDED.status, known = EXCLUDED.known, auto_accepted = EXCLUDED.auto_accepted,
+                      reported_at = EXCLUDED.reported_at, raw = EXCLUDED.raw, changed_at = now()
+                WHERE testio_bugs.raw IS DISTINCT FROM EXCLUDED.raw
+                   OR testio_bugs.test_id IS DISTINCT FROM EXCLUDED.test_id
+            RETURNING testio_id, (xmax = 0) AS inserted";
+    upsert(txn, sql, rows, |r| r.testio_id).await
 }
 
 /// Deletes the bugs of `test_ids` that are not in `keep`: the bug list of those tests was read completely and these

@@ -6,7 +6,9 @@
 //! taken over an expired lease, the old holder's renewal touches no row and its transaction is rolled back, so two
 //! workers never write one tenant's mirror at once.
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr};
+
+use crate::db::stmt;
 
 use crate::tenants::Plan;
 use crate::{TenantId, TenantTxn};
@@ -23,21 +25,9 @@ pub struct Claimed {
 fn claimed(row: &sea_orm::QueryResult) -> Result<Claimed, DbErr> {
     Ok(Claimed {
         tenant_id: TenantId(row.try_get("", "id")?),
-        plan: plan_of(&row.try_get::<String>("", "plan")?),
+        plan: row.try_get("", "plan")?,
         due_at: row.try_get("", "sync_due_at")?,
     })
-}
-
-fn stmt(sql: &str, values: impl IntoIterator<Item = Value>) -> Statement {
-    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
-}
-
-fn plan_of(raw: &str) -> Plan {
-    match raw {
-        "pro" => Plan::Pro,
-        "enterprise" => Plan::Enterprise,
-        _ => Plan::Free,
-    }
 }
 
 /// Makes the tenant due now (a connection was saved, or a sync was requested).
@@ -119,19 +109,11 @@ pub async fn claim_one(
 /// the caller must roll back and stop.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn renew(txn: &TenantTxn, worker: &str, lease_secs: i64) -> Result<bool, DbErr> {
-    let result = txn
-        .connection()
-        .execute_raw(stmt(
-            "UPDATE tenants SET sync_lease_expires_at = now() + make_interval(secs => $3)
-              WHERE id = $1 AND sync_lease_owner = $2",
-            [txn.tenant_id().0.into(), worker.into(), (lease_secs as f64).into()],
-        ))
-        .await?;
-    Ok(result.rows_affected() == 1)
+    heartbeat(txn.connection(), txn.tenant_id(), worker, lease_secs).await
 }
 
-/// Extends this worker's lease outside any tenant transaction (a heartbeat while requests run between writes);
-/// whether the lease is still this worker's.
+/// Extends this worker's lease (also as a heartbeat while requests run between writes); whether the lease is still
+/// this worker's.
 #[tracing::instrument(skip_all, fields(tenant_id = %tenant))]
 pub async fn heartbeat(
     db: &impl ConnectionTrait,

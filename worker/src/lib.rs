@@ -258,8 +258,3 @@ pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
     });
     Ok(token)
 }
-
-/// At most `max` bytes of `s`, cut at a character boundary (for reasons that quote TestIO data).
-pub fn truncate_for_log(s: &str, max: usize) -> &str {
-    entity::audit::truncate(s, max)
-}

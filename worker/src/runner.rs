@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use entity::TenantTxn;
 use entity::audit::{self, Actor, Event, Origin};
 use entity::audit_logs::Outcome as AuditOutcome;
 use entity::sync_runs::{self, SyncStatus, SyncTrigger};
@@ -13,7 +14,6 @@ use entity::sync_schedule::{self, Claimed};
 use entity::tenants::Plan;
 use entity::testio_connections::{self, ConnectionStatus};
 use entity::token_cipher::TokenKeys;
-use entity::{TenantId, TenantTxn};
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -73,7 +73,7 @@ impl Runner {
     #[tracing::instrument(skip_all, fields(tenant_id = %claimed.tenant_id))]
     pub async fn sync_claimed(&self, claimed: Claimed, trigger: SyncTrigger, full: bool) -> anyhow::Result<Finished> {
         let tenant = claimed.tenant_id;
-        let (finished, release) = match self.sync(tenant, trigger, full).await {
+        let (finished, release) = match self.sync(claimed, trigger, full).await {
             Ok(done) => done,
             Err(e) => {
                 // The database failed: try again later; the lease expires by itself if the release fails too.
@@ -94,7 +94,8 @@ impl Runner {
     }
 
     /// The sync and its bookkeeping, and what to do with the lease afterwards.
-    async fn sync(&self, tenant: TenantId, trigger: SyncTrigger, full: bool) -> anyhow::Result<(Finished, Release)> {
+    async fn sync(&self, claimed: Claimed, trigger: SyncTrigger, full: bool) -> anyhow::Result<(Finished, Release)> {
+        let tenant = claimed.tenant_id;
         let txn = TenantTxn::begin(&self.db, tenant).await.context("Failed to begin the tenant transaction")?;
         let connection = testio_connections::find(&txn).await.context("Failed to load the TestIO connection")?;
         let Some(connection) = connection.filter(|c| c.status == ConnectionStatus::Active) else {
@@ -111,7 +112,7 @@ impl Runner {
                     .await
                     .context("Failed to record the run")?;
                 txn.commit().await.context("Failed to commit")?;
-                let next = Utc::now() + chrono::Duration::from_std(self.intervals.free).unwrap_or_default();
+                let next = Utc::now() + chrono_of(self.intervals.of(claimed.plan));
                 return Ok((Finished { run: Some(run), note: e.to_string() }, Release::DueAt(next)));
             }
         };
@@ -122,10 +123,6 @@ impl Runner {
                 .context("Failed to re-seal the token")?;
         }
         let base_url = normalize_base_url(&connection.base_url).map_err(|e| anyhow::anyhow!("stored base URL {e}"))?;
-        let plan = entity::tenants::find(txn.connection(), tenant)
-            .await
-            .context("Failed to load the tenant")?
-            .map_or(Plan::Free, |t| t.plan);
         let run = sync_runs::start(&txn, trigger, full, &self.name).await.context("Failed to start the run")?;
         txn.commit().await.context("Failed to commit the run start")?;
 
@@ -159,7 +156,8 @@ impl Runner {
         let (status, error, release) = match &result {
             Ok(outcome) => {
                 let status = if outcome.open_gaps > 0 { SyncStatus::Partial } else { SyncStatus::Succeeded };
-                let next = if outcome.backfill_pending { now } else { now + chrono_of(self.intervals.of(plan)) };
+                let next =
+                    if outcome.backfill_pending { now } else { now + chrono_of(self.intervals.of(claimed.plan)) };
                 (status, None, Release::DueAt(next))
             }
             Err(e @ SyncError::Unauthorized) => (SyncStatus::Failed, Some(e.to_string()), Release::Unscheduled),

@@ -8,15 +8,16 @@ use actix_web::{HttpResponse, delete, get, put, web};
 use chrono::{DateTime, Utc};
 use entity::testio_connections::{self, ConnectionStatus, NewConnection};
 use entity::{TenantId, sync_runs, sync_schedule};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use worker::testio::client::{Endpoint, FetchError, envelope_list, normalize_base_url};
+use worker::testio::client::{Endpoint, FetchError, normalize_base_url};
 
 use crate::auth::permissions::Permission;
 use crate::auth::principal::Principal;
 use crate::auth::tenant_access::TenantAccess;
-use crate::error::{ApiError, ErrorCode, FieldError, ProblemDetails};
+use crate::domain::invalid;
+use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::request_context::ClientOrigin;
 use crate::routes::sync_runs::SyncRunView;
 use crate::routes::tenants::TenantPath;
@@ -69,7 +70,7 @@ fn view(c: testio_connections::Model, next: Option<DateTime<Utc>>, last: Option<
 }
 
 fn field(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::validation(vec![FieldError { field: field.to_owned(), message: message.into() }])
+    ApiError::validation(vec![invalid(field, message)])
 }
 
 /// The token as TestIO issues it: printable ASCII without spaces, of a sane length.
@@ -93,11 +94,6 @@ fn parse_base_url(state: &AppState, raw: Option<&str>) -> Result<url::Url, ApiEr
         return Err(field("base_url", format!("must start with one of: {}", allowed.join(", "))));
     }
     Ok(url)
-}
-
-fn last4(token: &SecretString) -> String {
-    let t = token.expose_secret();
-    t[t.len().saturating_sub(4)..].to_owned()
 }
 
 /// Connect TestIO, or replace the token (owner, admin).
@@ -143,18 +139,13 @@ pub async fn save_connection(
 
     let access = TenantAccess::begin(&state, &principal, tenant, Permission::ManageTestioConnection).await?;
     let replaced = testio_connections::find(&access.txn).await?.is_some();
-    let connection = testio_connections::save(
-        &access.txn,
-        NewConnection {
-            base_url: base_url.to_string(),
-            token: sealed,
-            token_last4: last4(&token),
-            saved_by: access.user_id,
-        },
-    )
-    .await?;
-    let (run, _) = sync_runs::request(&access.txn, sync_runs::SyncTrigger::Connection, false, access.user_id).await?;
-    sync_schedule::schedule_now(access.txn.connection(), tenant).await?;
+    let new = NewConnection {
+        base_url: base_url.to_string(),
+        token: sealed,
+        token_last4: testio_connections::last4(&token),
+        saved_by: access.user_id,
+    };
+    let (connection, run) = testio_connections::connect(&access.txn, new).await?;
     let next = sync_schedule::due_at(access.txn.connection(), tenant).await?;
     access
         .audit(
@@ -172,8 +163,7 @@ pub async fn save_connection(
 /// One `GET /products` with the token: accepted, refused, or TestIO unusable.
 async fn verify(state: &AppState, base_url: &url::Url, token: &SecretString) -> Result<(), ApiError> {
     let endpoint = Endpoint { base_url: base_url.clone(), token: token.clone() };
-    let answer = state.testio.get(&endpoint, "products", &[]).await.and_then(|b| envelope_list(b, "products"));
-    match answer {
+    match state.testio.verify_token(&endpoint).await {
         Ok(_) => Ok(()),
         Err(FetchError::Unauthorized | FetchError::NotFound(403)) => {
             Err(field("token", "TestIO refused this token (it may be mistyped or revoked)"))

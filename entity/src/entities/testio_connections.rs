@@ -75,6 +75,23 @@ pub struct NewConnection {
     pub saved_by: Option<UserId>,
 }
 
+/// The last four characters of a token, the only part of it ever shown.
+pub fn last4(token: &secrecy::SecretString) -> String {
+    let chars: Vec<char> = secrecy::ExposeSecret::expose_secret(token).chars().collect();
+    chars[chars.len().saturating_sub(4)..].iter().collect()
+}
+
+/// Saves the connection and starts syncing with it: a run is queued (or the queued one found) and the tenant is due
+/// at once. Returns the connection and that run.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn connect(txn: &TenantTxn, new: NewConnection) -> Result<(Model, crate::sync_runs::Model), DbErr> {
+    let saved_by = new.saved_by;
+    let connection = save(txn, new).await?;
+    let (run, _) = crate::sync_runs::request(txn, crate::sync_runs::SyncTrigger::Connection, false, saved_by).await?;
+    crate::sync_schedule::schedule_now(txn.connection(), txn.tenant_id()).await?;
+    Ok((connection, run))
+}
+
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn find(txn: &TenantTxn) -> Result<Option<Model>, DbErr> {
     Entity::find_by_id(txn.tenant_id()).one(txn.conn()).await

@@ -1,5 +1,5 @@
 //! Bugs, read by batches of test ids. Requests of one tenant run `tenant_concurrency` at a time; their results are
-//! written one batch per transaction as they arrive. A batch that times out (524) or comes back unreadable is split
+//! written as they arrive, about `WRITE_ROWS` bugs a transaction. A batch that times out (524) or comes back unreadable is split
 //! in half until it succeeds or is a single test, which then becomes a gap.
 
 use std::collections::HashSet;

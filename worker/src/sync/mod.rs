@@ -475,13 +475,16 @@ impl<'a> Job<'a> {
 
     async fn sync_bugs(&mut self, all: bool) -> Result<(), SyncError> {
         let txn = self.begin().await?;
-        let mut ids = if all { mirror::all_test_ids(&txn).await? } else { mirror::tests_needing_bugs(&txn).await? };
+        let mut ids: HashSet<i64> =
+            if all { mirror::all_test_ids(&txn).await? } else { mirror::tests_needing_bugs(&txn).await? }
+                .into_iter()
+                .collect();
         // Candidates must still be mirrored (a gap may name a deleted test).
         let extra: Vec<i64> = self.bug_candidates.iter().copied().filter(|id| !ids.contains(id)).collect();
         ids.extend(mirror::known_test_ids(&txn, &extra).await?);
         txn.commit().await?;
+        let mut ids: Vec<i64> = ids.into_iter().collect();
         ids.sort_unstable();
-        ids.dedup();
         bugs::sync(self, ids).await
     }
 }

@@ -86,11 +86,15 @@ impl Job<'_> {
                 return Ok(false);
             }
         }
-        let txn = self.begin().await?;
-        let cursor = mirror::backfill_cursor(&txn, product).await?;
-        txn.commit().await?;
-        if let Some(Some(at)) = cursor {
-            self.backfill(product, usize::try_from(at).unwrap_or_default()).await?;
+        // The newest-first scan stopped at known tests; the backfill goes on from the cursor (which a first scan has
+        // just been moving along with its pages).
+        let resume = match cursor {
+            None => Some(offset),
+            Some(Some(at)) => Some(usize::try_from(at).unwrap_or_default()),
+            Some(None) => None,
+        };
+        if let Some(at) = resume {
+            self.backfill(product, at).await?;
         }
         Ok(false)
     }

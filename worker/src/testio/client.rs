@@ -144,6 +144,11 @@ impl TestioClient {
         }
     }
 
+    /// Whether TestIO accepts the token: one `GET /products`, as when a connection is saved.
+    pub async fn verify_token(&self, endpoint: &Endpoint) -> Result<(), FetchError> {
+        self.get(endpoint, "products", &[]).await.and_then(|b| envelope_list(b, "products")).map(|_| ())
+    }
+
     /// Full jitter: a random wait up to base * 2^(attempt-1), capped.
     fn backoff(&self, attempt: u32) -> Duration {
         let cap = self.settings.backoff_base.saturating_mul(1 << attempt.min(16).saturating_sub(1));

@@ -69,7 +69,7 @@ impl<'a> Item<'a> {
     fn one_of(&self, key: &str, allowed: &[&str], required: bool) -> Parsed<Option<String>> {
         match self.string(key)? {
             Some(s) if allowed.contains(&s.as_str()) => Ok(Some(s)),
-            Some(s) => Err(self.invalid(format!("unknown {key} {:?}", crate::truncate_for_log(&s, 60)))),
+            Some(s) => Err(self.invalid(format!("unknown {key} {:?}", entity::audit::truncate(&s, 60)))),
             None if required => Err(self.invalid(format!("{key} is missing"))),
             None => Ok(None),
         }
