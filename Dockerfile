@@ -11,6 +11,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /src/target/release/api /src/target/release/worker /src/target/release/migration \
      /src/target/release/testio-sim /usr/local/bin/
+# The mail outbox of MAIL_TRANSPORT=file (docker-compose mounts a volume here).
+RUN mkdir /outbox && chown 10001 /outbox
 USER 10001
 ENV APP_HOST=0.0.0.0 APP_PORT=8080
 EXPOSE 8080

@@ -13,6 +13,7 @@ use entity::testio_connections::{self, NewConnection};
 use entity::token_cipher::TokenKeys;
 use entity::{TenantId, TenantTxn, tenants, users};
 use secrecy::ExposeSecret;
+use worker::testio::allowlist::AllowedBaseUrls;
 use worker::testio::client::{ClientSettings, Endpoint, TestioClient, normalize_base_url};
 
 use crate::config::Settings;
@@ -43,6 +44,13 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
         bail!("TESTIO_TOKEN is set but TESTIO_TOKEN_KEYS is not: the token cannot be stored (see README)");
     }
     let base_url = normalize_base_url(&settings.testio_base_url).map_err(|e| anyhow::anyhow!("TESTIO_BASE_URL {e}"))?;
+    let allowed: AllowedBaseUrls = settings
+        .testio_allowed_base_urls
+        .parse()
+        .map_err(|e| anyhow::anyhow!("Failed to read TESTIO_ALLOWED_BASE_URLS: {e}"))?;
+    if !allowed.permits(&base_url) {
+        bail!("TESTIO_BASE_URL {base_url} is not in TESTIO_ALLOWED_BASE_URLS ({allowed}): the token is not sent there");
+    }
     let client = TestioClient::new(ClientSettings::default(), tokio_util::sync::CancellationToken::new())?;
     let endpoint = Endpoint { base_url: base_url.clone(), token: token.clone() };
     client
@@ -52,7 +60,10 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
 
     let email = settings.bootstrap_admin_email.clone();
     let password = crate::auth::secrets::random_secret()[..24].to_owned();
-    let hash = crate::auth::password::hash(password.clone()).await?;
+    let hash = crate::auth::password::PasswordHasher::new(1, Duration::from_secs(60))
+        .hash(password.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("Failed to hash the admin's password: {e}"))?;
     let tenant_id = TenantId(uuid::Uuid::now_v7());
     let txn = TenantTxn::begin(&db, tenant_id).await.context("Failed to begin a transaction")?;
     let user =
@@ -60,6 +71,9 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
             .await
             .context("Failed to create the admin")?;
     let user = users::set_platform_admin(txn.connection(), user, true).await.context("Failed to make the admin")?;
+    // The operator chose this address: there is no one else to prove it to.
+    let user =
+        users::mark_email_verified(txn.connection(), user).await.context("Failed to verify the admin's email")?;
     tenants::create_with_id(txn.connection(), tenant_id, "Default", "default")
         .await
         .context("Failed to create the default tenant")?;

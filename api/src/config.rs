@@ -42,9 +42,17 @@ pub struct Settings {
     /// Public base URL of the API, used in links sent to people (invitation accept links).
     #[arg(long, env = "APP_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,
-    /// Take the client address from the first `X-Forwarded-For` entry (only behind a proxy that sets it).
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that appends to it): the entry
+    /// `APP_TRUSTED_PROXY_HOPS` from the right, i.e. the address the outermost trusted proxy saw.
     #[arg(long, env = "APP_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
+    /// Addresses or CIDR ranges of the proxies in front of the API, comma-separated. When set, `X-Forwarded-For` is
+    /// read only on connections from one of them (and trusted even without `APP_TRUST_FORWARDED_FOR`).
+    #[arg(long, env = "APP_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// How many proxies append to `X-Forwarded-For` before the request reaches the API (1: a single load balancer).
+    #[arg(long, env = "APP_TRUSTED_PROXY_HOPS", default_value_t = 1)]
+    pub trusted_proxy_hops: usize,
     /// JWT keys as `kid:secret,kid:secret` (secrets of 32+ bytes); the first signs, all verify. Unset: a random
     /// per-process key (development only).
     #[arg(long, env = "JWT_KEYS", hide_env_values = true, value_parser = secret)]
@@ -64,12 +72,47 @@ pub struct Settings {
     /// Lifetime of an invitation, in seconds.
     #[arg(long, env = "INVITATION_TTL_SECS", default_value_t = 7 * 24 * 3600)]
     pub invitation_ttl_secs: u64,
-    /// Failed logins for one account (within 15 minutes) before it is locked for a while.
-    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 5)]
+    /// Failed password checks for one account from one client address (within 15 minutes) before that pair is
+    /// locked for a while (30 s, doubling, at most 15 minutes). Sign-ins and password changes count alike.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT_AND_IP", default_value_t = 5)]
+    pub login_max_failures_per_account_and_ip: i32,
+    /// Failed password checks for one account from all addresses together (within 15 minutes) before the account is
+    /// locked: a much higher ceiling than the per-address limit, so a stranger cannot lock a user out.
+    #[arg(long, env = "LOGIN_MAX_FAILURES_PER_ACCOUNT", default_value_t = 100)]
     pub login_max_failures_per_account: i32,
-    /// Failed logins from one client address (within 15 minutes) before it is locked for a while.
+    /// Failed sign-ins from one client address, all accounts together (within 15 minutes), before it is locked.
     #[arg(long, env = "LOGIN_MAX_FAILURES_PER_IP", default_value_t = 50)]
     pub login_max_failures_per_ip: i32,
+    /// Registrations from one client address within an hour before registering from it waits (60 s, doubling, at
+    /// most an hour).
+    #[arg(long, env = "REGISTER_MAX_PER_IP", default_value_t = 30)]
+    pub register_max_per_ip: i32,
+    /// Password hashes computed at once (each takes 19 MiB and a core for ~25 ms); 0 means one per CPU core.
+    #[arg(long, env = "PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
+    /// How long a request waits for a free password hasher before it is answered 503 with `Retry-After`, in ms.
+    #[arg(long, env = "PASSWORD_HASH_WAIT_MS", default_value_t = 2000)]
+    pub password_hash_wait_ms: u64,
+    /// Where mail goes: `file` (one `.eml` file per message in `MAIL_OUTBOX_DIR`, for development) or `smtp`
+    /// (`SMTP_URL`, with TLS).
+    #[arg(long, env = "MAIL_TRANSPORT", value_enum, default_value_t = MailTransport::File)]
+    pub mail_transport: MailTransport,
+    /// The outbox folder of `MAIL_TRANSPORT=file`.
+    #[arg(long, env = "MAIL_OUTBOX_DIR", default_value = "mail-outbox")]
+    pub mail_outbox_dir: std::path::PathBuf,
+    /// SMTP server of `MAIL_TRANSPORT=smtp`: `smtps://user:pass@host:465` or `smtp://user:pass@host:587?tls=required`
+    /// (plain `smtp://` only for a relay on the loopback interface).
+    #[arg(long, env = "SMTP_URL", hide_env_values = true, value_parser = secret)]
+    pub smtp_url: Option<SecretString>,
+    /// Sender of every message.
+    #[arg(long, env = "MAIL_FROM", default_value = "TestIO Hub <no-reply@testio-hub.invalid>")]
+    pub mail_from: String,
+    /// How long sending one message may take before it is given up (it can be sent again), in seconds.
+    #[arg(long, env = "MAIL_SEND_TIMEOUT_SECS", default_value_t = 10)]
+    pub mail_send_timeout_secs: u64,
+    /// Lifetime of an email verification link, in seconds.
+    #[arg(long, env = "EMAIL_VERIFICATION_TTL_SECS", default_value_t = 24 * 3600)]
+    pub email_verification_ttl_secs: u64,
     /// Log format: `json` (one object per line) or `pretty` (for a terminal). The level comes from `RUST_LOG`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -80,8 +123,9 @@ pub struct Settings {
     /// Base URL of connections that name none.
     #[arg(long, env = "TESTIO_BASE_URL", default_value = "https://api.test.io/customer/v2/")]
     pub testio_base_url: String,
-    /// Comma-separated URL prefixes a connection's base URL must start with (the API calls it on the tenant's
-    /// behalf, so it must not reach internal services).
+    /// Comma-separated base URLs a connection may use (the servers send the tenant's token there, so it must not
+    /// reach internal services): scheme, host and port exactly, the path on a `/` boundary. An entry that does not
+    /// parse stops start-up. The worker needs the same value.
     #[arg(long, env = "TESTIO_ALLOWED_BASE_URLS", default_value = "https://api.test.io/")]
     pub testio_allowed_base_urls: String,
     /// Zero-config start: a TestIO token. On a database without users, start-up creates a default tenant connected
@@ -94,6 +138,13 @@ pub struct Settings {
     /// Timeout of the token check made when a connection is saved, in seconds.
     #[arg(long, env = "TESTIO_VERIFY_TIMEOUT_SECS", default_value_t = 10)]
     pub testio_verify_timeout_secs: u64,
+}
+
+/// Where outgoing mail goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MailTransport {
+    File,
+    Smtp,
 }
 
 /// How log lines are written.

@@ -36,6 +36,8 @@ pub enum ErrorCode {
     Unauthenticated,
     /// 403: the credentials are valid but do not allow this action.
     Forbidden,
+    /// 403: the action needs a verified email address (see `POST /v1/me/verification-email`).
+    EmailNotVerified,
     /// 404: the resource does not exist, or is not visible to the caller.
     NotFound,
     /// 404: no route has this path.
@@ -60,7 +62,7 @@ pub enum ErrorCode {
     InternalError,
     /// 503: a dependency (the database) is unreachable, or a feature is not configured; retry later.
     ServiceUnavailable,
-    /// 502: TestIO did not give a usable answer; nothing was changed, retry later.
+    /// 502: an upstream service (TestIO, the mail server) did not give a usable answer; retry later.
     UpstreamUnavailable,
 }
 
@@ -71,7 +73,7 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden | Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::NotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -115,6 +117,7 @@ impl ErrorCode {
             Self::InvalidQueryParameter => "invalid_query_parameter",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
+            Self::EmailNotVerified => "email_not_verified",
             Self::NotFound => "not_found",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",

@@ -5,6 +5,7 @@
 //! request has it), and put in every problem+json body. The span also has empty `tenant_id` and `user_id` fields that
 //! handlers fill in once they know them.
 
+use std::net::IpAddr;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -112,8 +113,58 @@ mod tests {
     }
 }
 
-/// Where a request came from, for the audit log and the login throttle: the client address (the peer, or the first
-/// `X-Forwarded-For` entry when `APP_TRUST_FORWARDED_FOR` is set), the user agent and the request id.
+/// Which `X-Forwarded-For` to believe. A proxy appends the address it received the request from, so everything left of
+/// what the trusted proxies appended was written by the client and proves nothing: the client address is the entry
+/// `hops` places from the right (the address the outermost trusted proxy saw), and only on connections that come from
+/// a trusted proxy when a list of them is configured.
+#[derive(Debug, Clone, Default)]
+pub struct ProxyTrust {
+    enabled: bool,
+    proxies: Vec<ipnetwork::IpNetwork>,
+    hops: usize,
+}
+
+impl ProxyTrust {
+    /// From `APP_TRUST_FORWARDED_FOR`, `APP_TRUSTED_PROXIES` (addresses or CIDR ranges, comma-separated; setting it
+    /// turns trust on) and `APP_TRUSTED_PROXY_HOPS` (at least 1).
+    pub fn from_settings(trust_forwarded_for: bool, proxies: &str, hops: usize) -> anyhow::Result<Self> {
+        let proxies = proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse().map_err(|_| anyhow::anyhow!("APP_TRUSTED_PROXIES: {p:?} is not an address or CIDR range"))
+            })
+            .collect::<anyhow::Result<Vec<ipnetwork::IpNetwork>>>()?;
+        if hops == 0 {
+            anyhow::bail!("APP_TRUSTED_PROXY_HOPS must be at least 1");
+        }
+        Ok(Self { enabled: trust_forwarded_for || !proxies.is_empty(), proxies, hops })
+    }
+
+    /// The client address of a request from `peer` carrying these `X-Forwarded-For` header values (in order).
+    pub fn client_address<'a>(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: impl IntoIterator<Item = &'a str>,
+    ) -> Option<IpAddr> {
+        if !self.enabled {
+            return peer;
+        }
+        if !self.proxies.is_empty() && !peer.is_some_and(|p| self.proxies.iter().any(|net| net.contains(p))) {
+            return peer;
+        }
+        let entries: Vec<&str> =
+            forwarded_for.into_iter().flat_map(|v| v.split(',')).map(str::trim).filter(|e| !e.is_empty()).collect();
+        let Some(entry) = entries.get(entries.len().saturating_sub(self.hops)) else {
+            return peer;
+        };
+        entry.parse::<IpAddr>().ok().or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())).or(peer)
+    }
+}
+
+/// Where a request came from, for the audit log and the throttles: the client address (the peer, or what the trusted
+/// proxies say, see [`ProxyTrust`]), the user agent and the request id.
 #[derive(Debug, Clone)]
 pub struct ClientOrigin(pub entity::audit::Origin);
 
@@ -122,16 +173,12 @@ impl actix_web::FromRequest for ClientOrigin {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let trust_forwarded = req
-            .app_data::<actix_web::web::Data<crate::state::AppState>>()
-            .is_some_and(|s| s.settings.trust_forwarded_for);
-        let forwarded = trust_forwarded
-            .then(|| req.headers().get("x-forwarded-for"))
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|ip| ip.trim().parse().ok());
-        let ip_address = forwarded.or_else(|| req.peer_addr().map(|a| a.ip()));
+        let peer = req.peer_addr().map(|a| a.ip());
+        let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+        let ip_address = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
+            Some(state) => state.proxy_trust.client_address(peer, forwarded),
+            None => peer,
+        };
         let user_agent = req
             .headers()
             .get(actix_web::http::header::USER_AGENT)
@@ -139,5 +186,52 @@ impl actix_web::FromRequest for ClientOrigin {
             .map(|ua| entity::audit::truncate(ua, 1024).to_owned());
         let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
         std::future::ready(Ok(Self(entity::audit::Origin { ip_address, user_agent, request_id })))
+    }
+}
+
+#[cfg(test)]
+mod proxy_tests {
+    use super::ProxyTrust;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn without_trust_the_peer_is_the_client_whatever_the_header_says() {
+        let trust = ProxyTrust::from_settings(false, "", 1).unwrap();
+        assert_eq!(trust.client_address(Some(ip("10.0.0.1")), ["198.51.100.7"]), Some(ip("10.0.0.1")));
+    }
+
+    #[test]
+    fn the_right_most_entry_is_what_a_single_proxy_saw_and_the_left_is_ignored() {
+        let trust = ProxyTrust::from_settings(true, "", 1).unwrap();
+        let peer = Some(ip("10.0.0.1"));
+        assert_eq!(trust.client_address(peer, ["198.51.100.7, 203.0.113.9"]), Some(ip("203.0.113.9")));
+        // Several header lines are one list, in order.
+        assert_eq!(trust.client_address(peer, ["198.51.100.7", "203.0.113.9"]), Some(ip("203.0.113.9")));
+        assert_eq!(trust.client_address(peer, ["203.0.113.9:4711"]), Some(ip("203.0.113.9")));
+        assert_eq!(trust.client_address(peer, ["[2001:db8::1]:443"]), Some(ip("2001:db8::1")));
+        assert_eq!(trust.client_address(peer, ["garbage"]), peer, "an unreadable entry falls back to the peer");
+        assert_eq!(trust.client_address(peer, Vec::<&str>::new()), peer);
+    }
+
+    #[test]
+    fn with_two_hops_the_second_entry_from_the_right_is_the_client() {
+        let trust = ProxyTrust::from_settings(true, "", 2).unwrap();
+        let peer = Some(ip("10.0.0.1"));
+        assert_eq!(trust.client_address(peer, ["1.1.1.1, 198.51.100.7, 10.0.0.2"]), Some(ip("198.51.100.7")));
+        assert_eq!(trust.client_address(peer, ["198.51.100.7"]), Some(ip("198.51.100.7")));
+    }
+
+    #[test]
+    fn a_proxy_list_limits_trust_to_connections_from_those_proxies() {
+        let trust = ProxyTrust::from_settings(false, "10.0.0.0/8, 192.0.2.1", 1).unwrap();
+        assert_eq!(trust.client_address(Some(ip("10.1.2.3")), ["203.0.113.9"]), Some(ip("203.0.113.9")));
+        assert_eq!(trust.client_address(Some(ip("192.0.2.1")), ["203.0.113.9"]), Some(ip("203.0.113.9")));
+        assert_eq!(trust.client_address(Some(ip("198.51.100.1")), ["203.0.113.9"]), Some(ip("198.51.100.1")));
+        assert!(ProxyTrust::from_settings(false, "not-an-ip", 1).is_err());
+        assert!(ProxyTrust::from_settings(true, "", 0).is_err());
     }
 }

@@ -13,9 +13,10 @@ use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error, render_foreign_error};
-use crate::request_context::request_context;
+use crate::request_context::{ProxyTrust, request_context};
 use crate::routes::fallback::{RouteTable, not_found_or_method_not_allowed};
 use crate::state::AppState;
 use crate::{openapi, routes};
@@ -43,11 +44,21 @@ impl Application {
             &settings.jwt_audience,
             Duration::from_secs(settings.access_token_ttl_secs),
         )?;
+        let proxy_trust = ProxyTrust::from_settings(
+            settings.trust_forwarded_for,
+            &settings.trusted_proxies,
+            settings.trusted_proxy_hops,
+        )?;
         let token_keys = entity::token_cipher::TokenKeys::from_config(settings.testio_token_keys.as_ref())
             .context("Failed to read TESTIO_TOKEN_KEYS")?;
         if !token_keys.is_configured() {
             tracing::warn!("TESTIO_TOKEN_KEYS is not set: TestIO connections cannot be saved");
         }
+        let testio_allowlist = settings
+            .testio_allowed_base_urls
+            .parse::<worker::testio::allowlist::AllowedBaseUrls>()
+            .map_err(anyhow::Error::msg)
+            .context("Failed to read TESTIO_ALLOWED_BASE_URLS")?;
         let testio = worker::testio::client::TestioClient::new(
             worker::testio::client::ClientSettings {
                 request_timeout: Duration::from_secs(settings.testio_verify_timeout_secs.max(1)),
@@ -57,13 +68,21 @@ impl Application {
             },
             tokio_util::sync::CancellationToken::new(),
         )?;
+        let mailer = crate::mailer::from_settings(&settings)?;
+        let passwords = PasswordHasher::new(
+            settings.password_hash_concurrency,
+            Duration::from_millis(settings.password_hash_wait_ms),
+        );
         let state = AppState {
             db,
             settings: Arc::new(settings),
             jwt: Arc::new(jwt),
-            mailer: Arc::new(crate::mailer::LogMailer),
+            mailer,
             token_keys: Arc::new(token_keys),
             testio,
+            testio_allowlist: Arc::new(testio_allowlist),
+            passwords,
+            proxy_trust: Arc::new(proxy_trust),
         };
         let server = serve(listener, state)?;
         tracing::info!(port, "listening");

@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use entity::token_cipher::TokenKeys;
 use sea_orm::DatabaseConnection;
+use worker::testio::allowlist::AllowedBaseUrls;
 use worker::testio::client::TestioClient;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::mailer::Mailer;
+use crate::request_context::ProxyTrust;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -21,4 +24,10 @@ pub struct AppState {
     pub token_keys: Arc<TokenKeys>,
     /// Checks TestIO tokens when a connection is saved.
     pub testio: TestioClient,
+    /// The base URLs a connection may be saved with (`TESTIO_ALLOWED_BASE_URLS`).
+    pub testio_allowlist: Arc<AllowedBaseUrls>,
+    /// Bounded argon2id hashing.
+    pub passwords: PasswordHasher,
+    /// Which `X-Forwarded-For` to believe.
+    pub proxy_trust: Arc<ProxyTrust>,
 }

@@ -1,83 +1,113 @@
-//! Failed-login throttling, shared by every API instance through Postgres. Keys are `email:<address>` and
-//! `ip:<address>`; after `threshold` failures within the window a key is locked, for longer with each further failure.
+//! Attempt throttling, shared by every API instance through Postgres (`auth_throttle`).
+//!
+//! An attempt (a sign-in, a password check, a registration) is [`admit`]ted under several limits at once, each a key
+//! with its [`Policy`]: the attempt is counted under every key **before** the expensive work, in one atomic statement
+//! (the `auth_throttle_admit` function), or refused under all of them without counting anything when any key is
+//! locked. Counting first is what makes a limit hold under concurrency: forty parallel wrong passwords against a limit
+//! of five are five password checks and thirty-five refusals, never fourteen checks. The attempt that reaches a key's
+//! threshold locks the key at once (for `base_lock`, doubling with each further attempt, at most `max_lock`); a
+//! success then [`clear`]s the keys that stand for the caller's own failures, or [`forgive`]s one attempt on a shared
+//! key, which also lifts a lock that the attempt itself had set.
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbErr};
 
-/// How long the most locked of `keys` stays locked, if any is.
-#[tracing::instrument(skip_all)]
-pub async fn locked_for(db: &impl ConnectionTrait, keys: &[String]) -> Result<Option<Duration>, DbErr> {
-    if keys.is_empty() {
-        return Ok(None);
-    }
-    let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT extract(epoch FROM max(locked_until) - now())::float8 AS secs FROM auth_throttle \
-         WHERE key IN ({}) AND locked_until > now()",
-        placeholders.join(", ")
-    );
-    let values: Vec<sea_orm::Value> = keys.iter().map(|k| k.clone().into()).collect();
-    let row = db.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
-    let secs: Option<f64> = match row {
-        Some(row) => row.try_get("", "secs")?,
-        None => None,
-    };
-    Ok(secs.filter(|s| *s > 0.0).map(|s| Duration::from_secs_f64(s.ceil())))
-}
+use crate::db::stmt;
 
-/// Policy for one kind of key.
-#[derive(Debug, Clone, Copy)]
+/// The rule of one kind of key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
-    /// Failures within `window` before the key locks.
+    /// Attempts within `window` that lock the key (the one reaching it is still let through).
     pub threshold: i32,
     pub window: Duration,
-    /// First lock; doubles with each further failure, up to `max_lock`.
+    /// First lock; doubles with each further attempt after the lock, up to `max_lock`.
     pub base_lock: Duration,
     pub max_lock: Duration,
 }
 
-/// Counts a failure for `key` and locks it once the policy's threshold is reached.
-#[tracing::instrument(skip_all)]
-pub async fn record_failure(db: &impl ConnectionTrait, key: &str, policy: Policy) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        r#"
-        INSERT INTO auth_throttle AS t (key, failures, window_started_at) VALUES ($1, 1, now())
-        ON CONFLICT (key) DO UPDATE SET
-            failures = CASE WHEN t.window_started_at < now() - make_interval(secs => $2) THEN 1 ELSE t.failures + 1 END,
-            window_started_at = CASE WHEN t.window_started_at < now() - make_interval(secs => $2)
-                                     THEN now() ELSE t.window_started_at END
-        "#,
-        [key.into(), policy.window.as_secs_f64().into()],
-    ))
-    .await?;
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        r#"
-        UPDATE auth_throttle SET locked_until = now() + make_interval(secs =>
-            least($4::float8, $3::float8 * power(2, failures - $2)))
-        WHERE key = $1 AND failures >= $2
-        "#,
-        [
-            key.into(),
-            policy.threshold.into(),
-            policy.base_lock.as_secs_f64().into(),
-            policy.max_lock.as_secs_f64().into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+/// A key and the policy it is counted under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limit {
+    pub key: String,
+    pub policy: Policy,
 }
 
-/// Forgets the failures of `key` (after a successful login).
+impl Limit {
+    pub fn new(key: impl Into<String>, policy: Policy) -> Self {
+        Self { key: key.into(), policy }
+    }
+
+    fn as_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "key": self.key,
+            "threshold": self.policy.threshold.max(1),
+            "window_secs": self.policy.window.as_secs_f64(),
+            "base_secs": self.policy.base_lock.as_secs_f64(),
+            "max_secs": self.policy.max_lock.as_secs_f64(),
+        })
+    }
+}
+
+/// Counts an attempt under every limit, or under none. `Some(wait)`: refused, some key stays locked that long.
 #[tracing::instrument(skip_all)]
-pub async fn reset(db: &impl ConnectionTrait, key: &str) -> Result<(), DbErr> {
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "DELETE FROM auth_throttle WHERE key = $1",
-        [key.into()],
+pub async fn admit(db: &impl ConnectionTrait, limits: &[Limit]) -> Result<Option<Duration>, DbErr> {
+    if limits.is_empty() {
+        return Ok(None);
+    }
+    let json = serde_json::Value::Array(limits.iter().map(Limit::as_json).collect());
+    let row = db.query_one_raw(stmt("SELECT auth_throttle_admit($1) AS wait", [json.into()])).await?;
+    let wait: Option<f64> = match row {
+        Some(row) => row.try_get("", "wait")?,
+        None => None,
+    };
+    Ok(wait.map(|secs| Duration::from_secs_f64(secs.max(1.0).ceil())))
+}
+
+/// Forgets every attempt counted under `keys` (a success proves they were the caller's own).
+#[tracing::instrument(skip_all)]
+pub async fn clear(db: &impl ConnectionTrait, keys: &[&str]) -> Result<(), DbErr> {
+    let keys = serde_json::Value::Array(keys.iter().map(|k| serde_json::Value::from(*k)).collect());
+    db.execute_raw(stmt("DELETE FROM auth_throttle WHERE key IN (SELECT jsonb_array_elements_text($1))", [keys.into()]))
+        .await
+        .map(|_| ())
+}
+
+/// Takes back one attempt counted under each of `limits` (it succeeded, or was never made), and the lock it set if the
+/// count falls below the threshold again. For shared keys (a client address) whose other attempts must stay counted.
+#[tracing::instrument(skip_all)]
+pub async fn forgive(db: &impl ConnectionTrait, limits: &[Limit]) -> Result<(), DbErr> {
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::Value::Array(limits.iter().map(Limit::as_json).collect());
+    db.execute_raw(stmt(
+        "UPDATE auth_throttle t
+            SET failures = greatest(t.failures - 1, 0),
+                locked_until = CASE WHEN t.failures - 1 < l.threshold THEN NULL ELSE t.locked_until END
+           FROM jsonb_to_recordset($1) AS l(key text, threshold integer)
+          WHERE t.key = l.key",
+        [json.into()],
     ))
     .await
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_limit_is_sent_with_its_whole_policy_and_a_threshold_of_at_least_one() {
+        let policy = Policy {
+            threshold: 0,
+            window: Duration::from_secs(900),
+            base_lock: Duration::from_secs(30),
+            max_lock: Duration::from_secs(900),
+        };
+        let json = Limit::new("login:a@b.c|::1", policy).as_json();
+        assert_eq!(json["threshold"], 1);
+        assert_eq!(json["window_secs"], 900.0);
+        assert_eq!(json["key"], "login:a@b.c|::1");
+    }
 }

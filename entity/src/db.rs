@@ -15,8 +15,20 @@ pub struct PoolSettings {
 
 /// Opens a lazily connecting pool: the process starts (and `/readyz` can report the outage) even while Postgres is
 /// down, and every checkout is tested first so that connections killed by a restart are replaced, not handed out.
+///
+/// Every connection's `search_path` is pinned to `public, pg_temp`, in the startup packet (no extra round trip), so
+/// a role or database setting cannot point unqualified names elsewhere. `pg_temp` is named last on purpose: left
+/// out, Postgres looks up tables and types in it *first*, so a temporary table would shadow the real one; last, a
+/// temporary object can never hide a real one.
+///
+/// The password of `url` is handed to the driver on its own: sea-orm records its connect options, URL included, in a
+/// trace-level span, and a password must not reach a log at any level.
 pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConnection, DbErr> {
+    let (url, password) = split_password(url)?;
     let mut options = ConnectOptions::new(url);
+    if let Some(password) = password {
+        options.map_sqlx_postgres_opts(move |pg| pg.password(&password));
+    }
     options
         .max_connections(settings.max_connections)
         .min_connections(0)
@@ -24,17 +36,31 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConne
         .acquire_timeout(settings.acquire_timeout)
         .test_before_acquire(true)
         .connect_lazy(true)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        .record_stmt_in_spans(false)
+        .map_sqlx_postgres_opts(|pg| pg.options([("search_path", "public, pg_temp")]));
     Database::connect(options).await
 }
 
-/// True when `err` means "the database cannot be reached right now" (refused, reset, pool timeout, server shutting
-/// down or refusing connections) rather than a fault of the query itself.
+/// `url` without its password, and the password (percent-decoded).
+fn split_password(url: &str) -> Result<(String, Option<String>), DbErr> {
+    let invalid = || DbErr::Custom("DATABASE_URL is not a valid postgres:// URL".to_owned());
+    let mut parsed = url::Url::parse(url).map_err(|_| invalid())?;
+    let Some(password) = parsed.password() else {
+        return Ok((url.to_owned(), None));
+    };
+    let password = percent_encoding::percent_decode_str(password).decode_utf8().map_err(|_| invalid())?.into_owned();
+    parsed.set_password(None).map_err(|()| invalid())?;
+    Ok((parsed.to_string(), Some(password)))
+}
+
 /// A Postgres statement with bound values (for the hand-written SQL of this crate).
 pub(crate) fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> sea_orm::Statement {
     sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
 }
 
+/// True when `err` means "the database cannot be reached right now" (refused, reset, pool timeout, server shutting
+/// down or refusing connections) rather than a fault of the query itself.
 pub fn is_unavailable(err: &DbErr) -> bool {
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
@@ -64,6 +90,15 @@ mod tests {
     use super::*;
     use sea_orm::ConnAcquireErr;
     use std::sync::Arc;
+
+    #[test]
+    fn the_password_leaves_the_url_and_is_decoded() {
+        let (url, password) = split_password("postgres://app:p%40ss%2Bw@db:5432/hub").unwrap();
+        assert_eq!(url, "postgres://app@db:5432/hub");
+        assert_eq!(password.as_deref(), Some("p@ss+w"));
+        assert_eq!(split_password("postgres://app@db/hub").unwrap(), ("postgres://app@db/hub".to_owned(), None));
+        assert!(split_password("not a url").is_err());
+    }
 
     #[test]
     fn pool_and_io_errors_are_outages_but_query_errors_are_not() {

@@ -19,8 +19,8 @@ pub mod tenancy;
 pub mod token_cipher;
 
 pub use entities::{
-    api_keys, audit_logs, invitations, refresh_tokens, sessions, sync_runs, tenant_users, tenants, testio_connections,
-    users,
+    api_keys, audit_logs, email_verifications, invitations, refresh_tokens, sessions, sync_runs, tenant_users, tenants,
+    testio_connections, users,
 };
 pub use ids::{TenantId, UserId};
 pub use tenancy::{PLATFORM_TENANT, TenantTxn, UserTxn};

@@ -1,6 +1,9 @@
 //! The start-up check of the runtime role. The API and the worker rely on Postgres row-level security for tenant
 //! isolation, which a superuser, a role with BYPASSRLS, or the owner of a table silently escape. So both refuse to
-//! start when connected as such a role, and `/readyz` reports the same check.
+//! start when connected as such a role, and `/readyz` reports the same check. A role that may create temporary
+//! tables is refused too: an injected statement could create one and move `pg_temp` ahead in the search path, and the
+//! temporary table would then hide the real one for the rest of the session, which on a pooled connection outlives
+//! the request.
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
@@ -32,14 +35,16 @@ SELECT r.rolname::text AS role,
           JOIN pg_namespace n ON n.oid = c.relnamespace
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
          WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
-           AND NOT (c.relrowsecurity AND c.relforcerowsecurity)) AS unprotected_tables
+           AND NOT (c.relrowsecurity AND c.relforcerowsecurity)) AS unprotected_tables,
+       quote_ident(current_database()) AS database,
+       has_database_privilege(r.oid, current_database(), 'TEMPORARY') AS temporary_tables
   FROM pg_roles r
  WHERE r.rolname = current_user
 "#;
 
 /// Checks the role of `db`'s connections. Ok only when it is not a superuser, lacks BYPASSRLS, cannot become a role
 /// that has either, owns (directly or through membership) no table of the schema, and every table with a `tenant_id`
-/// column has row-level security enabled and forced.
+/// column has row-level security enabled and forced, and it may not create temporary tables in the database.
 #[tracing::instrument(skip_all)]
 pub async fn verify_runtime_role(db: &impl ConnectionTrait) -> Result<(), RoleCheckError> {
     let row = db
@@ -62,6 +67,13 @@ pub async fn verify_runtime_role(db: &impl ConnectionTrait) -> Result<(), RoleCh
     }
     if let Some(tables) = row.try_get::<Option<String>>("", "unprotected_tables")? {
         return unsafe_because(format!("would read tenant tables without forced row-level security ({tables})"));
+    }
+    if row.try_get::<bool>("", "temporary_tables")? {
+        let database: String = row.try_get("", "database")?;
+        return unsafe_because(format!(
+            "may create temporary tables in database {database} (REVOKE TEMPORARY ON DATABASE {database} FROM \
+             PUBLIC; see migration 8)"
+        ));
     }
     Ok(())
 }

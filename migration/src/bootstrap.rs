@@ -2,10 +2,20 @@
 //! (runs migrations, owns every object), the runtime group role, the runtime login role (what the API and the worker
 //! connect as) and the database. Role names, passwords and the database name are read from the two connection URLs,
 //! so the bootstrap and the services can never disagree about them.
+//!
+//! Passwords never leave this process in cleartext: a role is created with the SCRAM-SHA-256 verifier of its password
+//! (see [`scram_sha256_verifier`]), and statement logging is off on every connection this crate opens, so no log level
+//! of ours, sqlx's or the server's ever shows a password.
 
-use anyhow::{Context, bail};
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use anyhow::{Context, anyhow, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, KeyInit, Mac};
+use percent_encoding::percent_decode_str;
+use rand::Rng;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 use crate::RUNTIME_GROUP_ROLE;
 
@@ -24,11 +34,9 @@ impl Target {
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             bail!("a database URL must start with postgres://");
         }
+        // Percent-decoding only, as sqlx does: `+` is a plus sign in a URL's user, password and path.
         let decode = |s: &str| -> anyhow::Result<String> {
-            Ok(url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default())
+            Ok(percent_decode_str(s).decode_utf8().context("a database URL must be UTF-8 once decoded")?.into_owned())
         };
         let user = decode(parsed.username())?;
         let database = decode(parsed.path().trim_start_matches('/'))?;
@@ -40,7 +48,30 @@ impl Target {
     }
 }
 
-/// Creates whatever of the roles and the database is missing; never changes or drops what exists.
+/// Opens a small pool with sqlx's statement logging off: bootstrap statements carry password verifiers, and whatever
+/// `RUST_LOG` says, no statement of this crate is ever logged. The password is handed to sqlx apart from the URL,
+/// because sea-orm records its connect options, URL included, in a trace-level span.
+pub async fn connect(url: &SecretString) -> anyhow::Result<DatabaseConnection> {
+    let mut url = url::Url::parse(url.expose_secret()).context("Failed to parse a database URL")?;
+    let password = match url.password() {
+        Some(p) => Some(SecretString::from(
+            percent_decode_str(p).decode_utf8().context("a database URL's password must be UTF-8")?.into_owned(),
+        )),
+        None => None,
+    };
+    if password.is_some() {
+        url.set_password(None).map_err(|()| anyhow!("a database URL with a password must name a host"))?;
+    }
+    let mut options = ConnectOptions::new(url.as_str());
+    options.max_connections(2).sqlx_logging(false).record_stmt_in_spans(false);
+    if let Some(password) = password {
+        options.map_sqlx_postgres_opts(move |pg| pg.password(password.expose_secret()));
+    }
+    Ok(Database::connect(options).await?)
+}
+
+/// Creates whatever of the roles and the database is missing and removes PUBLIC's privileges on the database (see
+/// [`database_privileges_sql`]); never changes or drops a role or a database that exists.
 pub async fn bootstrap(admin_url: &SecretString, owner: &Target, runtime: &Target) -> anyhow::Result<()> {
     if owner.database != runtime.database {
         bail!(
@@ -49,8 +80,7 @@ pub async fn bootstrap(admin_url: &SecretString, owner: &Target, runtime: &Targe
             runtime.database
         );
     }
-    let admin =
-        Database::connect(admin_url.expose_secret()).await.context("Failed to connect with ADMIN_DATABASE_URL")?;
+    let admin = connect(admin_url).await.context("Failed to connect with ADMIN_DATABASE_URL")?;
     ensure_roles(&admin, owner, runtime).await?;
     let exists = admin
         .query_one_raw(Statement::from_sql_and_values(
@@ -66,7 +96,21 @@ pub async fn bootstrap(admin_url: &SecretString, owner: &Target, runtime: &Targe
             .await?;
         tracing::info!(database = %owner.database, "created database");
     }
+    exec(&admin, database_privileges_sql(&owner.database)).await?;
+    admin.close().await.context("Failed to close the ADMIN_DATABASE_URL connection")?;
     Ok(())
+}
+
+/// Takes from PUBLIC the CONNECT and TEMPORARY privileges every new database grants it, and gives CONNECT to the
+/// runtime group: other login roles of the cluster cannot connect, and the runtime role cannot create a temporary
+/// table that shadows a real one. Idempotent. Database privileges are not copied by `CREATE DATABASE .. TEMPLATE`,
+/// so whoever clones a migrated database runs this again (migration 8 runs the same on the current database).
+pub fn database_privileges_sql(database: &str) -> String {
+    let database = quote_ident(database);
+    format!(
+        "REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC; \
+         GRANT CONNECT ON DATABASE {database} TO {RUNTIME_GROUP_ROLE}"
+    )
 }
 
 /// Creates the owner role, the runtime group role and the runtime login role if missing, and makes the login role a
@@ -92,7 +136,7 @@ async fn ensure_role(admin: &DatabaseConnection, target: &Target, attributes: &s
         return Ok(());
     }
     let password = match &target.password {
-        Some(p) => format!(" PASSWORD {}", quote_literal(p)),
+        Some(p) => format!(" PASSWORD {}", quote_literal(&scram_sha256_verifier(p))),
         None => String::new(),
     };
     exec(admin, format!("CREATE ROLE {} {attributes}{password}", quote_ident(&target.user))).await?;
@@ -125,6 +169,42 @@ fn redact(sql: &str) -> &str {
     sql.split(" PASSWORD ").next().unwrap_or(sql)
 }
 
+/// The iteration count libpq and the server use by default (`scram_iterations` in Postgres 16+).
+const SCRAM_ITERATIONS: u32 = 4096;
+
+/// What Postgres stores for a SCRAM-SHA-256 password, computed the way libpq's `PQencryptPasswordConn` does it
+/// (RFC 5802, RFC 7677) with a fresh 16-byte random salt. Given as a role's `PASSWORD`, the server stores it as is,
+/// so the cleartext is never sent, stored or logged, and a login with the password is then checked against it.
+///
+/// The password is used as its UTF-8 bytes, without SASLprep. That is what libpq does for every ASCII password
+/// (SASLprep leaves printable ASCII unchanged, and libpq falls back to the raw bytes when it refuses one), and for
+/// non-ASCII passwords already in NFKC form without characters SASLprep maps or prohibits.
+pub fn scram_sha256_verifier(password: &str) -> String {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    scram_sha256_verifier_with_salt(password, &salt)
+}
+
+/// [`scram_sha256_verifier`] with a given salt: `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`.
+pub fn scram_sha256_verifier_with_salt(password: &str, salt: &[u8]) -> String {
+    let salted: [u8; 32] = pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password.as_bytes(), salt, SCRAM_ITERATIONS);
+    let client_key = hmac_sha256(&salted, b"Client Key");
+    let stored_key = Sha256::digest(client_key);
+    let server_key = hmac_sha256(&salted, b"Server Key");
+    format!(
+        "SCRAM-SHA-256${SCRAM_ITERATIONS}:{}${}:{}",
+        BASE64.encode(salt),
+        BASE64.encode(stored_key),
+        BASE64.encode(server_key)
+    )
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
 /// Quotes an SQL identifier (doubling embedded quotes).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -145,6 +225,8 @@ mod tests {
         assert_eq!(t.user, "app@x");
         assert_eq!(t.database, "hub_db");
         assert_eq!(t.password.as_deref(), Some("p:w"));
+        let t = Target::from_url(&SecretString::from("postgres://app:a+b%2Bc@localhost/hub")).unwrap();
+        assert_eq!(t.password.as_deref(), Some("a+b+c"));
     }
 
     #[test]
@@ -158,6 +240,46 @@ mod tests {
     fn quoting_doubles_embedded_quotes() {
         assert_eq!(quote_ident(r#"a"b"#), r#""a""b""#);
         assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    /// Verifiers Postgres 15 computed itself (`SET password_encryption = 'scram-sha-256'; CREATE ROLE .. PASSWORD ..`,
+    /// then `SELECT rolpassword FROM pg_authid`): recomputed with their salt, they must come out byte for byte.
+    #[test]
+    fn the_verifier_matches_what_postgres_computes_for_the_same_salt() {
+        let vectors = [
+            (
+                "correct horse battery staple",
+                "SCRAM-SHA-256$4096:NhFFkp0i/hs9y7VNo/WyXw==$4sxlYvPPnnPmDV2KFzr1eDmq1cDTYPMtlt0XwSqNyzI=:\
+                 +z8ZcIib6gKYYkmQxb1VDOR4jtR7ScAPtcFaysqQGkw=",
+            ),
+            (
+                "it's S3cret!",
+                "SCRAM-SHA-256$4096:HBPqAcAI+g7yZP8c5+uDcg==$7/sJx+k7MtlJxOb348Io8EaaQbhUHzeS/KSISRqGjKk=:\
+                 PshyOdHqTGiN0P93sumOuS1W4TMZ3kFyH4tfgPb7KdU=",
+            ),
+        ];
+        for (password, expected) in vectors {
+            let salt = expected.split(['$', ':']).nth(2).unwrap();
+            let salt = BASE64.decode(salt).unwrap();
+            assert_eq!(scram_sha256_verifier_with_salt(password, &salt), expected);
+        }
+    }
+
+    #[test]
+    fn every_verifier_has_a_fresh_16_byte_salt() {
+        let (a, b) = (scram_sha256_verifier("pw"), scram_sha256_verifier("pw"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("SCRAM-SHA-256$4096:"), "{a}");
+        let salt = a.split(['$', ':']).nth(2).unwrap();
+        assert_eq!(BASE64.decode(salt).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn database_privileges_revoke_public_and_grant_the_runtime_group() {
+        assert_eq!(
+            database_privileges_sql(r#"hub"db"#),
+            r#"REVOKE CONNECT, TEMPORARY ON DATABASE "hub""db" FROM PUBLIC; GRANT CONNECT ON DATABASE "hub""db" TO testio_runtime"#
+        );
     }
 
     #[test]

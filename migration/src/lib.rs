@@ -15,6 +15,7 @@ mod m20261123_000004_create_tenant_users;
 mod m20261123_000005_create_audit_logs;
 mod m20261123_000006_identity;
 mod m20261123_000007_testio_sync;
+pub mod m20261201_000008_security_hardening;
 mod sql;
 
 /// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_create_audit_logs::Migration),
             Box::new(m20261123_000006_identity::Migration),
             Box::new(m20261123_000007_testio_sync::Migration),
+            Box::new(m20261201_000008_security_hardening::Migration),
         ]
     }
 }

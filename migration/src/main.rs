@@ -4,8 +4,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use migration::{Migrator, MigratorTrait, bootstrap};
-use sea_orm::Database;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(version, about = "TestIO Hub database bootstrap and migrations")]
@@ -53,7 +53,11 @@ fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_target(false).init();
+    // As quiet as the services by default. `sea_orm_migration=info` keeps its "Applying migration .." lines, which
+    // name migrations only; statements are never logged (see `bootstrap::connect`), whatever RUST_LOG says.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
     let cli = Cli::parse();
     match cli.command {
         Command::Bootstrap { admin_database_url, database_url } => {
@@ -63,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(owner = %owner.user, runtime = %runtime.user, database = %owner.database, "bootstrap complete");
         }
         command => {
-            let db = Database::connect(cli.migration_database_url.expose_secret())
+            let db = bootstrap::connect(&cli.migration_database_url)
                 .await
                 .context("Failed to connect with MIGRATION_DATABASE_URL")?;
             match command {

@@ -35,11 +35,14 @@ async fn export(db: &impl ConnectionTrait, table: &str) -> Vec<serde_json::Value
 
 /// Set in a child process: run a worker loop against this database until SIGTERM.
 const CHILD_DATABASE_URL: &str = "BENCH_CHILD_DATABASE_URL";
+/// Set in a child process: the worker's `TESTIO_ALLOWED_BASE_URLS` (the simulator).
+const CHILD_ALLOWED_BASE_URLS: &str = "BENCH_CHILD_ALLOWED_BASE_URLS";
 
 #[tokio::main]
 async fn main() {
     if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
         let mut settings = tests::sync::worker_settings_for(&url);
+        settings.allowed_base_urls = std::env::var(CHILD_ALLOWED_BASE_URLS).unwrap();
         settings.name = std::env::var("WORKER_NAME").ok();
         let worker = worker::Worker::build(&settings, worker::shutdown_on_signals().unwrap()).await.unwrap();
         worker.run().await.unwrap();
@@ -140,6 +143,7 @@ async fn main() {
         .map(|n| {
             std::process::Command::new(std::env::current_exe().unwrap())
                 .env(CHILD_DATABASE_URL, f.app.db.runtime_url())
+                .env(CHILD_ALLOWED_BASE_URLS, &f.allowed_base_urls)
                 .env("WORKER_NAME", format!("bench-worker-{n}"))
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())

@@ -2,7 +2,7 @@
 //! fingerprint, so an edited migration gets a new template); every test then gets its own `CREATE DATABASE ..
 //! TEMPLATE ..` copy, which takes milliseconds, and drops it when done.
 
-use migration::bootstrap::{Target, ensure_roles, exec, quote_ident, role_exists};
+use migration::bootstrap::{Target, database_privileges_sql, ensure_roles, exec, quote_ident, role_exists};
 use migration::{Migrator, MigratorTrait, SCHEMA_FINGERPRINT};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use secrecy::SecretString;
@@ -54,6 +54,8 @@ impl TestDatabase {
         )
         .await
         .expect("failed to clone the template database");
+        // A clone does not inherit the template's database privileges: take PUBLIC's CONNECT and TEMP again.
+        exec(&admin, database_privileges_sql(&name)).await.expect("failed to revoke PUBLIC's privileges on the clone");
         admin.close().await.ok();
         Self { name }
     }

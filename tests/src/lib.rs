@@ -7,6 +7,7 @@
 pub mod app;
 pub mod database;
 pub mod proxy;
+pub mod smtp_sink;
 pub mod sync;
 pub mod testio_sim;
 

@@ -8,11 +8,13 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{TEST_TOKEN_KEYS, TestApp, TestUser, spawn_app};
+use crate::app::{TEST_TOKEN_KEYS, TestApp, TestUser, spawn_app_with};
 use crate::database::TestDatabase;
 use crate::testio_sim::{Account, Shape, Simulator};
 
-/// Worker settings for tests: the test database, the test token keys, fast polling, quick retries.
+/// Worker settings for tests: the test database, the test token keys, fast polling, quick retries. The allowed base
+/// URLs are the production default, which admits no simulator: a test that syncs sets `allowed_base_urls` (the
+/// fixture's workers do, see [`SyncFixture::worker_settings`]).
 pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
     worker_settings_for(&db.runtime_url())
 }
@@ -33,6 +35,7 @@ pub fn worker_settings_for(database_url: &str) -> worker::Settings {
     settings.backoff_base_ms = 5;
     settings.max_retry_after_secs = 5;
     settings.request_timeout_secs = 5;
+    settings.allowed_base_urls = "https://api.test.io/".to_owned();
     settings
 }
 
@@ -47,18 +50,35 @@ pub struct SyncFixture {
     pub owner: TestUser,
     pub tenant: uuid::Uuid,
     pub token: String,
+    /// `TESTIO_ALLOWED_BASE_URLS` of the app and of the fixture's workers: the simulator, and whatever else the test
+    /// asked for.
+    pub allowed_base_urls: String,
 }
 
 impl SyncFixture {
-    /// A tenant connected to a generated account of `shape`.
+    /// A tenant connected to a generated account of `shape`; the app and the workers allow only the simulator.
     pub async fn connected(shape: Shape) -> Self {
-        let app = spawn_app().await;
+        Self::connected_allowing(shape, &[]).await
+    }
+
+    /// [`SyncFixture::connected`], the app and the workers also allowing the base URLs `extra`.
+    pub async fn connected_allowing(shape: Shape, extra: &[&str]) -> Self {
         let sim = Simulator::start().await;
+        let allowed: Vec<&str> = std::iter::once(sim.base_url.as_str()).chain(extra.iter().copied()).collect();
+        let allowed = allowed.join(",");
+        Self::connected_to(sim, shape, &allowed).await
+    }
+
+    /// A tenant connected to a generated account of `shape` on `sim`, the app and the workers allowing exactly
+    /// `allowed_base_urls` (which must admit the simulator).
+    pub async fn connected_to(sim: Simulator, shape: Shape, allowed_base_urls: &str) -> Self {
+        let allowed_base_urls = allowed_base_urls.to_owned();
+        let app = spawn_app_with(|s| s.testio_allowed_base_urls = allowed_base_urls.clone()).await;
         let owner = app.register("owner@example.com").await;
         let tenant = app.create_tenant(&owner, "acme").await;
         let token = "token-acme-0001".to_owned();
         sim.add_account(&token, Account::generate(1, shape));
-        let fixture = Self { app, sim, owner, tenant, token };
+        let fixture = Self { app, sim, owner, tenant, token, allowed_base_urls };
         let response = fixture.connect(fixture.tenant, &fixture.token).await;
         assert_eq!(response.status(), 200, "connecting failed: {}", response.text().await.unwrap_or_default());
         fixture
@@ -76,8 +96,11 @@ impl SyncFixture {
             .await
     }
 
+    /// Settings of a worker on the fixture's database that allows what the app allows.
     pub fn worker_settings(&self) -> worker::Settings {
-        worker_settings(&self.app.db)
+        let mut settings = worker_settings(&self.app.db);
+        settings.allowed_base_urls = self.allowed_base_urls.clone();
+        settings
     }
 
     /// One sync of the fixture's tenant by a fresh worker; returns the run as the API shows it.

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runner::{Finished, Intervals, Runner, default_worker_name};
 use crate::sync::SyncSettings;
+use crate::testio::allowlist::AllowedBaseUrls;
 use crate::testio::client::{ClientSettings, TestioClient};
 
 /// Worker settings, from environment variables (or the matching flags).
@@ -98,6 +99,10 @@ pub struct Settings {
     /// Longest `Retry-After` waited for, in seconds; longer ones end the run (retried at the next).
     #[arg(long, env = "TESTIO_MAX_RETRY_AFTER_SECS", default_value_t = 120)]
     pub max_retry_after_secs: u64,
+    /// Comma-separated base URLs a connection may use (the API's setting of the same name; give both the same value).
+    /// A connection stored with a base URL outside the list is not synced: it is marked `base_url_not_allowed`.
+    #[arg(long, env = "TESTIO_ALLOWED_BASE_URLS", default_value = "https://api.test.io/")]
+    pub allowed_base_urls: String,
 }
 
 fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -147,7 +152,7 @@ pub struct Worker {
 
 impl Worker {
     /// Connects and checks the role; fails (the binary exits non-zero) if the role could escape row-level security
-    /// or the token keys do not parse.
+    /// or the token keys or the allowed base URLs do not parse.
     pub async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
         if settings.max_pages_per_product <= settings.stop_after_known_pages {
             anyhow::bail!(
@@ -160,6 +165,11 @@ impl Worker {
         if !keys.is_configured() {
             tracing::warn!("TESTIO_TOKEN_KEYS is not set: no stored TestIO token can be decrypted, so nothing syncs");
         }
+        let allowlist = settings
+            .allowed_base_urls
+            .parse::<AllowedBaseUrls>()
+            .map_err(anyhow::Error::msg)
+            .context("Failed to read TESTIO_ALLOWED_BASE_URLS")?;
         let pool = PoolSettings {
             max_connections: settings.database_max_connections,
             acquire_timeout: Duration::from_secs(5),
@@ -174,6 +184,7 @@ impl Worker {
             db,
             client,
             keys,
+            allowlist,
             settings: settings.sync(),
             intervals: settings.intervals(),
             name: settings.name.clone().unwrap_or_else(default_worker_name),

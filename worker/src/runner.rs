@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::sync::{Job, Source, SyncError, SyncSettings};
+use crate::testio::allowlist::AllowedBaseUrls;
 use crate::testio::client::{Endpoint, TestioClient, normalize_base_url};
 
 /// Sync intervals by plan.
@@ -44,6 +45,9 @@ pub struct Runner {
     pub db: DatabaseConnection,
     pub client: TestioClient,
     pub keys: TokenKeys,
+    /// Where a stored connection may send its token: checked before every sync, since the list may have changed
+    /// since the connection was saved, or differ from the API's.
+    pub allowlist: AllowedBaseUrls,
     pub settings: SyncSettings,
     pub intervals: Intervals,
     /// This process's name in leases and run records.
@@ -103,6 +107,11 @@ impl Runner {
             let note = "no active TestIO connection: taken off the schedule".to_owned();
             return Ok((Finished { run: None, note }, Release::Unscheduled));
         };
+        // Before the token is even opened: a base URL outside the list gets no request at all.
+        let base_url = match self.allowed_base_url(&connection.base_url) {
+            Ok(base_url) => base_url,
+            Err(reason) => return self.refuse_base_url(txn, connection, &reason, trigger, full).await,
+        };
         let token = match self.keys.open(tenant, &connection.sealed_token()) {
             Ok(token) => token,
             Err(e) => {
@@ -122,7 +131,6 @@ impl Runner {
                 .await
                 .context("Failed to re-seal the token")?;
         }
-        let base_url = normalize_base_url(&connection.base_url).map_err(|e| anyhow::anyhow!("stored base URL {e}"))?;
         let run = sync_runs::start(&txn, trigger, full, &self.name).await.context("Failed to start the run")?;
         txn.commit().await.context("Failed to commit the run start")?;
 
@@ -204,6 +212,63 @@ impl Runner {
                        bugs_new = run.bugs_new, "sync finished");
         let note = error.unwrap_or_else(|| format!("{:?}", run.status).to_lowercase());
         Ok((Finished { run: Some(run), note }, release))
+    }
+
+    /// The stored base URL, parsed, if the allowlist admits it; otherwise why not, for the connection's
+    /// `status_reason` and the run's error.
+    fn allowed_base_url(&self, stored: &str) -> Result<url::Url, String> {
+        let fix = "save the connection again with an allowed base_url";
+        match normalize_base_url(stored) {
+            Ok(url) if self.allowlist.permits(&url) => Ok(url),
+            Ok(url) => Err(format!("the base URL {url} is not in TESTIO_ALLOWED_BASE_URLS; {fix}")),
+            Err(e) => Err(format!("the stored base URL {stored:?} {e}; {fix}")),
+        }
+    }
+
+    /// Stops syncing a connection aimed outside the allowlist, without a request: the run fails with `reason`, the
+    /// connection is marked `base_url_not_allowed` (saving it again revives it), the refusal is audited, and the
+    /// tenant leaves the schedule, as after a 401.
+    async fn refuse_base_url(
+        &self,
+        txn: TenantTxn,
+        connection: testio_connections::Model,
+        reason: &str,
+        trigger: SyncTrigger,
+        full: bool,
+    ) -> anyhow::Result<(Finished, Release)> {
+        let tenant = txn.tenant_id();
+        let base_url = connection.base_url.clone();
+        let marked = testio_connections::mark_base_url_not_allowed(&txn, connection, reason)
+            .await
+            .context("Failed to mark the connection")?;
+        if marked.is_none() {
+            // Saved again since it was read: the new connection is checked by a sync due at once.
+            txn.commit().await.context("Failed to commit")?;
+            let note = "the connection was saved again while being checked".to_owned();
+            return Ok((Finished { run: None, note }, Release::DueAt(Utc::now())));
+        }
+        tracing::warn!(base_url = %base_url, "the stored TestIO base URL is not allowed; the tenant is not synced");
+        let run = sync_runs::start(&txn, trigger, full, &self.name).await.context("Failed to start the run")?;
+        let run = sync_runs::finish(&txn, run, SyncStatus::Failed, Default::default(), Some(reason))
+            .await
+            .context("Failed to record the run")?;
+        audit::record(
+            &txn,
+            Event {
+                actor: Actor::system(),
+                action: "testio_connection.base_url_not_allowed",
+                resource_type: "testio_connection",
+                resource_id: Some(tenant.to_string()),
+                outcome: AuditOutcome::Failure,
+                metadata: serde_json::json!({ "sync_run_id": run.id, "base_url": base_url }),
+                origin: &Origin::default(),
+            },
+        )
+        .await
+        .context("Failed to audit the refused base URL")?;
+        sync_schedule::unschedule(txn.connection(), tenant).await.context("Failed to unschedule")?;
+        txn.commit().await.context("Failed to commit the refused run")?;
+        Ok((Finished { run: Some(run), note: reason.to_owned() }, Release::Unscheduled))
     }
 
     /// The worker loop: claims due tenants up to `concurrency` at a time until `shutdown`, then lets running syncs

@@ -8,3 +8,4 @@ pub mod permissions;
 pub mod principal;
 pub mod secrets;
 pub mod tenant_access;
+pub mod throttle;

@@ -1,4 +1,4 @@
-//! Opaque secrets: refresh tokens, invitation tokens and API keys. Each is 256 random bits, shown to its owner once
+//! Opaque secrets: refresh tokens, invitation and email verification tokens, and API keys. Each is 256 random bits, shown to its owner once
 //! and stored only as a SHA-256 hash (a slow hash adds nothing for secrets this long). Invitation tokens and API keys
 //! embed the tenant id, so that they can be looked up inside that tenant's row-level security scope.
 
@@ -25,6 +25,11 @@ pub fn new_refresh_token() -> String {
     format!("rt_{}", random_secret())
 }
 
+/// `ev_<secret>`: an email verification token.
+pub fn new_verification_token() -> String {
+    format!("ev_{}", random_secret())
+}
+
 /// `inv_<tenant id, 32 hex>_<secret>`
 pub fn new_invitation_token(tenant: TenantId) -> String {
     format!("inv_{}_{}", tenant.0.simple(), random_secret())
@@ -48,10 +53,20 @@ pub struct ApiKeyToken {
 
 pub const API_KEY_PREFIX: &str = "thk_";
 
-/// A new key: the full secret (shown once) and its visible prefix (`thk_` and the first 8 hex digits of the key id).
+/// A fresh key id: random (UUIDv4), because the start of the key is its visible prefix, and a timestamp there would
+/// show the same prefix for every key made within a minute.
+pub fn new_api_key_id() -> Uuid {
+    Uuid::new_v4()
+}
+
+/// Characters of the key shown as its prefix after `thk_`: 12 random hex digits tell keys apart and let a leaked key
+/// be matched to its row, and reveal 48 of its id's bits, none of the secret.
+const VISIBLE_ID_CHARS: usize = 12;
+
+/// A new key: the full secret (shown once) and its visible prefix (`thk_` and the first 12 hex digits of the key id).
 pub fn new_api_key(tenant: TenantId, key_id: Uuid) -> (String, String) {
     let full = format!("{API_KEY_PREFIX}{}_{}_{}", key_id.simple(), tenant.0.simple(), random_secret());
-    let prefix = format!("{API_KEY_PREFIX}{}", &key_id.simple().to_string()[..8]);
+    let prefix = full[..API_KEY_PREFIX.len() + VISIBLE_ID_CHARS].to_owned();
     (full, prefix)
 }
 
@@ -96,5 +111,14 @@ mod tests {
         assert_eq!(parsed.secret_hash, sha256(&full));
         assert!(parse_api_key(&full[..full.len() - 1]).is_none());
         assert!(parse_api_key("thk_zz_yy_xx").is_none());
+    }
+
+    #[test]
+    fn keys_made_at_the_same_moment_have_different_prefixes() {
+        let tenant = TenantId(Uuid::new_v4());
+        let prefixes: std::collections::HashSet<String> =
+            (0..50).map(|_| new_api_key(tenant, new_api_key_id()).1).collect();
+        assert_eq!(prefixes.len(), 50);
+        assert!(prefixes.iter().all(|p| p.len() == 16 && p.starts_with("thk_")));
     }
 }

@@ -1,12 +1,15 @@
 //! [`TenantAccess`]: the authorization of one request on one tenant, decided inside the transaction that does the
 //! work. The tenant id in the path is only a selector: membership (or the API key row) is read in the same
-//! `TenantTxn`, so a removed member or a revoked key loses access at once. A caller who is not a member gets 404,
-//! exactly as for a tenant that does not exist, so existence never leaks; a member lacking the permission gets 403.
+//! `TenantTxn`, so a removed member or a revoked key loses access at once. An API key acts with the lower of its own
+//! role and its creator's current role, and stops working (401) once its creator is no longer an active member. A
+//! caller who is not a member gets 404, exactly as for a tenant that does not exist, so existence never leaks; a
+//! member lacking the permission gets 403.
 
 use entity::audit::{self, Actor, Event, Origin};
 use entity::audit_logs::Outcome;
 use entity::tenant_users::Role;
 use entity::{TenantId, TenantTxn, UserId, api_keys, tenant_users};
+use subtle::ConstantTimeEq;
 
 use super::permissions::{Permission, allows};
 use super::principal::{Principal, unauthenticated};
@@ -15,7 +18,7 @@ use crate::state::AppState;
 
 pub struct TenantAccess {
     pub txn: TenantTxn,
-    /// The caller's role in the tenant (the key's role for API keys).
+    /// The caller's role in the tenant; for an API key, the key's role capped by its creator's current role.
     pub role: Role,
     /// Who the audit log names.
     pub actor: Actor,
@@ -45,12 +48,23 @@ impl TenantAccess {
                 if token.tenant_id != tenant_id {
                     return Err(not_found());
                 }
-                let key = api_keys::find(&txn, token.key_id)
+                let found = api_keys::find_with_creator(&txn, token.key_id)
                     .await?
-                    .filter(|k| k.revoked_at.is_none() && k.secret_hash == token.secret_hash)
+                    .filter(|k| k.key.revoked_at.is_none() && bool::from(k.key.secret_hash.ct_eq(&token.secret_hash)))
                     .ok_or_else(|| unauthenticated("The API key is invalid or revoked."))?;
-                api_keys::touch_last_used(&txn, key.id).await?;
-                (key.role, Actor::api_key(key.id), None)
+                // The key acts for its creator: never above what they may do now, and not at all once they are gone.
+                let creator_role = found.creator_role.filter(|_| found.creator_active).ok_or_else(|| {
+                    unauthenticated(
+                        "The member who created this API key is no longer an active member of the tenant, so the key \
+                         no longer works; create a new one.",
+                    )
+                })?;
+                let key = found.key;
+                let stale = key.last_used_at.is_none_or(|t| t < chrono::Utc::now() - chrono::Duration::minutes(1));
+                if stale {
+                    api_keys::touch_last_used(&txn, key.id).await?;
+                }
+                (key.role.least(creator_role), Actor::api_key(key.id), None)
             }
         };
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));

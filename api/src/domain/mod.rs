@@ -8,16 +8,36 @@ pub fn invalid(field: &str, message: impl Into<String>) -> FieldError {
     FieldError { field: field.to_owned(), message: message.into() }
 }
 
-/// An email address: trimmed, 3-254 characters, one `@` with a non-empty local part and a dotted domain, no spaces.
-/// Kept as typed; compared case-insensitively by the database.
+/// Whether `c` is invisible or changes how the text around it is shown: control characters, format characters (such
+/// as the right-to-left override U+202E and the zero-width space U+200B), line and paragraph separators, private-use
+/// and unassigned code points. Names and emails shown to other people must not hide what they say.
+fn is_deceptive(c: char) -> bool {
+    use unicode_properties::{GeneralCategory as G, UnicodeGeneralCategory};
+    matches!(
+        c.general_category(),
+        G::Control
+            | G::Format
+            | G::LineSeparator
+            | G::ParagraphSeparator
+            | G::Surrogate
+            | G::PrivateUse
+            | G::Unassigned
+    )
+}
+
+/// An email address: NFKC-normalised and trimmed, 3-254 characters, one `@` with a non-empty local part and a dotted
+/// domain, no spaces and no invisible or direction-changing characters. The domain is lower-cased (it is
+/// case-insensitive); the local part is kept as typed. Accounts are unique case-insensitively in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
 impl Email {
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
-        let s = raw.trim();
+        use unicode_normalization::UnicodeNormalization;
+        let normalized: String = raw.nfkc().collect();
+        let s = normalized.trim();
         let ok = (3..=254).contains(&s.len())
-            && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !s.chars().any(|c| c.is_whitespace() || is_deceptive(c))
             && match s.split_once('@') {
                 Some((local, domain)) => {
                     !local.is_empty()
@@ -30,7 +50,10 @@ impl Email {
                 }
                 None => false,
             };
-        if ok { Ok(Self(s.to_owned())) } else { Err(invalid(field, "is not a valid email address")) }
+        match s.split_once('@') {
+            Some((local, domain)) if ok => Ok(Self(format!("{local}@{}", domain.to_lowercase()))),
+            _ => Err(invalid(field, "is not a valid email address")),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -72,7 +95,8 @@ impl std::fmt::Debug for Password {
     }
 }
 
-/// A display name (of a person, tenant or API key): trimmed, 1 to `max` characters, no control characters.
+/// A display name (of a person, tenant or API key): trimmed, 1 to `max` characters, no control, format or other
+/// invisible characters.
 pub fn parse_name(field: &str, raw: &str, max: usize) -> Result<String, FieldError> {
     let s = raw.trim();
     if s.is_empty() {
@@ -81,8 +105,11 @@ pub fn parse_name(field: &str, raw: &str, max: usize) -> Result<String, FieldErr
     if s.chars().count() > max {
         return Err(invalid(field, format!("must be at most {max} characters")));
     }
-    if s.chars().any(char::is_control) {
-        return Err(invalid(field, "must not contain control characters"));
+    if s.chars().any(is_deceptive) {
+        return Err(invalid(
+            field,
+            "must not contain control, format (such as direction overrides) or invisible characters",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -129,11 +156,29 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_checked() {
-        assert_eq!(Email::parse("email", "  Ann@Example.com ").unwrap().as_str(), "Ann@Example.com");
+        assert_eq!(Email::parse("email", "  Ann@Example.com ").unwrap().as_str(), "Ann@example.com");
         for bad in ["", "a", "no-at.example.com", "a@b", "a@@b.com", "a b@c.com", "@b.com", "a@.com", "a@b..com"] {
             assert!(Email::parse("email", bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse("email", "Ann@Example.com").unwrap().matches("ann@example.COM"));
+    }
+
+    #[test]
+    fn emails_are_nfkc_normalised_with_a_lower_cased_domain() {
+        assert_eq!(Email::parse("email", "Ann@Example.COM").unwrap().as_str(), "Ann@example.com");
+        // Fullwidth letters are compatibility forms of ASCII ones.
+        assert_eq!(Email::parse("email", "\u{ff41}nn@\u{ff25}xample.com").unwrap().as_str(), "ann@example.com");
+    }
+
+    #[test]
+    fn invisible_and_direction_changing_characters_are_refused() {
+        for bad in ["a\u{200b}lice@example.com", "alice@exa\u{202e}mple.com", "\u{feff}alice@example.com"] {
+            assert!(Email::parse("email", bad).is_err(), "{bad:?} accepted");
+        }
+        for bad in ["Admin\u{202e}gnp.exe", "zero\u{200b}width", "line\u{2028}break", "private\u{e000}use"] {
+            assert!(parse_name("name", bad, 100).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(parse_name("name", "Zoë Łukasz 山田", 100).unwrap(), "Zoë Łukasz 山田");
     }
 
     #[test]

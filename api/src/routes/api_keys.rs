@@ -23,7 +23,7 @@ pub struct ApiKeyView {
     pub id: uuid::Uuid,
     pub name: String,
     /// The first characters of the key, to recognise it.
-    #[schema(example = "thk_0192abcd")]
+    #[schema(example = "thk_3f9a0c41d27e")]
     pub prefix: String,
     pub role: Role,
     pub created_by: Option<UserId>,
@@ -93,7 +93,7 @@ pub async fn create_api_key(
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can create owner keys."));
     }
-    let id = uuid::Uuid::now_v7();
+    let id = secrets::new_api_key_id();
     let (secret, prefix) = secrets::new_api_key(access.txn.tenant_id(), id);
     let key = api_keys::create(
         &access.txn,

@@ -1,13 +1,9 @@
 //! `/v1/auth`: register, log in, refresh, log out. Events that belong to no tenant are audited under the platform
 //! tenant, in the same transaction as the change.
 
-use std::time::Duration;
-
-use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, post, web};
 use entity::audit::{self, Actor, Event, Origin};
 use entity::audit_logs::Outcome;
-use entity::auth_throttle::{self, Policy};
 use entity::sessions::{self, RevokeReason};
 use entity::{PLATFORM_TENANT, TenantTxn, UserId, refresh_tokens, users};
 use sea_orm::ConnectionTrait;
@@ -15,10 +11,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::principal::{Principal, unauthenticated};
-use crate::auth::{password, secrets};
+use crate::auth::{secrets, throttle};
 use crate::domain::{Email, Password, parse_name};
 use crate::error::{ApiError, ErrorCode, ProblemDetails, is_unique_violation};
 use crate::request_context::ClientOrigin;
+use crate::routes::email_verification;
 use crate::routes::views::{TokenPair, UserView};
 use crate::state::AppState;
 
@@ -94,6 +91,10 @@ pub(crate) async fn audit_platform(
 }
 
 /// Create an account and sign in.
+///
+/// Registrations are limited per client address (429 with `Retry-After`), and an email that already has an account is
+/// refused before any password work is done. A verification link is mailed to the address; until it is followed the
+/// account cannot accept invitations.
 #[utoipa::path(
     tag = "auth",
     request_body = RegisterRequest,
@@ -101,6 +102,8 @@ pub(crate) async fn audit_platform(
         (status = 201, body = AuthResponse),
         (status = 409, description = "An account with this email exists", body = ProblemDetails),
         (status = 422, description = "Invalid email, name or password", body = ProblemDetails),
+        (status = 429, description = "Too many registrations from this address; see Retry-After", body = ProblemDetails),
+        (status = 503, description = "Too busy to hash the password now; see Retry-After", body = ProblemDetails),
     ),
 )]
 #[post("/v1/auth/register")]
@@ -121,21 +124,21 @@ pub async fn register(
             return Err(ApiError::validation(errors));
         }
     };
-    let hash = password::hash(password.expose().to_owned()).await?;
+    throttle::admit_registration(&state.db, &state.settings, origin.0.ip_address).await?;
+    // A taken email costs a lookup, never a hash (the 409 says as much as the lookup does).
+    if users::find_by_email(&state.db, email.as_str()).await?.is_some() {
+        return Err(email_taken());
+    }
+    let hash = state.passwords.hash_for_new_account(password.expose().to_owned()).await?;
     let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await?;
     let user = users::create(
         txn.connection(),
         users::NewUser { email: email.as_str(), name: &name, password_hash: Some(hash) },
     )
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            ApiError::new(ErrorCode::Conflict, "An account with this email already exists.")
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(|e| if is_unique_violation(&e) { email_taken() } else { e.into() })?;
     let tokens = start_session(&state, txn.connection(), user.id, &origin.0).await?;
+    let (verification, _) = email_verification::issue(&state, txn.connection(), &user).await?;
     audit_platform(
         &txn,
         Actor::user(user.id),
@@ -147,22 +150,20 @@ pub async fn register(
     )
     .await?;
     txn.commit().await?;
+    // A mail that cannot be sent now is logged by the mailer; `POST /v1/me/verification-email` sends another.
+    let _ = state.mailer.send(verification).await;
     Ok(HttpResponse::Created().json(AuthResponse { user: user.into(), tokens }))
 }
 
-fn throttle_policy(threshold: i32) -> Policy {
-    Policy {
-        threshold,
-        window: Duration::from_secs(15 * 60),
-        base_lock: Duration::from_secs(30),
-        max_lock: Duration::from_secs(15 * 60),
-    }
+fn email_taken() -> ApiError {
+    ApiError::new(ErrorCode::Conflict, "An account with this email already exists.")
 }
 
 /// Sign in with email and password.
 ///
-/// A wrong email and a wrong password get the same answer. Repeated failures for one account or from one address
-/// lock further attempts for a while (429 with `Retry-After`), even with the right password.
+/// A wrong email and a wrong password get the same answer. Failed attempts are limited per account and client address
+/// (a low limit), per account (a high ceiling) and per address; past a limit attempts get 429 with `Retry-After`, even
+/// with the right password.
 #[utoipa::path(
     tag = "auth",
     request_body = LoginRequest,
@@ -171,6 +172,7 @@ fn throttle_policy(threshold: i32) -> Policy {
         (status = 401, description = "Wrong email or password", body = ProblemDetails),
         (status = 422, description = "The email is not an email address", body = ProblemDetails),
         (status = 429, description = "Too many failed attempts; see Retry-After", body = ProblemDetails),
+        (status = 503, description = "Too busy to check the password now; see Retry-After", body = ProblemDetails),
     ),
 )]
 #[post("/v1/auth/login")]
@@ -184,48 +186,33 @@ pub async fn login(
     if body.password.chars().count() > Password::MAX_CHARS {
         return Err(ApiError::validation(vec![crate::domain::invalid("password", "is too long")]));
     }
-    let email_key = format!("email:{}", email.as_str().to_lowercase());
-    let ip_key = origin.0.ip_address.map(|ip| format!("ip:{ip}"));
-    let keys: Vec<String> = std::iter::once(email_key.clone()).chain(ip_key.clone()).collect();
-
-    let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await?;
-    let user = users::find_by_email(txn.connection(), email.as_str()).await?;
+    let user = users::find_by_email(&state.db, email.as_str()).await?;
     let actor = user.as_ref().map_or(Actor::anonymous(), |u| Actor::user(u.id));
     let resource_id = user.as_ref().map(|u| u.id.to_string());
-    if let Some(wait) = auth_throttle::locked_for(txn.connection(), &keys).await? {
+    let check = throttle::PasswordCheck::sign_in(&state.settings, email.as_str(), origin.0.ip_address);
+    if let Err(refused) = check.admit(&state.db).await {
+        let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await?;
         let metadata = serde_json::json!({ "reason": "throttled" });
         audit_platform(&txn, actor, "auth.login", resource_id, Outcome::Denied, metadata, &origin.0).await?;
         txn.commit().await?;
-        let secs = wait.as_secs().max(1);
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!("Too many failed sign-in attempts; try again in {secs} seconds."),
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from(secs)));
+        return Err(refused);
     }
     let usable = user.as_ref().filter(|u| u.disabled_at.is_none());
-    let ok = password::verify(body.password, usable.and_then(|u| u.password_hash.clone())).await?;
-    let Some(user) = user.filter(|_| ok) else {
-        auth_throttle::record_failure(
-            txn.connection(),
-            &email_key,
-            throttle_policy(state.settings.login_max_failures_per_account),
-        )
-        .await?;
-        if let Some(ip_key) = &ip_key {
-            auth_throttle::record_failure(
-                txn.connection(),
-                ip_key,
-                throttle_policy(state.settings.login_max_failures_per_ip),
-            )
-            .await?;
+    let ok = match state.passwords.verify(body.password, usable.and_then(|u| u.password_hash.clone())).await {
+        Ok(ok) => ok,
+        Err(busy) => {
+            check.not_checked(&state.db).await?;
+            return Err(busy);
         }
+    };
+    let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await?;
+    let Some(user) = user.filter(|_| ok) else {
         let metadata = serde_json::json!({ "reason": "invalid_credentials" });
         audit_platform(&txn, actor, "auth.login", resource_id, Outcome::Failure, metadata, &origin.0).await?;
         txn.commit().await?;
         return Err(unauthenticated("Invalid email or password."));
     };
-    auth_throttle::reset(txn.connection(), &email_key).await?;
+    check.succeeded(txn.connection()).await?;
     let user = users::touch_last_login(txn.connection(), user).await?;
     let tokens = start_session(&state, txn.connection(), user.id, &origin.0).await?;
     let user_id = user.id;

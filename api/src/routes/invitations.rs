@@ -7,17 +7,17 @@ use chrono::{DateTime, Utc};
 use entity::audit::{self, Event};
 use entity::audit_logs::Outcome;
 use entity::tenant_users::{self, Role};
-use entity::{TenantId, TenantTxn, UserId, invitations, tenants};
+use entity::{TenantId, TenantTxn, UserId, invitations, tenants, users};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::permissions::{Permission, may_manage_role};
+use crate::auth::permissions::{Permission, allows, may_manage_role};
 use crate::auth::principal::Principal;
 use crate::auth::secrets;
 use crate::auth::tenant_access::{TenantAccess, role_name};
 use crate::domain::Email;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
-use crate::mailer::InvitationMail;
+use crate::mailer;
 use crate::request_context::ClientOrigin;
 use crate::routes::tenants::TenantPath;
 use crate::routes::views::MembershipView;
@@ -127,15 +127,10 @@ pub async fn create_invitation(
         .await?;
     access.commit().await?;
     let accept_url = format!("{}/invitations/accept?token={token}", state.settings.public_url.trim_end_matches('/'));
-    let mail = InvitationMail {
-        to: email.as_str(),
-        tenant_name: &tenant.name,
-        role: role_name(body.role),
-        accept_url: &accept_url,
-    };
-    if let Err(e) = state.mailer.send_invitation(mail).await {
-        tracing::warn!(error = format!("{e:#}"), "failed to send an invitation mail; the link is in the response");
-    }
+    let mail = mailer::invitation(email.as_str(), &tenant.name, role_name(body.role), &accept_url, invitation.id);
+    // A mail that cannot be sent is logged by the mailer (with the invitation id, never the link); the link is in
+    // the response.
+    let _ = state.mailer.send(mail).await;
     Ok(HttpResponse::Created().json(CreatedInvitation { invitation: invitation.into(), token, accept_url }))
 }
 
@@ -194,6 +189,21 @@ pub async fn revoke_invitation(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Whether whoever sent `invitation` could send it now: still an active member whose role may invite for its role. An
+/// invitation is only as good as its sender's rights at the moment it is accepted.
+async fn inviter_may_still_grant(txn: &TenantTxn, invitation: &invitations::Model) -> Result<bool, ApiError> {
+    let Some(inviter) = invitation.invited_by else {
+        return Ok(false);
+    };
+    let Some(membership) = tenant_users::find_for_user(txn, inviter).await? else {
+        return Ok(false);
+    };
+    let active = users::find(txn.connection(), inviter).await?.is_some_and(|u| u.disabled_at.is_none());
+    Ok(active
+        && allows(membership.role, Permission::ManageMembers)
+        && may_manage_role(membership.role, invitation.role))
+}
+
 /// Accept an invitation as the signed-in user, whose email must be the invited one.
 #[utoipa::path(
     tag = "invitations",
@@ -201,10 +211,10 @@ pub async fn revoke_invitation(
     request_body = AcceptInvitationRequest,
     responses(
         (status = 200, body = MembershipView),
-        (status = 403, description = "The invitation is for another email", body = ProblemDetails),
+        (status = 403, description = "The invitation is for another email, or the email is not verified yet (`email_not_verified`)", body = ProblemDetails),
         (status = 404, description = "Unknown or revoked invitation", body = ProblemDetails),
         (status = 409, description = "Already used, or already a member", body = ProblemDetails),
-        (status = 410, description = "Expired", body = ProblemDetails),
+        (status = 410, description = "Expired, or its sender can no longer grant the role", body = ProblemDetails),
     ),
 )]
 #[post("/v1/invitations/accept")]
@@ -232,6 +242,20 @@ pub async fn accept_invitation(
     let invited = Email::parse("email", &invitation.email).map_err(|_| not_found())?;
     if !invited.matches(&me.user.email) {
         return Err(ApiError::new(ErrorCode::Forbidden, "This invitation was sent to another email address."));
+    }
+    if me.user.email_verified_at.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::EmailNotVerified,
+            "Verify your email address before accepting an invitation: follow the link mailed to you when you \
+             registered, or ask for a new one with POST /v1/me/verification-email.",
+        ));
+    }
+    if !inviter_may_still_grant(&txn, &invitation).await? {
+        return Err(ApiError::new(
+            ErrorCode::Gone,
+            "This invitation is no longer valid: the member who sent it can no longer grant this role. Ask for a new \
+             one.",
+        ));
     }
     if tenant_users::find_for_user(&txn, me.user.id).await?.is_some() {
         return Err(ApiError::new(ErrorCode::Conflict, "You are already a member of this tenant."));

@@ -1,14 +1,15 @@
 //! `/v1/me`: the signed-in user, their memberships, and their password.
 
 use actix_web::{HttpResponse, get, post, web};
+use entity::audit::{Actor, Origin};
 use entity::audit_logs::Outcome;
 use entity::sessions::{self, RevokeReason};
-use entity::{PLATFORM_TENANT, TenantTxn, UserTxn, audit::Actor, tenant_users, tenants, users};
+use entity::{PLATFORM_TENANT, TenantTxn, UserId, UserTxn, tenant_users, tenants, users};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::password;
 use crate::auth::principal::Principal;
+use crate::auth::throttle;
 use crate::domain::{Password, invalid};
 use crate::error::{ApiError, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -54,7 +55,21 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
+/// Audits a password change that did not happen.
+async fn refused_change(state: &AppState, user: UserId, reason: &str, origin: &Origin) -> Result<(), ApiError> {
+    let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await?;
+    let outcome = if reason == "throttled" { Outcome::Denied } else { Outcome::Failure };
+    let metadata = serde_json::json!({ "reason": reason });
+    audit_platform(&txn, Actor::user(user), "user.password_change", Some(user.to_string()), outcome, metadata, origin)
+        .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
 /// Change the password. Every session of the user ends (everywhere); the response carries a new one for this client.
+///
+/// Wrong current passwords count under the same throttle as sign-ins (per account and client address, and per
+/// account): past the limit, 429 with `Retry-After`, even for the right one.
 #[utoipa::path(
     tag = "me",
     security(("bearer" = [])),
@@ -63,6 +78,8 @@ pub struct ChangePasswordRequest {
         (status = 200, body = TokenPair),
         (status = 401, body = ProblemDetails),
         (status = 422, description = "Wrong current password or invalid new one", body = ProblemDetails),
+        (status = 429, description = "Too many wrong current passwords; see Retry-After", body = ProblemDetails),
+        (status = 503, description = "Too busy to check the password now; see Retry-After", body = ProblemDetails),
     ),
 )]
 #[post("/v1/me/password")]
@@ -75,13 +92,28 @@ pub async fn change_password(
     let me = principal.user()?;
     let body = body.into_inner();
     let new_password = Password::parse("new_password", body.new_password).map_err(|e| ApiError::validation(vec![e]))?;
-    if body.current_password.chars().count() > Password::MAX_CHARS
-        || !password::verify(body.current_password, me.user.password_hash.clone()).await?
-    {
+    if body.current_password.chars().count() > Password::MAX_CHARS {
         return Err(ApiError::validation(vec![invalid("current_password", "is not the current password")]));
     }
-    let hash = password::hash(new_password.expose().to_owned()).await?;
+    let check = throttle::PasswordCheck::password_change(&state.settings, &me.user.email, origin.0.ip_address);
+    if let Err(refused) = check.admit(&state.db).await {
+        refused_change(&state, me.user.id, "throttled", &origin.0).await?;
+        return Err(refused);
+    }
+    let verified = match state.passwords.verify(body.current_password, me.user.password_hash.clone()).await {
+        Ok(verified) => verified,
+        Err(busy) => {
+            check.not_checked(&state.db).await?;
+            return Err(busy);
+        }
+    };
+    if !verified {
+        refused_change(&state, me.user.id, "wrong_current_password", &origin.0).await?;
+        return Err(ApiError::validation(vec![invalid("current_password", "is not the current password")]));
+    }
+    let hash = state.passwords.hash(new_password.expose().to_owned()).await?;
     let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await?;
+    check.succeeded(txn.connection()).await?;
     let user = users::set_password_hash(txn.connection(), me.user.clone(), hash).await?;
     let ended = sessions::revoke_all_for_user(txn.connection(), user.id, RevokeReason::PasswordChange).await?;
     let tokens = start_session(&state, txn.connection(), user.id, &origin.0).await?;

@@ -1,14 +1,15 @@
 //! `/v1/tenants/{tenant_id}/members`: list members, change a role, remove a member. A tenant always keeps at least
-//! one owner; admins never act on owners; anyone may leave.
+//! one owner; admins never act on owners; anyone may leave. A removed member's pending invitations and API keys are
+//! revoked with them; a demoted member's invitations for roles they can no longer grant are revoked.
 
 use actix_web::{HttpResponse, delete, get, patch, web};
 use chrono::{DateTime, Utc};
 use entity::tenant_users::{self, Role};
-use entity::{TenantId, UserId};
+use entity::{TenantId, UserId, api_keys, invitations};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::permissions::{Permission, may_manage_role};
+use crate::auth::permissions::{Permission, allows, may_manage_role};
 use crate::auth::principal::Principal;
 use crate::auth::tenant_access::{TenantAccess, role_name};
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
@@ -39,6 +40,16 @@ pub struct MemberPath {
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateMemberRequest {
     pub role: Role,
+}
+
+const ALL_ROLES: [Role; 4] = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
+
+/// The roles a member with `role` may not invite for.
+fn roles_no_longer_grantable(role: Role) -> Vec<Role> {
+    ALL_ROLES
+        .into_iter()
+        .filter(|invited| !allows(role, Permission::ManageMembers) || !may_manage_role(role, *invited))
+        .collect()
 }
 
 fn forbidden(detail: &str) -> ApiError {
@@ -101,12 +112,18 @@ pub async fn update_member(
         return Err(last_owner());
     }
     let updated = tenant_users::set_role(&access.txn, member, to).await?;
+    // Invitations this member sent for roles they can no longer grant die with the demotion. (Their API keys are
+    // capped by their current role at every request, so they need nothing here.)
+    let invitations_revoked =
+        invitations::revoke_pending_sent_by(&access.txn, updated.user_id, &roles_no_longer_grantable(to)).await?;
     access
         .audit(
             "member.role_change",
             "member",
             updated.user_id,
-            serde_json::json!({ "from": role_name(from), "to": role_name(to) }),
+            serde_json::json!({
+                "from": role_name(from), "to": role_name(to), "invitations_revoked": invitations_revoked,
+            }),
             &origin.0,
         )
         .await?;
@@ -147,12 +164,17 @@ pub async fn remove_member(
     }
     let role = member.role;
     tenant_users::remove(&access.txn, member).await?;
+    // Nothing the former member set up keeps acting for them: their pending invitations and API keys are revoked.
+    let invitations_revoked = invitations::revoke_pending_sent_by(&access.txn, target, &ALL_ROLES).await?;
+    let api_keys_revoked = api_keys::revoke_created_by(&access.txn, target).await?;
     access
         .audit(
             if leaving { "member.leave" } else { "member.remove" },
             "member",
             target,
-            serde_json::json!({ "role": role_name(role) }),
+            serde_json::json!({
+                "role": role_name(role), "invitations_revoked": invitations_revoked, "api_keys_revoked": api_keys_revoked,
+            }),
             &origin.0,
         )
         .await?;

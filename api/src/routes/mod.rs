@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod auth;
+pub mod email_verification;
 pub mod fallback;
 pub mod health;
 pub mod invitations;
@@ -23,6 +24,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(auth::login)
         .service(auth::refresh)
         .service(auth::logout)
+        .service(email_verification::verify_email)
+        .service(email_verification::verify_email_link)
+        .service(email_verification::resend_verification)
         .service(me::get_me)
         .service(me::change_password)
         .service(tenants::create_tenant)

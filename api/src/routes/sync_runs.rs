@@ -93,7 +93,7 @@ pub struct RequestSyncRun {
 /// Sync now (owner, admin, member).
 ///
 /// Answers 202 with the queued run, or with the run already queued or running (no second run is queued). 409 when
-/// the tenant has no connection or its token was refused.
+/// the tenant has no connection, its token was refused, or its base URL is no longer allowed.
 #[utoipa::path(
     tag = "testio",
     security(("bearer" = [])),
@@ -117,15 +117,20 @@ pub async fn request_sync_run(
     let full = body.map(|b| b.full).unwrap_or_default();
     let tenant = TenantId(path.tenant_id);
     let access = TenantAccess::begin(&state, &principal, tenant, Permission::TriggerSync).await?;
-    match testio_connections::find(&access.txn).await? {
-        None => return Err(ApiError::new(ErrorCode::Conflict, "Connect TestIO first (PUT .../testio-connection).")),
-        Some(c) if c.status == ConnectionStatus::NeedsToken => {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "TestIO refused the saved token; save a new one (PUT .../testio-connection).",
-            ));
+    // Only an active connection is synced: a run queued for another would never start.
+    let refused = match testio_connections::find(&access.txn).await?.map(|c| c.status) {
+        None => Some("Connect TestIO first (PUT .../testio-connection)."),
+        Some(ConnectionStatus::Active) => None,
+        Some(ConnectionStatus::NeedsToken) => {
+            Some("TestIO refused the saved token; save a new one (PUT .../testio-connection).")
         }
-        Some(_) => {}
+        Some(ConnectionStatus::BaseUrlNotAllowed) => Some(
+            "The connection's base URL is no longer allowed on this server; save the connection again with an \
+             allowed base_url (PUT .../testio-connection).",
+        ),
+    };
+    if let Some(detail) = refused {
+        return Err(ApiError::new(ErrorCode::Conflict, detail));
     }
     let (run, created) = sync_runs::request(&access.txn, SyncTrigger::Api, full, access.user_id).await?;
     if created {

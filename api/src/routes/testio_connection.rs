@@ -40,7 +40,7 @@ pub struct ConnectionView {
     #[schema(example = "cdef")]
     pub token_last4: String,
     pub status: ConnectionStatus,
-    /// Why the connection needs a new token.
+    /// Why the connection is not syncing: the token was refused, or the base URL is no longer allowed.
     pub status_reason: Option<String>,
     /// When TestIO last accepted the token on save.
     pub verified_at: DateTime<Utc>,
@@ -48,7 +48,7 @@ pub struct ConnectionView {
     pub updated_at: DateTime<Utc>,
     /// The end of the last full reconcile.
     pub last_reconcile_at: Option<DateTime<Utc>>,
-    /// When the next sync is due; `null` while the connection needs a new token.
+    /// When the next sync is due; `null` while the connection is not `active`.
     pub next_sync_at: Option<DateTime<Utc>>,
     /// The latest sync run, if any.
     pub last_run: Option<SyncRunView>,
@@ -85,13 +85,14 @@ fn parse_token(raw: &str) -> Result<SecretString, ApiError> {
     Ok(SecretString::from(token))
 }
 
+/// The base URL to save, checked against `TESTIO_ALLOWED_BASE_URLS` before the token is sent anywhere (the default
+/// one too: the two settings are separate).
 fn parse_base_url(state: &AppState, raw: Option<&str>) -> Result<url::Url, ApiError> {
     let raw = raw.unwrap_or(&state.settings.testio_base_url);
     let url = normalize_base_url(raw).map_err(|e| field("base_url", e))?;
-    let allowed = state.settings.testio_allowed_base_urls.split(',').map(str::trim).filter(|p| !p.is_empty());
-    let allowed: Vec<&str> = allowed.collect();
-    if !allowed.iter().any(|prefix| url.as_str().starts_with(prefix)) {
-        return Err(field("base_url", format!("must start with one of: {}", allowed.join(", "))));
+    if !state.testio_allowlist.permits(&url) {
+        let allowed = &state.testio_allowlist;
+        return Err(field("base_url", format!("must be one of these base URLs or a path under one: {allowed}")));
     }
     Ok(url)
 }
@@ -99,8 +100,9 @@ fn parse_base_url(state: &AppState, raw: Option<&str>) -> Result<url::Url, ApiEr
 /// Connect TestIO, or replace the token (owner, admin).
 ///
 /// The token is checked against TestIO (`GET /products`) before anything is stored: a token TestIO refuses gives
-/// 422, TestIO being unreachable gives 502, and in both cases nothing changes. A new token also revives a connection
-/// that needed one.
+/// 422, TestIO being unreachable gives 502, and in both cases nothing changes. A base URL outside the server's
+/// allowed base URLs gives 422 before any request. Saving also revives a connection that stopped syncing (its token
+/// was refused, or its base URL is no longer allowed).
 #[utoipa::path(
     tag = "testio",
     security(("bearer" = [])),

@@ -14,6 +14,9 @@ pub struct UserView {
     pub name: String,
     pub avatar_url: Option<String>,
     pub is_platform_admin: bool,
+    /// Whether the user proved they hold the mailbox of `email` (needed to accept invitations).
+    pub email_verified: bool,
+    pub email_verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
 }
@@ -26,6 +29,8 @@ impl From<users::Model> for UserView {
             name: u.name,
             avatar_url: u.avatar_url,
             is_platform_admin: u.is_platform_admin,
+            email_verified: u.email_verified_at.is_some(),
+            email_verified_at: u.email_verified_at,
             created_at: u.created_at,
             last_login_at: u.last_login_at,
         }

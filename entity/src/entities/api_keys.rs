@@ -63,6 +63,81 @@ pub async fn list_active(txn: &TenantTxn) -> Result<Vec<Model>, DbErr> {
     Entity::find().filter(Column::RevokedAt.is_null()).order_by_desc(Column::CreatedAt).all(txn.conn()).await
 }
 
+/// A key together with what its creator is now: an API key never does more than the member who made it may do at the
+/// time of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyWithCreator {
+    pub key: Model,
+    /// The creator's current role in the key's tenant; `None` when they are no longer a member (or were deleted).
+    pub creator_role: Option<Role>,
+    /// Whether the creator's account exists and is not disabled.
+    pub creator_active: bool,
+}
+
+#[derive(Debug, sea_orm::FromQueryResult)]
+struct KeyRow {
+    tenant_id: TenantId,
+    id: Uuid,
+    name: String,
+    prefix: String,
+    secret_hash: Vec<u8>,
+    role: Role,
+    created_by: Option<UserId>,
+    created_at: DateTimeUtc,
+    last_used_at: Option<DateTimeUtc>,
+    revoked_at: Option<DateTimeUtc>,
+    creator_role: Option<Role>,
+    creator_active: bool,
+}
+
+/// The key `id` with its creator's current membership and account state, in one round trip inside the request's
+/// transaction (so a role change or removal committed before it is seen).
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn find_with_creator(txn: &TenantTxn, id: Uuid) -> Result<Option<KeyWithCreator>, DbErr> {
+    use sea_orm::FromQueryResult;
+    let row = KeyRow::find_by_statement(crate::db::stmt(
+        "SELECT k.tenant_id, k.id, k.name, k.prefix, k.secret_hash, k.role, k.created_by, k.created_at,
+                k.last_used_at, k.revoked_at, m.role AS creator_role,
+                coalesce(u.disabled_at IS NULL, false) AS creator_active
+           FROM api_keys k
+           LEFT JOIN tenant_users m ON m.tenant_id = k.tenant_id AND m.user_id = k.created_by
+           LEFT JOIN users u ON u.id = k.created_by
+          WHERE k.tenant_id = $1 AND k.id = $2",
+        [txn.tenant_id().0.into(), id.into()],
+    ))
+    .one(txn.conn())
+    .await?;
+    Ok(row.map(|r| KeyWithCreator {
+        key: Model {
+            tenant_id: r.tenant_id,
+            id: r.id,
+            name: r.name,
+            prefix: r.prefix,
+            secret_hash: r.secret_hash,
+            role: r.role,
+            created_by: r.created_by,
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            revoked_at: r.revoked_at,
+        },
+        creator_role: r.creator_role,
+        creator_active: r.creator_active,
+    }))
+}
+
+/// Revokes every active key `user` created in the transaction's tenant (they left or were removed); how many.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn revoke_created_by(txn: &TenantTxn, user: UserId) -> Result<u64, DbErr> {
+    let result = Entity::update_many()
+        .col_expr(Column::RevokedAt, Expr::value(chrono::Utc::now()))
+        .filter(Column::TenantId.eq(txn.tenant_id()))
+        .filter(Column::CreatedBy.eq(user))
+        .filter(Column::RevokedAt.is_null())
+        .exec(txn.conn())
+        .await?;
+    Ok(result.rows_affected)
+}
+
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn find(txn: &TenantTxn, id: Uuid) -> Result<Option<Model>, DbErr> {
     Entity::find_by_id((txn.tenant_id(), id)).one(txn.conn()).await

@@ -101,3 +101,25 @@ pub async fn mark_accepted(txn: &TenantTxn, invitation: Model, by: UserId) -> Re
     active.accepted_by = Set(Some(by));
     active.update(txn.conn()).await
 }
+
+/// Revokes the pending invitations `inviter` sent for one of `roles` (the inviter was removed, or demoted below what
+/// they invited); how many.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn revoke_pending_sent_by(txn: &TenantTxn, inviter: UserId, roles: &[Role]) -> Result<u64, DbErr> {
+    use sea_orm::sea_query::Expr;
+    if roles.is_empty() {
+        return Ok(0);
+    }
+    let now = chrono::Utc::now();
+    let result = Entity::update_many()
+        .col_expr(Column::RevokedAt, Expr::value(now))
+        .filter(Column::TenantId.eq(txn.tenant_id()))
+        .filter(Column::InvitedBy.eq(inviter))
+        .filter(Column::Role.is_in(roles.iter().copied()))
+        .filter(Column::AcceptedAt.is_null())
+        .filter(Column::RevokedAt.is_null())
+        .filter(Column::ExpiresAt.gt(now))
+        .exec(txn.conn())
+        .await?;
+    Ok(result.rows_affected)
+}

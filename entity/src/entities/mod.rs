@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit_logs;
+pub mod email_verifications;
 pub mod invitations;
 pub mod refresh_tokens;
 pub mod sessions;

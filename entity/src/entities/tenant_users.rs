@@ -31,6 +31,23 @@ pub enum Role {
     Viewer,
 }
 
+impl Role {
+    /// How much the role may do: owner 3, admin 2, member 1, viewer 0.
+    pub const fn rank(self) -> u8 {
+        match self {
+            Self::Owner => 3,
+            Self::Admin => 2,
+            Self::Member => 1,
+            Self::Viewer => 0,
+        }
+    }
+
+    /// The less privileged of two roles (what an API key may do: its own role, capped by its creator's).
+    pub const fn least(self, other: Self) -> Self {
+        if self.rank() <= other.rank() { self } else { other }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tenant_users")]
 pub struct Model {
@@ -111,4 +128,24 @@ pub async fn memberships_of(txn: &UserTxn) -> Result<Vec<Model>, DbErr> {
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn count(txn: &TenantTxn) -> Result<u64, DbErr> {
     Entity::find().count(txn.conn()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Role;
+
+    #[test]
+    fn least_is_the_lower_role_whatever_the_order() {
+        let all = [Role::Owner, Role::Admin, Role::Member, Role::Viewer];
+        for a in all {
+            for b in all {
+                let least = a.least(b);
+                assert_eq!(least, b.least(a));
+                assert!(least.rank() <= a.rank() && least.rank() <= b.rank());
+                assert!(least == a || least == b);
+            }
+        }
+        assert_eq!(Role::Admin.least(Role::Viewer), Role::Viewer);
+        assert_eq!(Role::Owner.least(Role::Member), Role::Member);
+    }
 }

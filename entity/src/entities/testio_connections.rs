@@ -30,6 +30,11 @@ pub enum ConnectionStatus {
     /// TestIO refused the token (401): syncing stops until a new token is saved.
     #[sea_orm(string_value = "needs_token")]
     NeedsToken,
+    /// The stored base URL is outside the worker's `TESTIO_ALLOWED_BASE_URLS` (the list changed since it was saved, or
+    /// differs from the API's): syncing stops, without a request, until the connection is saved again with an allowed
+    /// base URL.
+    #[sea_orm(string_value = "base_url_not_allowed")]
+    BaseUrlNotAllowed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -155,6 +160,29 @@ pub async fn mark_needs_token(txn: &TenantTxn, connection: Model, reason: &str) 
     active.status_reason = Set(Some(crate::audit::truncate(reason, 500).to_owned()));
     active.updated_at = Set(chrono::Utc::now());
     active.update(txn.conn()).await
+}
+
+/// Marks the connection as aimed outside the allowed base URLs; the worker stops syncing the tenant until the
+/// connection is saved again. Applies only while the stored base URL is still `connection`'s: `None` when a save
+/// replaced it meanwhile (that connection is then the one to sync).
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn mark_base_url_not_allowed(
+    txn: &TenantTxn,
+    connection: Model,
+    reason: &str,
+) -> Result<Option<Model>, DbErr> {
+    let updated = Entity::update_many()
+        .col_expr(Column::Status, sea_orm::sea_query::Expr::value(ConnectionStatus::BaseUrlNotAllowed))
+        .col_expr(Column::StatusReason, sea_orm::sea_query::Expr::value(crate::audit::truncate(reason, 500)))
+        .col_expr(Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now()))
+        .filter(Column::TenantId.eq(txn.tenant_id()))
+        .filter(Column::BaseUrl.eq(connection.base_url))
+        .exec(txn.conn())
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(None);
+    }
+    find(txn).await
 }
 
 /// Records the end of a full reconcile.

@@ -20,6 +20,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub last_login_at: Option<DateTimeUtc>,
     pub disabled_at: Option<DateTimeUtc>,
+    /// When the user proved they hold the mailbox of `email`; `None` until then.
+    pub email_verified_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -53,6 +55,7 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser<'_>) -> Result<Model
         created_at: Set(chrono::Utc::now()),
         last_login_at: Set(None),
         disabled_at: Set(None),
+        email_verified_at: Set(None),
     }
     .insert(db)
     .await
@@ -87,5 +90,13 @@ pub async fn set_platform_admin(db: &impl ConnectionTrait, user: Model, admin: b
 pub async fn touch_last_login(db: &impl ConnectionTrait, user: Model) -> Result<Model, DbErr> {
     let mut active = user.into_active_model();
     active.last_login_at = Set(Some(chrono::Utc::now()));
+    active.update(db).await
+}
+
+/// Records that the user holds the mailbox of their email address.
+#[tracing::instrument(skip_all)]
+pub async fn mark_email_verified(db: &impl ConnectionTrait, user: Model) -> Result<Model, DbErr> {
+    let mut active = user.into_active_model();
+    active.email_verified_at = Set(Some(chrono::Utc::now()));
     active.update(db).await
 }

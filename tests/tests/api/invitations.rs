@@ -26,7 +26,7 @@ async fn an_invitation_works_once_and_only_for_its_email() {
 
     let listed: Value =
         app.get_as(&format!("/v1/tenants/{tenant}/invitations"), &ann.access_token).await.json().await.unwrap();
-    assert_eq!(listed[0]["email"], "Bob@Example.com");
+    assert_eq!(listed[0]["email"], "Bob@example.com", "stored NFKC-normalised, domain lower-cased");
     assert!(!listed.to_string().contains(token), "the token is never shown again");
 
     let r = app.post_as("/v1/invitations/accept", &eve.access_token, json!({ "token": token })).await;

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tests::spawn_app;
+use tests::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() {
-    let app = spawn_app().await;
+    let sim = tests::testio_sim::Simulator::start().await;
+    let app = spawn_app_with(|s| s.testio_allowed_base_urls = sim.base_url.clone()).await;
     let alice = app.register("alice@example.com").await;
     let victim = app.create_tenant(&alice, "victim").await;
     let member = app.add_member(&alice, victim, "member@example.com", "member").await;
@@ -35,7 +36,6 @@ async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() 
         .await
         .unwrap();
 
-    let sim = tests::testio_sim::Simulator::start().await;
     let shape = tests::testio_sim::Shape { products: 1, tests_per_product: 1, bugs_per_test: 0 };
     sim.add_account("victim-token-1", tests::testio_sim::Account::generate(1, shape));
     let connection: Value = app

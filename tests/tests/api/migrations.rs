@@ -7,10 +7,11 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tests::TestDatabase;
 
 /// Every table of the schema at the head migration.
-const ALL_TABLES: [&str; 17] = [
+const ALL_TABLES: [&str; 18] = [
     "api_keys",
     "audit_logs",
     "auth_throttle",
+    "email_verifications",
     "invitations",
     "refresh_tokens",
     "seaql_migrations",

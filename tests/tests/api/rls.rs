@@ -376,3 +376,57 @@ async fn a_user_scope_reads_only_that_users_memberships_and_writes_nothing() {
         .unwrap_err();
     assert_eq!(sqlstate(&err).as_deref(), Some("42501"));
 }
+
+#[tokio::test]
+async fn the_runtime_role_cannot_create_a_temporary_table_that_shadows_a_real_one() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    let err = runtime.execute_unprepared("CREATE TEMP TABLE tenant_users (x int)").await.unwrap_err();
+    assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{err}");
+    assert!(err.to_string().contains("permission denied to create temporary tables"), "{err}");
+}
+
+#[tokio::test]
+async fn only_the_runtime_group_and_not_public_may_connect_to_the_database() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    let may = |role: &str, privilege: &str| {
+        format!("SELECT has_database_privilege('{role}', current_database(), '{privilege}')::int::bigint")
+    };
+    assert_eq!(count(&runtime, &may("public", "CONNECT")).await, 0);
+    assert_eq!(count(&runtime, &may("public", "TEMPORARY")).await, 0);
+    assert_eq!(count(&runtime, &may("testio_runtime", "CONNECT")).await, 1);
+    assert_eq!(count(&runtime, &may("testio_runtime", "TEMPORARY")).await, 0);
+}
+
+#[tokio::test]
+async fn service_connections_search_public_and_then_pg_temp_whatever_the_database_says() {
+    let db = TestDatabase::migrated().await;
+    // A database default that would put temporary objects first is overridden by the connection's startup options.
+    let superuser = db.connect_superuser().await;
+    superuser
+        .execute_unprepared(&format!("ALTER DATABASE \"{}\" SET search_path = pg_temp, public", db.name))
+        .await
+        .unwrap();
+    let settings = entity::db::PoolSettings {
+        max_connections: 1,
+        acquire_timeout: std::time::Duration::from_secs(5),
+        connect_timeout: std::time::Duration::from_secs(5),
+    };
+    let service = entity::db::connect(&db.runtime_url(), &settings).await.unwrap();
+    let row = service.query_one_raw(Statement::from_string(DbBackend::Postgres, "SHOW search_path")).await.unwrap();
+    let search_path: String = row.unwrap().try_get("", "search_path").unwrap();
+    assert_eq!(search_path, "public, pg_temp");
+}
+
+#[tokio::test]
+async fn the_role_check_refuses_a_database_where_public_may_create_temporary_tables_again() {
+    let db = TestDatabase::migrated().await;
+    let runtime = db.connect_runtime().await;
+    entity::role_check::verify_runtime_role(&runtime).await.expect("the runtime role is safe on a migrated database");
+
+    let superuser = db.connect_superuser().await;
+    superuser.execute_unprepared(&format!("GRANT TEMPORARY ON DATABASE \"{}\" TO PUBLIC", db.name)).await.unwrap();
+    let err = entity::role_check::verify_runtime_role(&runtime).await.unwrap_err().to_string();
+    assert!(err.contains(&format!("may create temporary tables in database {}", db.name)), "{err}");
+}

@@ -57,8 +57,8 @@ async fn a_token_testio_refuses_is_not_saved() {
 
 #[tokio::test]
 async fn testio_being_down_gives_502_and_changes_nothing() {
-    let f = SyncFixture::connected(TINY).await;
     let dead = "http://127.0.0.1:9/customer/v2/";
+    let f = SyncFixture::connected_allowing(TINY, &[dead]).await;
     let response = f
         .app
         .call(Method::PUT, &path(&f), Some(&f.owner.access_token), Some(json!({ "token": f.token, "base_url": dead })))

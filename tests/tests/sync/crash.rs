@@ -20,6 +20,7 @@ const CHILD_MODE: &str = "TESTIO_HUB_CHILD_WORKER";
 async fn child_worker_process() {
     let Ok(mode) = std::env::var(CHILD_MODE) else { return };
     let mut settings = tests::sync::worker_settings_for(&std::env::var("CHILD_DATABASE_URL").unwrap());
+    settings.allowed_base_urls = std::env::var("CHILD_ALLOWED_BASE_URLS").unwrap();
     settings.name = Some(format!("child-{mode}"));
     settings.lease_secs = 2;
     let shutdown = worker::shutdown_on_signals().unwrap();
@@ -38,6 +39,7 @@ fn spawn_child(f: &SyncFixture, mode: &str) -> Child {
         .args(["crash::child_worker_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env(CHILD_MODE, mode)
         .env("CHILD_DATABASE_URL", f.app.db.runtime_url())
+        .env("CHILD_ALLOWED_BASE_URLS", &f.allowed_base_urls)
         .env("CHILD_TENANT", f.tenant.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -1,6 +1,7 @@
 //! Tests of the TestIO side: the simulator, the connection and sync-run endpoints, and the worker against the
 //! simulator.
 
+mod allowlist;
 mod bootstrap;
 mod connection;
 mod crash;

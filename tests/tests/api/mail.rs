@@ -1,0 +1,277 @@
+//! Email verification and the two mailers (file outbox, SMTP), and the promise that no secret reaches the log: a
+//! real API process is driven through registration, verification, invitations and sign-ins while its log is captured.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tests::smtp_sink::SmtpSink;
+use tests::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn a_new_account_is_unverified_until_it_follows_the_link_mailed_to_it() {
+    let app = spawn_app().await;
+    let ann = app.register_unverified("ann@example.com").await;
+    let me: Value = app.get_as("/v1/me", &ann.access_token).await.json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], false);
+    assert_eq!(me["user"]["email_verified_at"], Value::Null);
+
+    let mails = app.outbox.to("ann@example.com");
+    assert_eq!(mails.len(), 1, "one verification mail, as an .eml file in the outbox");
+    let token = app.outbox.verification_token("ann@example.com").unwrap();
+    assert!(
+        mails[0].contains(&format!("{}/v1/auth/verify-email?token={token}", "http://127.0.0.1:8080")),
+        "{}",
+        mails[0]
+    );
+    let verified = app.get(&format!("/v1/auth/verify-email?token={token}")).await;
+    assert_eq!(verified.status(), 200);
+    assert_eq!(verified.json::<Value>().await.unwrap()["email"], "ann@example.com");
+    let me: Value = app.get_as("/v1/me", &ann.access_token).await.json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], true);
+    assert!(me["user"]["email_verified_at"].is_string());
+
+    let again = app.post("/v1/auth/verify-email", json!({ "token": token })).await;
+    assert_eq!(again.status(), 409, "a link works once");
+    let unknown = app.post("/v1/auth/verify-email", json!({ "token": "ev_made_up" })).await;
+    assert_eq!(unknown.status(), 404);
+    assert_eq!(unknown.json::<Value>().await.unwrap()["code"], "not_found");
+    let verify_entries = app.audit_actions(uuid::Uuid::nil()).await;
+    assert!(verify_entries.contains(&("user.email_verify".into(), "success".into())));
+}
+
+#[tokio::test]
+async fn an_unverified_user_cannot_accept_an_invitation_until_verified() {
+    let app = spawn_app().await;
+    let owner = app.register("owner@example.com").await;
+    let tenant = app.create_tenant(&owner, "acme").await;
+    let invited = app
+        .post_as(
+            &format!("/v1/tenants/{tenant}/invitations"),
+            &owner.access_token,
+            json!({ "email": "bob@example.com", "role": "admin" }),
+        )
+        .await;
+    let token = invited.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let invitation_mail = app.outbox.to("bob@example.com").pop().expect("the invitation was mailed");
+    assert!(invitation_mail.contains(&token), "the mail carries the accept link");
+
+    // Whoever registers the invited address first cannot use the invitation without its mailbox.
+    let bob = app.register_unverified("bob@example.com").await;
+    let refused = app.post_as("/v1/invitations/accept", &bob.access_token, json!({ "token": token })).await;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "email_not_verified");
+    assert!(body["detail"].as_str().unwrap().contains("Verify your email address"), "{body}");
+    let members: Value =
+        app.get_as(&format!("/v1/tenants/{tenant}/members"), &owner.access_token).await.json().await.unwrap();
+    assert_eq!(members.as_array().unwrap().len(), 1);
+
+    app.verify_email("bob@example.com").await;
+    let accepted = app.post_as("/v1/invitations/accept", &bob.access_token, json!({ "token": token })).await;
+    assert_eq!(accepted.status(), 200);
+}
+
+#[tokio::test]
+async fn a_new_link_replaces_the_old_one_links_expire_and_resending_is_limited() {
+    let app = spawn_app().await;
+    let ann = app.register_unverified("ann@example.com").await;
+    let first = app.outbox.verification_token(&ann.email).unwrap();
+    let resent = app.call(Method::POST, "/v1/me/verification-email", Some(&ann.access_token), None).await;
+    assert_eq!(resent.status(), 202);
+    assert!(resent.json::<Value>().await.unwrap()["expires_at"].is_string());
+    let second = app.outbox.verification_token(&ann.email).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(app.get(&format!("/v1/auth/verify-email?token={first}")).await.status(), 410, "replaced");
+
+    app.sql("UPDATE email_verifications SET expires_at = now() - interval '1 second'").await;
+    assert_eq!(app.get(&format!("/v1/auth/verify-email?token={second}")).await.status(), 410, "expired");
+
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses
+            .push(app.call(Method::POST, "/v1/me/verification-email", Some(&ann.access_token), None).await.status());
+    }
+    assert_eq!(statuses, [202, 202, 429], "three an hour, the first resend included");
+    app.verify_email(&ann.email).await;
+    let done = app.call(Method::POST, "/v1/me/verification-email", Some(&ann.access_token), None).await;
+    assert_eq!(done.status(), 409, "already verified");
+}
+
+#[tokio::test]
+async fn the_smtp_mailer_delivers_the_link_and_refuses_clear_text_to_a_remote_server() {
+    let sink = SmtpSink::start().await;
+    let app = spawn_app_with(|s| {
+        s.mail_transport = api::config::MailTransport::Smtp;
+        s.smtp_url = Some(format!("smtp://127.0.0.1:{}", sink.port).into());
+    })
+    .await;
+    let ann = app.register_unverified("ann@example.com").await;
+    let received = sink.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].recipients, ["ann@example.com"]);
+    let (headers, body) = tests::app::parse_eml(&received[0].data);
+    assert!(headers.contains("Subject: Verify your email address"), "{headers}");
+    let start = body.find("token=").unwrap() + "token=".len();
+    let token = body[start..].split_whitespace().next().unwrap();
+    assert_eq!(app.get(&format!("/v1/auth/verify-email?token={token}")).await.status(), 200);
+    let me: Value = app.get_as("/v1/me", &ann.access_token).await.json().await.unwrap();
+    assert_eq!(me["user"]["email_verified"], true);
+    assert!(app.outbox.messages().is_empty(), "nothing went to the file outbox");
+
+    let db = tests::TestDatabase::migrated().await;
+    let mut settings = tests::app::test_settings(&db);
+    settings.mail_transport = api::config::MailTransport::Smtp;
+    settings.smtp_url = Some("smtp://mail.example.com:25".to_owned().into());
+    let refused =
+        api::startup::Application::build(settings).await.err().expect("a clear-text remote SMTP server was accepted");
+    assert!(format!("{refused:#}").contains("TLS"), "{refused:#}");
+}
+
+/// The API run as a child process (see [`no_secret_reaches_the_log`]): serves on a free port, prints `PORT=<port>`,
+/// logs as the binary does, at the level `RUST_LOG` says.
+#[tokio::test]
+#[ignore = "run as a child process by no_secret_reaches_the_log"]
+async fn child_api_process() {
+    let Ok(database_url) = std::env::var("CHILD_DATABASE_URL") else { return };
+    entity::telemetry::init(true);
+    let mut settings = tests::app::test_settings_for(&database_url);
+    settings.mail_outbox_dir = std::env::var("CHILD_OUTBOX").unwrap().into();
+    let app = api::startup::Application::build(settings).await.unwrap();
+    println!("PORT={}", app.port());
+    app.run_until_stopped().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_log() {
+    let db = tests::TestDatabase::migrated().await;
+    let outbox =
+        tests::app::Outbox(std::env::temp_dir().join(format!("testio-outbox-{}", uuid::Uuid::new_v4().simple())));
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["mail::child_api_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("CHILD_DATABASE_URL", db.runtime_url())
+        .env("CHILD_OUTBOX", &outbox.0)
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut log = String::new();
+    let port = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child API exited: {log}");
+        log.push_str(&line);
+        if let Some(port) = line.trim().strip_prefix("PORT=") {
+            break port.parse::<u16>().unwrap();
+        }
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let post = |path: &str, bearer: Option<&str>, body: Value| {
+        let mut request = http.post(format!("{base}{path}")).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let password = "a very secret password 1";
+    let mut secrets: Vec<String> = vec![password.to_owned()];
+    let mut tokens_of = |body: &Value| {
+        for key in ["access_token", "refresh_token"] {
+            secrets.push(body["tokens"][key].as_str().unwrap().to_owned());
+        }
+    };
+    let owner: Value =
+        post("/v1/auth/register", None, json!({ "email": "owner@example.com", "name": "O", "password": password }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    tokens_of(&owner);
+    let owner_token = owner["tokens"]["access_token"].as_str().unwrap().to_owned();
+    let verification = outbox.verification_token("owner@example.com").unwrap();
+    assert_eq!(
+        http.get(format!("{base}/v1/auth/verify-email?token={verification}")).send().await.unwrap().status(),
+        200
+    );
+    let tenant: Value = post("/v1/tenants", Some(&owner_token), json!({ "name": "Acme", "slug": "acme" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tenant = tenant["id"].as_str().unwrap().to_owned();
+    let invitation: Value = post(
+        &format!("/v1/tenants/{tenant}/invitations"),
+        Some(&owner_token),
+        json!({ "email": "bob@example.com", "role": "owner" }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key: Value =
+        post(&format!("/v1/tenants/{tenant}/api-keys"), Some(&owner_token), json!({ "name": "ci", "role": "viewer" }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let bob: Value =
+        post("/v1/auth/register", None, json!({ "email": "bob@example.com", "name": "B", "password": password }))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    tokens_of(&bob);
+    let bob_verification = outbox.verification_token("bob@example.com").unwrap();
+    let bob_token = bob["tokens"]["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        post("/v1/invitations/accept", Some(&bob_token), json!({ "token": invitation["token"] }))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(post("/v1/auth/verify-email", None, json!({ "token": bob_verification })).await.unwrap().status(), 200);
+    assert_eq!(
+        post("/v1/invitations/accept", Some(&bob_token), json!({ "token": invitation["token"] }))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        post("/v1/auth/login", None, json!({ "email": "bob@example.com", "password": "wrong but secret 2" }))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    secrets.extend([
+        "wrong but secret 2".to_owned(),
+        verification,
+        bob_verification,
+        invitation["token"].as_str().unwrap().to_owned(),
+        invitation["accept_url"].as_str().unwrap().to_owned(),
+        key["secret"].as_str().unwrap().to_owned(),
+        "verify-email?token=".to_owned(),
+        "invitations/accept?token=".to_owned(),
+        "please confirm".to_owned(),
+        "You are invited".to_owned(),
+    ]);
+
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    stdout.read_to_string(&mut log).unwrap();
+    assert!(log.contains("\"mail sent\""), "the mailer logged its sends (so the log was captured): {log}");
+    assert!(log.contains("\"kind\":\"invitation\"") && log.contains(invitation["invitation"]["id"].as_str().unwrap()));
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "the log contains {secret:?}");
+    }
+}
