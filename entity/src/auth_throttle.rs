@@ -5,9 +5,9 @@
 //! (the `auth_throttle_admit` function), or refused under all of them without counting anything when any key is
 //! locked. Counting first is what makes a limit hold under concurrency: forty parallel wrong passwords against a limit
 //! of five are five password checks and thirty-five refusals, never fourteen checks. The attempt that reaches a key's
-//! threshold locks the key at once (for `base_lock`, doubling with each further attempt, at most `max_lock`); a
-//! success then [`clear`]s the keys that stand for the caller's own failures, or [`forgive`]s one attempt on a shared
-//! key, which also lifts a lock that the attempt itself had set.
+//! threshold locks the key at once (for `base_lock`, doubling with each further attempt, at most `max_lock`). A
+//! success then [`settle`]s: it clears the keys that stand for the caller's own failures and [`forgive`]s one attempt
+//! on shared keys, which also lifts a lock that the attempt itself had set.
 
 use std::time::Duration;
 
@@ -64,13 +64,23 @@ pub async fn admit(db: &impl ConnectionTrait, limits: &[Limit]) -> Result<Option
     Ok(wait.map(|secs| Duration::from_secs_f64(secs.max(1.0).ceil())))
 }
 
-/// Forgets every attempt counted under `keys` (a success proves they were the caller's own).
+/// After a success: forgets every attempt counted under `clear` (they were the caller's own) and takes back one attempt
+/// under each of `forgive` (see [`forgive`]), in one statement.
 #[tracing::instrument(skip_all)]
-pub async fn clear(db: &impl ConnectionTrait, keys: &[&str]) -> Result<(), DbErr> {
-    let keys = serde_json::Value::Array(keys.iter().map(|k| serde_json::Value::from(*k)).collect());
-    db.execute_raw(stmt("DELETE FROM auth_throttle WHERE key IN (SELECT jsonb_array_elements_text($1))", [keys.into()]))
-        .await
-        .map(|_| ())
+pub async fn settle(db: &impl ConnectionTrait, clear: &[&str], forgive: &[Limit]) -> Result<(), DbErr> {
+    let clear = serde_json::Value::Array(clear.iter().map(|k| serde_json::Value::from(*k)).collect());
+    let forgive = serde_json::Value::Array(forgive.iter().map(Limit::as_json).collect());
+    db.execute_raw(stmt(
+        "WITH cleared AS (DELETE FROM auth_throttle WHERE key IN (SELECT jsonb_array_elements_text($1)))
+         UPDATE auth_throttle t
+            SET failures = greatest(t.failures - 1, 0),
+                locked_until = CASE WHEN t.failures - 1 < l.threshold THEN NULL ELSE t.locked_until END
+           FROM jsonb_to_recordset($2) AS l(key text, threshold integer)
+          WHERE t.key = l.key",
+        [clear.into(), forgive.into()],
+    ))
+    .await
+    .map(|_| ())
 }
 
 /// Takes back one attempt counted under each of `limits` (it succeeded, or was never made), and the lock it set if the

@@ -73,10 +73,8 @@ impl PasswordCheck {
 
     /// The password was right: the caller's own counts are cleared, the address's gets its attempt back.
     pub async fn succeeded(&self, db: &impl ConnectionTrait) -> Result<(), ApiError> {
-        auth_throttle::clear(db, &[&self.pair.key, &self.account.key]).await?;
-        if let Some(address) = &self.address {
-            auth_throttle::forgive(db, std::slice::from_ref(address)).await?;
-        }
+        let address: Vec<Limit> = self.address.iter().cloned().collect();
+        auth_throttle::settle(db, &[&self.pair.key, &self.account.key], &address).await?;
         Ok(())
     }
 
@@ -103,6 +101,20 @@ pub async fn admit_registration(
     match auth_throttle::admit(db, &[Limit::new(format!("register:{ip}"), policy)]).await? {
         None => Ok(()),
         Some(wait) => Err(too_many("Too many registrations from your address", wait)),
+    }
+}
+
+/// Counts a verification mail sent to `user` on request (3 an hour), or refuses it with 429.
+pub async fn admit_verification_mail(db: &impl ConnectionTrait, user: entity::UserId) -> Result<(), ApiError> {
+    let policy = Policy {
+        threshold: 3,
+        window: Duration::from_secs(3600),
+        base_lock: Duration::from_secs(10 * 60),
+        max_lock: Duration::from_secs(3600),
+    };
+    match auth_throttle::admit(db, &[Limit::new(format!("verification-mail:{user}"), policy)]).await? {
+        None => Ok(()),
+        Some(wait) => Err(too_many("Too many verification mails sent recently", wait)),
     }
 }
 

@@ -9,14 +9,13 @@ use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::audit::Actor;
 use entity::audit_logs::Outcome;
-use entity::auth_throttle::{self, Limit, Policy};
 use entity::{PLATFORM_TENANT, TenantTxn, email_verifications, users};
 use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::principal::Principal;
-use crate::auth::secrets;
+use crate::auth::{secrets, throttle};
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::mailer::{self, Mail};
 use crate::request_context::ClientOrigin;
@@ -102,7 +101,10 @@ async fn verify(state: &AppState, token: &str, origin: &ClientOrigin) -> Result<
         .await?
         .ok_or_else(not_found)?;
     if found.used_at.is_some() {
-        return Err(ApiError::new(ErrorCode::Conflict, "This verification link was already used."));
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "This verification link was already used (the address it verified stays verified).",
+        ));
     }
     let user = users::find(txn.connection(), found.user_id).await?.ok_or_else(not_found)?;
     if found.expires_at <= Utc::now() || !user.email.eq_ignore_ascii_case(&found.email) {
@@ -156,22 +158,7 @@ pub async fn resend_verification(state: web::Data<AppState>, principal: Principa
     if me.user.email_verified_at.is_some() {
         return Err(ApiError::new(ErrorCode::Conflict, "Your email address is already verified."));
     }
-    let policy = Policy {
-        threshold: 3,
-        window: Duration::from_secs(3600),
-        base_lock: Duration::from_secs(10 * 60),
-        max_lock: Duration::from_secs(3600),
-    };
-    if let Some(wait) =
-        auth_throttle::admit(&state.db, &[Limit::new(format!("verification-mail:{}", me.user.id), policy)]).await?
-    {
-        let secs = wait.as_secs().max(1);
-        return Err(ApiError::new(
-            ErrorCode::RateLimited,
-            format!("Too many verification mails sent recently; try again in {secs} seconds."),
-        )
-        .with_header(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from(secs)));
-    }
+    throttle::admit_verification_mail(&state.db, me.user.id).await?;
     let (mail, expires_at) = issue(&state, &state.db, &me.user).await?;
     state.mailer.send(mail).await.map_err(|_| {
         ApiError::new(ErrorCode::UpstreamUnavailable, "The verification mail could not be sent; try again later.")

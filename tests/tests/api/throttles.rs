@@ -192,3 +192,83 @@ async fn password_work_beyond_the_bound_is_refused_with_503_and_retry_after_and_
     let users = app.audit_actions(PLATFORM).await.iter().filter(|(a, _)| a == "user.register").count();
     assert_eq!(users, created, "a refused registration created nothing");
 }
+
+#[tokio::test]
+async fn a_success_clears_the_callers_own_counts_but_only_returns_its_attempt_to_the_address() {
+    // The pair's count (limit 5) is cleared by a success: four failures, a success, then five more are checked.
+    let app = spawn_app().await;
+    let ann = app.register("ann@example.com").await;
+    let login = |password: &str| app.post("/v1/auth/login", json!({ "email": ann.email, "password": password }));
+    for _ in 0..4 {
+        assert_eq!(login("wrong password").await.status(), 401);
+    }
+    assert_eq!(login(&ann.password).await.status(), 200);
+    for _ in 0..5 {
+        assert_eq!(login("wrong password").await.status(), 401, "the earlier failures were cleared by the success");
+    }
+    assert_eq!(login(&ann.password).await.status(), 429);
+
+    // The address's count (here limit 4) is shared by every account: a success takes back only its own attempt.
+    let app = spawn_app_with(|s| s.login_max_failures_per_ip = 4).await;
+    let ann = app.register("ann@example.com").await;
+    let login = |password: &str| app.post("/v1/auth/login", json!({ "email": ann.email, "password": password }));
+    for _ in 0..3 {
+        assert_eq!(login("wrong password").await.status(), 401);
+    }
+    for _ in 0..10 {
+        assert_eq!(login(&ann.password).await.status(), 200, "successes do not use up the address's limit");
+    }
+    assert_eq!(login("wrong password").await.status(), 401, "the fourth failure from the address is checked");
+    assert_eq!(login(&ann.password).await.status(), 429, "and locks the address");
+}
+
+/// For any thresholds and any spread of parallel wrong attempts over addresses, the number of attempts let through
+/// is exactly what the limits allow, whatever order Postgres serialises them in: every address gets up to the pair
+/// limit until the account ceiling is reached.
+#[tokio::test]
+async fn property_parallel_attempts_let_through_exactly_what_the_limits_allow() {
+    use entity::auth_throttle::{Limit, Policy, admit};
+    use rand::{RngExt, SeedableRng};
+    let db = tests::TestDatabase::migrated().await;
+    let pool = entity::db::connect(
+        &db.runtime_url(),
+        &entity::db::PoolSettings {
+            max_connections: 8,
+            acquire_timeout: std::time::Duration::from_secs(10),
+            connect_timeout: std::time::Duration::from_secs(10),
+        },
+    )
+    .await
+    .unwrap();
+    let seed: u64 = rand::rng().random();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let policy = |threshold| Policy {
+        threshold,
+        window: std::time::Duration::from_secs(900),
+        base_lock: std::time::Duration::from_secs(30),
+        max_lock: std::time::Duration::from_secs(900),
+    };
+    for round in 0..25 {
+        let (pair_limit, account_limit) = (rng.random_range(1..=6), rng.random_range(1..=20));
+        let addresses = rng.random_range(1..=5);
+        let attempts: Vec<usize> = (0..rng.random_range(1..=40)).map(|_| rng.random_range(0..addresses)).collect();
+        let account = format!("account:{round}-{}", uuid::Uuid::new_v4());
+        let outcomes = futures_util::future::join_all(attempts.iter().map(|address| {
+            let limits = vec![
+                Limit::new(format!("{account}|{address}"), policy(pair_limit)),
+                Limit::new(account.clone(), policy(account_limit)),
+            ];
+            let pool = &pool;
+            async move { admit(pool, &limits).await.unwrap().is_none() }
+        }))
+        .await;
+        let admitted = outcomes.iter().filter(|ok| **ok).count();
+        let per_address: usize =
+            (0..addresses).map(|a| attempts.iter().filter(|x| **x == a).count().min(pair_limit as usize)).sum();
+        let expected = per_address.min(account_limit as usize);
+        assert_eq!(
+            admitted, expected,
+            "seed {seed} round {round}: pair limit {pair_limit}, account limit {account_limit}, attempts {attempts:?}"
+        );
+    }
+}
