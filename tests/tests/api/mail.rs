@@ -1,7 +1,7 @@
 //! Email verification and the two mailers (file outbox, SMTP), and the promise that no secret reaches the log: a
 //! real API process is driven through registration, verification, invitations and sign-ins while its log is captured.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use reqwest::Method;
@@ -130,7 +130,7 @@ async fn the_smtp_mailer_delivers_the_link_and_refuses_clear_text_to_a_remote_se
 }
 
 /// The API run as a child process (see [`no_secret_reaches_the_log`]): serves on a free port, prints `PORT=<port>`,
-/// logs as the binary does, at the level `RUST_LOG` says.
+/// logs as the binary does, at the level `RUST_LOG` says (`trace`: everything every library logs).
 #[tokio::test]
 #[ignore = "run as a child process by no_secret_reaches_the_log"]
 async fn child_api_process() {
@@ -152,21 +152,26 @@ async fn no_secret_reaches_the_log() {
         .args(["mail::child_api_process", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
         .env("CHILD_DATABASE_URL", db.runtime_url())
         .env("CHILD_OUTBOX", &outbox.0)
-        .env("RUST_LOG", "debug")
+        .env("RUST_LOG", "trace")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut log = String::new();
-    let port = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "the child API exited: {log}");
-        log.push_str(&line);
-        if let Some(port) = line.trim().strip_prefix("PORT=") {
-            break port.parse::<u16>().unwrap();
+    // The whole log is read as it comes (a full pipe would stall the child), and the port is picked out of it.
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Some(port) = line.trim().strip_prefix("PORT=") {
+                let _ = port_tx.send(port.parse::<u16>().unwrap());
+            }
+            log.push_str(&line);
+            log.push('\n');
         }
-    };
+        log
+    });
+    let port = port_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the child API did not start");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let post = |path: &str, bearer: Option<&str>, body: Value| {
@@ -268,7 +273,7 @@ async fn no_secret_reaches_the_log() {
 
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
-    stdout.read_to_string(&mut log).unwrap();
+    let log = reader.join().unwrap();
     assert!(log.contains("\"mail sent\""), "the mailer logged its sends (so the log was captured): {log}");
     assert!(log.contains("\"kind\":\"invitation\"") && log.contains(invitation["invitation"]["id"].as_str().unwrap()));
     for secret in &secrets {
