@@ -65,8 +65,9 @@ pub async fn list_active(txn: &TenantTxn) -> Result<Vec<Model>, DbErr> {
 
 /// A key together with what its creator is now: an API key never does more than the member who made it may do at the
 /// time of the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
 pub struct KeyWithCreator {
+    #[sea_orm(nested)]
     pub key: Model,
     /// The creator's current role in the key's tenant; `None` when they are no longer a member (or were deleted).
     pub creator_role: Option<Role>,
@@ -74,28 +75,12 @@ pub struct KeyWithCreator {
     pub creator_active: bool,
 }
 
-#[derive(Debug, sea_orm::FromQueryResult)]
-struct KeyRow {
-    tenant_id: TenantId,
-    id: Uuid,
-    name: String,
-    prefix: String,
-    secret_hash: Vec<u8>,
-    role: Role,
-    created_by: Option<UserId>,
-    created_at: DateTimeUtc,
-    last_used_at: Option<DateTimeUtc>,
-    revoked_at: Option<DateTimeUtc>,
-    creator_role: Option<Role>,
-    creator_active: bool,
-}
-
 /// The key `id` with its creator's current membership and account state, in one round trip inside the request's
 /// transaction (so a role change or removal committed before it is seen).
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn find_with_creator(txn: &TenantTxn, id: Uuid) -> Result<Option<KeyWithCreator>, DbErr> {
     use sea_orm::FromQueryResult;
-    let row = KeyRow::find_by_statement(crate::db::stmt(
+    KeyWithCreator::find_by_statement(crate::db::stmt(
         "SELECT k.tenant_id, k.id, k.name, k.prefix, k.secret_hash, k.role, k.created_by, k.created_at,
                 k.last_used_at, k.revoked_at, m.role AS creator_role,
                 coalesce(u.disabled_at IS NULL, false) AS creator_active
@@ -106,23 +91,7 @@ pub async fn find_with_creator(txn: &TenantTxn, id: Uuid) -> Result<Option<KeyWi
         [txn.tenant_id().0.into(), id.into()],
     ))
     .one(txn.conn())
-    .await?;
-    Ok(row.map(|r| KeyWithCreator {
-        key: Model {
-            tenant_id: r.tenant_id,
-            id: r.id,
-            name: r.name,
-            prefix: r.prefix,
-            secret_hash: r.secret_hash,
-            role: r.role,
-            created_by: r.created_by,
-            created_at: r.created_at,
-            last_used_at: r.last_used_at,
-            revoked_at: r.revoked_at,
-        },
-        creator_role: r.creator_role,
-        creator_active: r.creator_active,
-    }))
+    .await
 }
 
 /// Revokes every active key `user` created in the transaction's tenant (they left or were removed); how many.
