@@ -72,7 +72,7 @@ pub async fn verify_runtime_role(db: &impl ConnectionTrait) -> Result<(), RoleCh
         let database: String = row.try_get("", "database")?;
         return unsafe_because(format!(
             "may create temporary tables in database {database} (REVOKE TEMPORARY ON DATABASE {database} FROM \
-             PUBLIC; see migration 8)"
+             PUBLIC, and from any role that granted it to this one; see migration 8)"
         ));
     }
     Ok(())

@@ -280,3 +280,17 @@ async fn no_secret_reaches_the_log() {
         assert!(!log.contains(secret.as_str()), "the log contains {secret:?}");
     }
 }
+
+#[tokio::test]
+async fn a_verification_link_followed_many_times_at_once_works_exactly_once() {
+    let app = spawn_app().await;
+    let ann = app.register_unverified("ann@example.com").await;
+    let token = app.outbox.verification_token(&ann.email).unwrap();
+    let attempts = (0..12).map(|_| app.post("/v1/auth/verify-email", json!({ "token": token })));
+    let statuses: Vec<u16> =
+        futures_util::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 11, "{statuses:?}");
+    let verified = app.audit_actions(uuid::Uuid::nil()).await.iter().filter(|(a, _)| a == "user.email_verify").count();
+    assert_eq!(verified, 1);
+}
