@@ -47,8 +47,11 @@ impl From<api_keys::Model> for ApiKeyView {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateApiKeyRequest {
-    #[schema(example = "CI pipeline")]
+    /// 1 to 100 characters (trimmed), not only spaces, no control or format characters.
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "CI pipeline")]
     pub name: String,
+    /// At most the creator's own role; the key never acts above its creator's current role.
+    #[schema(example = "viewer")]
     pub role: Role,
 }
 
@@ -68,7 +71,6 @@ pub struct ApiKeyPath {
 /// Create an API key (owner, admin).
 #[utoipa::path(
     tag = "api-keys",
-    security(("bearer" = [])),
     params(TenantPath),
     request_body = CreateApiKeyRequest,
     responses(
@@ -123,7 +125,6 @@ pub async fn create_api_key(
 /// Active API keys (owner, admin).
 #[utoipa::path(
     tag = "api-keys",
-    security(("bearer" = [])),
     params(TenantPath),
     responses((status = 200, body = Vec<ApiKeyView>), (status = 403, body = ProblemDetails), (status = 404, body = ProblemDetails)),
 )]
@@ -142,7 +143,6 @@ pub async fn list_api_keys(
 /// Revoke an API key (owner, admin); it stops working at once.
 #[utoipa::path(
     tag = "api-keys",
-    security(("bearer" = [])),
     params(ApiKeyPath),
     responses((status = 204), (status = 403, body = ProblemDetails), (status = 404, body = ProblemDetails)),
 )]

@@ -21,22 +21,29 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterRequest {
-    #[schema(example = "ann@example.com")]
+    /// The account's address; a verification link is mailed to it. Stored NFKC-normalised, domain lower-cased.
+    #[schema(format = Email, min_length = 3, max_length = 254, example = "ann@example.com")]
     pub email: String,
-    #[schema(example = "Ann Example")]
+    /// Shown to other members: 1 to 200 characters (trimmed), not only spaces, no control or format characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S", example = "Ann Example")]
     pub name: String,
     /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024, example = "correct horse battery staple")]
     pub password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
+    #[schema(format = Email, min_length = 3, max_length = 254, example = "ann@example.com")]
     pub email: String,
+    #[schema(max_length = 1024, example = "correct horse battery staple")]
     pub password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct RefreshRequest {
+    /// The refresh token of the last pair (single use).
+    #[schema(example = "rt_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI")]
     pub refresh_token: String,
 }
 
@@ -292,7 +299,6 @@ pub async fn refresh(
 /// End the current session: its access and refresh tokens stop working at once.
 #[utoipa::path(
     tag = "auth",
-    security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ProblemDetails)),
 )]
 #[post("/v1/auth/logout")]

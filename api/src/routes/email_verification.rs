@@ -40,6 +40,7 @@ pub(crate) async fn issue(
 #[derive(Deserialize, ToSchema, utoipa::IntoParams)]
 pub struct VerifyEmailRequest {
     /// The token from the verification mail (`ev_…`).
+    #[schema(example = "ev_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI")]
     pub token: String,
 }
 
@@ -142,7 +143,6 @@ pub struct VerificationSent {
 /// Send a new verification mail to the signed-in user's address (older links stop working). Limited to 3 an hour.
 #[utoipa::path(
     tag = "me",
-    security(("bearer" = [])),
     responses(
         (status = 202, body = VerificationSent),
         (status = 401, body = ProblemDetails),

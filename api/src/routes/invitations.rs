@@ -48,7 +48,10 @@ impl From<invitations::Model> for InvitationView {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateInvitationRequest {
+    /// Only this address can accept, once it is verified.
+    #[schema(format = Email, min_length = 3, max_length = 254, example = "bob@example.com")]
     pub email: String,
+    #[schema(example = "member")]
     pub role: Role,
 }
 
@@ -68,13 +71,14 @@ pub struct InvitationPath {
 
 #[derive(Deserialize, ToSchema)]
 pub struct AcceptInvitationRequest {
+    /// The token from the invitation (`inv_…`).
+    #[schema(example = "inv_0192f8a1c2d37e4f8a9b0c1d2e3f4a5b_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI")]
     pub token: String,
 }
 
 /// Invite someone by email (owner, admin; only owners invite owners).
 #[utoipa::path(
     tag = "invitations",
-    security(("bearer" = [])),
     params(TenantPath),
     request_body = CreateInvitationRequest,
     responses(
@@ -137,7 +141,6 @@ pub async fn create_invitation(
 /// Pending invitations (owner, admin).
 #[utoipa::path(
     tag = "invitations",
-    security(("bearer" = [])),
     params(TenantPath),
     responses((status = 200, body = Vec<InvitationView>), (status = 403, body = ProblemDetails), (status = 404, body = ProblemDetails)),
 )]
@@ -156,7 +159,6 @@ pub async fn list_invitations(
 /// Revoke a pending invitation (owner, admin).
 #[utoipa::path(
     tag = "invitations",
-    security(("bearer" = [])),
     params(InvitationPath),
     responses((status = 204), (status = 403, body = ProblemDetails), (status = 404, body = ProblemDetails)),
 )]
@@ -207,7 +209,6 @@ async fn inviter_may_still_grant(txn: &TenantTxn, invitation: &invitations::Mode
 /// Accept an invitation as the signed-in user, whose email must be the invited one.
 #[utoipa::path(
     tag = "invitations",
-    security(("bearer" = [])),
     request_body = AcceptInvitationRequest,
     responses(
         (status = 200, body = MembershipView),

@@ -40,7 +40,7 @@ pub(crate) async fn memberships(state: &AppState, user: entity::UserId) -> Resul
 }
 
 /// The signed-in user and their memberships.
-#[utoipa::path(tag = "me", security(("bearer" = [])), responses((status = 200, body = MeResponse), (status = 401, body = ProblemDetails)))]
+#[utoipa::path(tag = "me", responses((status = 200, body = MeResponse), (status = 401, body = ProblemDetails)))]
 #[get("/v1/me")]
 pub async fn get_me(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     let me = principal.user()?;
@@ -50,8 +50,10 @@ pub async fn get_me(state: web::Data<AppState>, principal: Principal) -> Result<
 
 #[derive(Deserialize, ToSchema)]
 pub struct ChangePasswordRequest {
+    #[schema(max_length = 1024, example = "correct horse battery staple")]
     pub current_password: String,
     /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024, example = "a longer and newer passphrase")]
     pub new_password: String,
 }
 
@@ -72,7 +74,6 @@ async fn refused_change(state: &AppState, user: UserId, reason: &str, origin: &O
 /// account): past the limit, 429 with `Retry-After`, even for the right one.
 #[utoipa::path(
     tag = "me",
-    security(("bearer" = [])),
     request_body = ChangePasswordRequest,
     responses(
         (status = 200, body = TokenPair),

@@ -39,6 +39,7 @@ pub struct MemberPath {
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateMemberRequest {
+    #[schema(example = "admin")]
     pub role: Role,
 }
 
@@ -63,7 +64,6 @@ fn last_owner() -> ApiError {
 /// The members of a tenant.
 #[utoipa::path(
     tag = "members",
-    security(("bearer" = [])),
     params(TenantPath),
     responses((status = 200, body = Vec<MemberView>), (status = 404, body = ProblemDetails)),
 )]
@@ -82,7 +82,6 @@ pub async fn list_members(
 /// Change a member's role (owner, admin; only owners grant or take away the owner role).
 #[utoipa::path(
     tag = "members",
-    security(("bearer" = [])),
     params(MemberPath),
     request_body = UpdateMemberRequest,
     responses(
@@ -134,7 +133,6 @@ pub async fn update_member(
 /// Remove a member (owner, admin), or leave the tenant (anyone, for themselves).
 #[utoipa::path(
     tag = "members",
-    security(("bearer" = [])),
     params(MemberPath),
     responses(
         (status = 204),

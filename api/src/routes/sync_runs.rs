@@ -87,6 +87,7 @@ impl From<sync_runs::Model> for SyncRunView {
 pub struct RequestSyncRun {
     /// Read everything (every product's whole history and every test's bugs) instead of what changed.
     #[serde(default)]
+    #[schema(example = false)]
     pub full: bool,
 }
 
@@ -96,7 +97,6 @@ pub struct RequestSyncRun {
 /// the tenant has no connection, its token was refused, or its base URL is no longer allowed.
 #[utoipa::path(
     tag = "testio",
-    security(("bearer" = [])),
     params(TenantPath),
     request_body(content = Option<RequestSyncRun>, description = "Optional; `{}` or no body for an incremental run"),
     responses(
@@ -155,7 +155,6 @@ pub struct ListSyncRuns {
 /// Sync runs, newest first (every member).
 #[utoipa::path(
     tag = "testio",
-    security(("bearer" = [])),
     params(TenantPath, ListSyncRuns),
     responses(
         (status = 200, body = Vec<SyncRunView>),
@@ -190,7 +189,6 @@ pub struct SyncRunPath {
 /// One sync run (every member).
 #[utoipa::path(
     tag = "testio",
-    security(("bearer" = [])),
     params(SyncRunPath),
     responses((status = 200, body = SyncRunView), (status = 404, body = ProblemDetails)),
 )]

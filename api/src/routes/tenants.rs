@@ -20,16 +20,26 @@ use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateTenantRequest {
-    #[schema(example = "Acme QA")]
+    /// 1 to 200 characters (trimmed), not only spaces, no control or format characters.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S", example = "Acme QA")]
     pub name: String,
     /// Unique, 1-63 characters of `a-z`, `0-9` and inner `-`.
-    #[schema(example = "acme-qa")]
+    #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "acme-qa")]
     pub slug: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateTenantRequest {
+    /// A new name (left as it is when absent).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S", example = "Acme Quality")]
     pub name: Option<String>,
+    /// A new slug (left as it is when absent).
+    #[schema(
+        min_length = 1,
+        max_length = 63,
+        pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        example = "acme-quality"
+    )]
     pub slug: Option<String>,
 }
 
@@ -46,7 +56,6 @@ pub(crate) fn slug_taken(e: sea_orm::DbErr) -> ApiError {
 /// Create a tenant; the caller becomes its owner.
 #[utoipa::path(
     tag = "tenants",
-    security(("bearer" = [])),
     request_body = CreateTenantRequest,
     responses(
         (status = 201, body = TenantView),
@@ -88,7 +97,7 @@ pub async fn create_tenant(
 }
 
 /// The tenants the caller belongs to, with their role in each.
-#[utoipa::path(tag = "tenants", security(("bearer" = [])), responses((status = 200, body = Vec<MembershipView>)))]
+#[utoipa::path(tag = "tenants", responses((status = 200, body = Vec<MembershipView>)))]
 #[get("/v1/tenants")]
 pub async fn list_tenants(state: web::Data<AppState>, principal: Principal) -> Result<HttpResponse, ApiError> {
     let me = principal.user()?;
@@ -98,7 +107,6 @@ pub async fn list_tenants(state: web::Data<AppState>, principal: Principal) -> R
 /// One tenant.
 #[utoipa::path(
     tag = "tenants",
-    security(("bearer" = [])),
     params(TenantPath),
     responses((status = 200, body = TenantView), (status = 404, body = ProblemDetails)),
 )]
@@ -119,7 +127,6 @@ pub async fn get_tenant(
 /// Rename a tenant or change its slug (owner, admin).
 #[utoipa::path(
     tag = "tenants",
-    security(("bearer" = [])),
     params(TenantPath),
     request_body = UpdateTenantRequest,
     responses(
@@ -164,7 +171,6 @@ pub async fn update_tenant(
 /// Delete a tenant with its memberships, invitations and API keys (owner only). The audit log is kept.
 #[utoipa::path(
     tag = "tenants",
-    security(("bearer" = [])),
     params(TenantPath),
     responses((status = 204), (status = 403, body = ProblemDetails), (status = 404, body = ProblemDetails)),
 )]

@@ -26,10 +26,10 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub struct SaveConnectionRequest {
     /// The TestIO Customer API token. Write-only.
-    #[schema(example = "0123456789abcdef0123456789abcdef")]
+    #[schema(min_length = 8, max_length = 512, pattern = "^[!-~]+$", example = "0123456789abcdef0123456789abcdef")]
     pub token: String,
     /// Base URL of the Customer API; defaults to TestIO's.
-    #[schema(example = "https://api.test.io/customer/v2/")]
+    #[schema(max_length = 500, pattern = "^https?://", example = "https://api.test.io/customer/v2/")]
     pub base_url: Option<String>,
 }
 
@@ -105,7 +105,6 @@ fn parse_base_url(state: &AppState, raw: Option<&str>) -> Result<url::Url, ApiEr
 /// was refused, or its base URL is no longer allowed).
 #[utoipa::path(
     tag = "testio",
-    security(("bearer" = [])),
     params(TenantPath),
     request_body = SaveConnectionRequest,
     responses(
@@ -184,7 +183,6 @@ async fn verify(state: &AppState, base_url: &url::Url, token: &SecretString) -> 
 /// The tenant's TestIO connection (owner, admin).
 #[utoipa::path(
     tag = "testio",
-    security(("bearer" = [])),
     params(TenantPath),
     responses(
         (status = 200, body = ConnectionView),
@@ -211,7 +209,6 @@ pub async fn get_connection(
 /// Disconnect TestIO (owner, admin). Syncing stops; the mirrored data is kept.
 #[utoipa::path(
     tag = "testio",
-    security(("bearer" = [])),
     params(TenantPath),
     responses(
         (status = 204, description = "Deleted"),

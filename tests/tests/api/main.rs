@@ -4,6 +4,7 @@ mod admin;
 mod api_keys;
 mod auth;
 mod bootstrap_logs;
+mod contract;
 mod errors;
 mod hardening;
 mod health;
