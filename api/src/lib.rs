@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod body;
 pub mod bootstrap;
 pub mod config;
 pub mod domain;

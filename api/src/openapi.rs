@@ -57,6 +57,7 @@ pub mod contract {
     use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
     use utoipa::openapi::request_body::RequestBody;
+    use utoipa::openapi::schema::Schema;
     use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
     use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder, Type};
 
@@ -67,6 +68,10 @@ pub mod contract {
 
     /// Operations that answer without the database (so never 503 or 500 because of it).
     const WITHOUT_DATABASE: [&str; 1] = ["livez"];
+
+    /// The `pattern` a request schema gives a display name (`#[schema(pattern = "display-name")]`): replaced by the
+    /// regular expression [`crate::domain::display_name_pattern`] builds from the rules the server applies.
+    pub const DISPLAY_NAME: &str = "display-name";
 
     /// The media type of every error.
     pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -115,6 +120,17 @@ pub mod contract {
         );
         for (status, name, description) in SHARED {
             components.responses.insert(name.to_owned(), RefOr::T(problem(status, description)));
+        }
+        for schema in components.schemas.values_mut() {
+            if let RefOr::T(Schema::Object(object)) = schema {
+                for property in object.properties.values_mut() {
+                    if let RefOr::T(Schema::Object(property)) = property
+                        && property.pattern.as_deref() == Some(DISPLAY_NAME)
+                    {
+                        property.pattern = Some(crate::domain::display_name_pattern().to_owned());
+                    }
+                }
+            }
         }
         for (path, item) in spec.paths.paths.iter_mut() {
             for operation in operations(item) {

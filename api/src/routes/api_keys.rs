@@ -12,6 +12,7 @@ use crate::auth::permissions::{Permission, may_manage_role};
 use crate::auth::principal::Principal;
 use crate::auth::secrets;
 use crate::auth::tenant_access::{TenantAccess, role_name};
+use crate::body::JsonBody;
 use crate::domain::parse_name;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -48,7 +49,7 @@ impl From<api_keys::Model> for ApiKeyView {
 #[derive(Deserialize, ToSchema)]
 pub struct CreateApiKeyRequest {
     /// 1 to 100 characters (trimmed), not only spaces, no control or format characters.
-    #[schema(min_length = 1, max_length = 100, pattern = r"\S", example = "CI pipeline")]
+    #[schema(min_length = 1, max_length = 100, pattern = "display-name", example = "CI pipeline")]
     pub name: String,
     /// At most the creator's own role; the key never acts above its creator's current role.
     #[schema(example = "viewer")]
@@ -86,7 +87,7 @@ pub async fn create_api_key(
     principal: Principal,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    body: web::Json<CreateApiKeyRequest>,
+    body: JsonBody<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let name = parse_name("name", &body.name, 100).map_err(|e| ApiError::validation(vec![e]))?;
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::principal::{Principal, unauthenticated};
 use crate::auth::{secrets, throttle};
+use crate::body::JsonBody;
 use crate::domain::{Email, Password, parse_name};
 use crate::error::{ApiError, ErrorCode, ProblemDetails, is_unique_violation};
 use crate::request_context::ClientOrigin;
@@ -25,7 +26,7 @@ pub struct RegisterRequest {
     #[schema(format = Email, min_length = 3, max_length = 254, example = "ann@example.com")]
     pub email: String,
     /// Shown to other members: 1 to 200 characters (trimmed), not only spaces, no control or format characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S", example = "Ann Example")]
+    #[schema(min_length = 1, max_length = 200, pattern = "display-name", example = "Ann Example")]
     pub name: String,
     /// 8 to 1024 characters.
     #[schema(min_length = 8, max_length = 1024, example = "correct horse battery staple")]
@@ -117,7 +118,7 @@ pub(crate) async fn audit_platform(
 pub async fn register(
     state: web::Data<AppState>,
     origin: ClientOrigin,
-    body: web::Json<RegisterRequest>,
+    body: JsonBody<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let (email, name, password) = match (
@@ -186,7 +187,7 @@ fn email_taken() -> ApiError {
 pub async fn login(
     state: web::Data<AppState>,
     origin: ClientOrigin,
-    body: web::Json<LoginRequest>,
+    body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let email = Email::parse("email", &body.email).map_err(|e| ApiError::validation(vec![e]))?;
@@ -253,7 +254,7 @@ pub async fn login(
 pub async fn refresh(
     state: web::Data<AppState>,
     origin: ClientOrigin,
-    body: web::Json<RefreshRequest>,
+    body: JsonBody<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let hash = secrets::sha256(body.refresh_token.trim());
     let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await?;

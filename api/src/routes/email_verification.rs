@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 
 use crate::auth::principal::Principal;
 use crate::auth::{secrets, throttle};
+use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::mailer::{self, Mail};
 use crate::request_context::ClientOrigin;
@@ -66,7 +67,7 @@ pub struct EmailVerified {
 pub async fn verify_email(
     state: web::Data<AppState>,
     origin: ClientOrigin,
-    body: web::Json<VerifyEmailRequest>,
+    body: JsonBody<VerifyEmailRequest>,
 ) -> Result<HttpResponse, ApiError> {
     verify(&state, &body.token, &origin).await
 }

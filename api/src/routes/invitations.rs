@@ -15,6 +15,7 @@ use crate::auth::permissions::{Permission, allows, may_manage_role};
 use crate::auth::principal::Principal;
 use crate::auth::secrets;
 use crate::auth::tenant_access::{TenantAccess, role_name};
+use crate::body::JsonBody;
 use crate::domain::Email;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::mailer;
@@ -94,7 +95,7 @@ pub async fn create_invitation(
     principal: Principal,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    body: web::Json<CreateInvitationRequest>,
+    body: JsonBody<CreateInvitationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse("email", &body.email).map_err(|e| ApiError::validation(vec![e]))?;
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageMembers).await?;
@@ -223,7 +224,7 @@ pub async fn accept_invitation(
     state: web::Data<AppState>,
     principal: Principal,
     origin: ClientOrigin,
-    body: web::Json<AcceptInvitationRequest>,
+    body: JsonBody<AcceptInvitationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let me = principal.user()?;
     let token = body.token.trim();

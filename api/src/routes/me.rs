@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::auth::principal::Principal;
 use crate::auth::throttle;
+use crate::body::JsonBody;
 use crate::domain::{Password, invalid};
 use crate::error::{ApiError, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -88,7 +89,7 @@ pub async fn change_password(
     state: web::Data<AppState>,
     principal: Principal,
     origin: ClientOrigin,
-    body: web::Json<ChangePasswordRequest>,
+    body: JsonBody<ChangePasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let me = principal.user()?;
     let body = body.into_inner();

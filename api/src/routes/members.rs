@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use crate::auth::permissions::{Permission, allows, may_manage_role};
 use crate::auth::principal::Principal;
 use crate::auth::tenant_access::{TenantAccess, role_name};
+use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::request_context::ClientOrigin;
 use crate::routes::tenants::TenantPath;
@@ -97,7 +98,7 @@ pub async fn update_member(
     principal: Principal,
     origin: ClientOrigin,
     path: web::Path<MemberPath>,
-    body: web::Json<UpdateMemberRequest>,
+    body: JsonBody<UpdateMemberRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageMembers).await?;
     let member = tenant_users::find_for_user(&access.txn, UserId(path.user_id))

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::auth::permissions::Permission;
 use crate::auth::principal::Principal;
 use crate::auth::tenant_access::TenantAccess;
+use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::request_context::ClientOrigin;
 use crate::routes::tenants::TenantPath;
@@ -98,7 +99,7 @@ pub struct RequestSyncRun {
 #[utoipa::path(
     tag = "testio",
     params(TenantPath),
-    request_body(content = Option<RequestSyncRun>, description = "Optional; `{}` or no body for an incremental run"),
+    request_body(content = RequestSyncRun, description = "`{}` for an incremental run, `{\"full\": true}` for a full one"),
     responses(
         (status = 202, body = SyncRunView, headers(("Location" = String, description = "The run"))),
         (status = 403, body = ProblemDetails),
@@ -112,9 +113,9 @@ pub async fn request_sync_run(
     principal: Principal,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    body: Option<web::Json<RequestSyncRun>>,
+    body: JsonBody<RequestSyncRun>,
 ) -> Result<HttpResponse, ApiError> {
-    let full = body.map(|b| b.full).unwrap_or_default();
+    let full = body.full;
     let tenant = TenantId(path.tenant_id);
     let access = TenantAccess::begin(&state, &principal, tenant, Permission::TriggerSync).await?;
     // Only an active connection is synced: a run queued for another would never start.
@@ -147,6 +148,7 @@ pub async fn request_sync_run(
 #[into_params(parameter_in = Query)]
 pub struct ListSyncRuns {
     /// At most this many runs (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100, example = 20)]
     pub limit: Option<u64>,
     /// The `id` of the last run of the previous page: continue with older runs.
     pub before: Option<uuid::Uuid>,

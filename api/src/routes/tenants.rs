@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::auth::permissions::Permission;
 use crate::auth::principal::Principal;
 use crate::auth::tenant_access::TenantAccess;
+use crate::body::JsonBody;
 use crate::domain::{TenantSlug, parse_name};
 use crate::error::{ApiError, ErrorCode, ProblemDetails, is_unique_violation};
 use crate::request_context::ClientOrigin;
@@ -21,7 +22,7 @@ use crate::state::AppState;
 #[derive(Deserialize, ToSchema)]
 pub struct CreateTenantRequest {
     /// 1 to 200 characters (trimmed), not only spaces, no control or format characters.
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S", example = "Acme QA")]
+    #[schema(min_length = 1, max_length = 200, pattern = "display-name", example = "Acme QA")]
     pub name: String,
     /// Unique, 1-63 characters of `a-z`, `0-9` and inner `-`.
     #[schema(min_length = 1, max_length = 63, pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "acme-qa")]
@@ -31,7 +32,7 @@ pub struct CreateTenantRequest {
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateTenantRequest {
     /// A new name (left as it is when absent).
-    #[schema(min_length = 1, max_length = 200, pattern = r"\S", example = "Acme Quality")]
+    #[schema(min_length = 1, max_length = 200, pattern = "display-name", example = "Acme Quality")]
     pub name: Option<String>,
     /// A new slug (left as it is when absent).
     #[schema(
@@ -68,7 +69,7 @@ pub async fn create_tenant(
     state: web::Data<AppState>,
     principal: Principal,
     origin: ClientOrigin,
-    body: web::Json<CreateTenantRequest>,
+    body: JsonBody<CreateTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let me = principal.user()?;
     let (name, slug) = match (parse_name("name", &body.name, 200), TenantSlug::parse("slug", &body.slug)) {
@@ -143,7 +144,7 @@ pub async fn update_tenant(
     principal: Principal,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    body: web::Json<UpdateTenantRequest>,
+    body: JsonBody<UpdateTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let name = body.name.as_deref().map(|n| parse_name("name", n, 200)).transpose();

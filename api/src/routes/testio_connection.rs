@@ -16,6 +16,7 @@ use worker::testio::client::{Endpoint, FetchError, normalize_base_url};
 use crate::auth::permissions::Permission;
 use crate::auth::principal::Principal;
 use crate::auth::tenant_access::TenantAccess;
+use crate::body::JsonBody;
 use crate::domain::invalid;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -122,7 +123,7 @@ pub async fn save_connection(
     principal: Principal,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    body: web::Json<SaveConnectionRequest>,
+    body: JsonBody<SaveConnectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId(path.tenant_id);
     // Authorize before calling out: the server must not probe tokens or URLs for strangers.
