@@ -81,12 +81,15 @@ pub mod contract {
     /// The security scheme of API keys (tenant operations only).
     pub const API_KEY: &str = "api_key";
 
-    /// The shared error responses: status, component name, description.
-    const SHARED: [(u16, &str, &str); 10] = [
+    /// The shared error responses: status, component name, description. 409 and 429 are not derived from a route's
+    /// shape (only some routes can conflict or are throttled), but a route that declares them without a description
+    /// of its own gets these.
+    const SHARED: [(u16, &str, &str); 11] = [
         (400, "BadRequest", "The request is malformed: not JSON, or a path or query parameter of the wrong form"),
         (401, "Unauthenticated", "No valid credential: missing, malformed, expired or revoked"),
         (403, "Forbidden", "The credential is valid but its role (or kind) does not allow this"),
         (404, "NotFound", "No such resource, or it belongs to a tenant the caller is not a member of"),
+        (409, "Conflict", "The request conflicts with the current state"),
         (413, "PayloadTooLarge", "The body is larger than the server accepts"),
         (415, "UnsupportedMediaType", "The body is not sent as application/json"),
         (422, "ValidationFailed", "The body is JSON but its content is invalid; `errors` names the fields"),
@@ -177,7 +180,7 @@ pub mod contract {
         }
 
         let database = !WITHOUT_DATABASE.contains(&id.as_str());
-        // 429 is not derived: only throttled operations can answer it, and they declare it.
+        // 409 and 429 are not derived: only some operations conflict or are throttled, and they declare it.
         let derived = [
             (400, body || query || path_ids),
             (401, !public),

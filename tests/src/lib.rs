@@ -8,6 +8,7 @@ pub mod app;
 pub mod database;
 pub mod proxy;
 pub mod smtp_sink;
+pub mod spec;
 pub mod sync;
 pub mod testio_sim;
 

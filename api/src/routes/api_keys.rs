@@ -47,6 +47,8 @@ impl From<api_keys::Model> for ApiKeyView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "CI pipeline", "role": "viewer"}))]
 pub struct CreateApiKeyRequest {
     /// 1 to 100 characters (trimmed), not only spaces, no control or format characters.
     #[schema(min_length = 1, max_length = 100, pattern = "display-name", example = "CI pipeline")]

@@ -21,6 +21,8 @@ use crate::routes::views::{TokenPair, UserView};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ann@example.com", "name": "Ann Example", "password": "correct horse battery staple"}))]
 pub struct RegisterRequest {
     /// The account's address; a verification link is mailed to it. Stored NFKC-normalised, domain lower-cased.
     #[schema(format = Email, min_length = 3, max_length = 254, example = "ann@example.com")]
@@ -34,6 +36,8 @@ pub struct RegisterRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ann@example.com", "password": "correct horse battery staple"}))]
 pub struct LoginRequest {
     #[schema(format = Email, min_length = 3, max_length = 254, example = "ann@example.com")]
     pub email: String,
@@ -42,6 +46,8 @@ pub struct LoginRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "rt_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI"}))]
 pub struct RefreshRequest {
     /// The refresh token of the last pair (single use).
     #[schema(example = "rt_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI")]

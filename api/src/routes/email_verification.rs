@@ -38,10 +38,21 @@ pub(crate) async fn issue(
     Ok((mailer::email_verification(&user.email, &user.name, &url, valid_for, user.id), expires_at))
 }
 
-#[derive(Deserialize, ToSchema, utoipa::IntoParams)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "ev_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI"}))]
 pub struct VerifyEmailRequest {
     /// The token from the verification mail (`ev_…`).
     #[schema(example = "ev_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI")]
+    pub token: String,
+}
+
+/// The query of the mailed link. Other parameters (a mail client's tracking, say) are ignored.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyEmailLink {
+    /// The token from the verification mail (`ev_…`).
+    #[param(example = "ev_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI")]
     pub token: String,
 }
 
@@ -75,7 +86,7 @@ pub async fn verify_email(
 /// The link of the verification mail: the same as `POST /v1/auth/verify-email`, for a browser.
 #[utoipa::path(
     tag = "auth",
-    params(VerifyEmailRequest),
+    params(VerifyEmailLink),
     responses(
         (status = 200, body = EmailVerified),
         (status = 404, description = "Unknown token", body = ProblemDetails),
@@ -87,7 +98,7 @@ pub async fn verify_email(
 pub async fn verify_email_link(
     state: web::Data<AppState>,
     origin: ClientOrigin,
-    query: web::Query<VerifyEmailRequest>,
+    query: web::Query<VerifyEmailLink>,
 ) -> Result<HttpResponse, ApiError> {
     verify(&state, &query.token, &origin).await
 }

@@ -48,6 +48,8 @@ impl From<invitations::Model> for InvitationView {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "bob@example.com", "role": "member"}))]
 pub struct CreateInvitationRequest {
     /// Only this address can accept, once it is verified.
     #[schema(format = Email, min_length = 3, max_length = 254, example = "bob@example.com")]
@@ -71,6 +73,8 @@ pub struct InvitationPath {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "inv_0192f8a1c2d37e4f8a9b0c1d2e3f4a5b_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI"}))]
 pub struct AcceptInvitationRequest {
     /// The token from the invitation (`inv_…`).
     #[schema(example = "inv_0192f8a1c2d37e4f8a9b0c1d2e3f4a5b_9Ql3eZ0mUuUoM3k4fH2b6R8pQ1xXvW7yTz5aC0dE4gI")]

@@ -50,6 +50,8 @@ pub async fn get_me(state: web::Data<AppState>, principal: Principal) -> Result<
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery staple", "new_password": "a longer and newer passphrase"}))]
 pub struct ChangePasswordRequest {
     #[schema(max_length = 1024, example = "correct horse battery staple")]
     pub current_password: String,

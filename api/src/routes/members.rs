@@ -39,6 +39,8 @@ pub struct MemberPath {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"role": "admin"}))]
 pub struct UpdateMemberRequest {
     #[schema(example = "admin")]
     pub role: Role,

@@ -85,6 +85,8 @@ impl From<sync_runs::Model> for SyncRunView {
 }
 
 #[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"full": false}))]
 pub struct RequestSyncRun {
     /// Read everything (every product's whole history and every test's bugs) instead of what changed.
     #[serde(default)]

@@ -20,6 +20,8 @@ use crate::routes::views::{MembershipView, TenantView};
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme QA", "slug": "acme-qa"}))]
 pub struct CreateTenantRequest {
     /// 1 to 200 characters (trimmed), not only spaces, no control or format characters.
     #[schema(min_length = 1, max_length = 200, pattern = "display-name", example = "Acme QA")]
@@ -30,6 +32,8 @@ pub struct CreateTenantRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Acme Quality"}))]
 pub struct UpdateTenantRequest {
     /// A new name (left as it is when absent).
     #[schema(min_length = 1, max_length = 200, pattern = "display-name", example = "Acme Quality")]

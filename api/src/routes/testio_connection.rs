@@ -25,6 +25,8 @@ use crate::routes::tenants::TenantPath;
 use crate::state::AppState;
 
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"token": "0123456789abcdef0123456789abcdef", "base_url": "https://api.test.io/customer/v2/"}))]
 pub struct SaveConnectionRequest {
     /// The TestIO Customer API token. Write-only.
     #[schema(min_length = 8, max_length = 512, pattern = "^[!-~]+$", example = "0123456789abcdef0123456789abcdef")]

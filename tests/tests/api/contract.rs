@@ -43,6 +43,10 @@ fn every_operation_has_a_snake_case_id_a_tag_descriptions_and_problem_json_error
         assert!(operation["tags"].as_array().is_some_and(|t| !t.is_empty()), "{id} has no tag");
         if let Some(body) = operation.get("requestBody") {
             assert_eq!(body["required"], true, "{id}: a body that may be left out would be `null` to the server");
+            let reference = body["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+            let schema = &spec["components"]["schemas"][reference.rsplit('/').next().unwrap()];
+            assert!(schema["example"].is_object(), "{id}: the request body has no example");
+            assert_eq!(schema["additionalProperties"], false, "{id}: the server refuses unknown properties; say so");
         }
         for status in operation["responses"].as_object().unwrap().keys() {
             let status: u16 = status.parse().unwrap();
@@ -146,6 +150,12 @@ async fn malformed_wrong_type_and_empty_requests_get_documented_problems_on_ever
         }
         if operation["parameters"].as_array().is_some_and(|p| p.iter().any(|p| p["in"] == "query")) {
             variants.push(authed(app.client.request(method.clone(), format!("{url}?limit=-1&before=x&token="))));
+        }
+        if let Some(mut body) = tests::spec::example_body(&spec, &operation, &json!({})) {
+            // The document allows no other property: one more is refused, even next to a valid body.
+            body["unexpected"] = json!(true);
+            let extra = check(&spec, &path, &method, &operation, base().json(&body)).await;
+            assert_eq!(extra, 422, "{method} {path} accepted an unknown property");
         }
         if operation.get("requestBody").is_some() {
             // serde reads a struct from an array of its fields too; the document says the body is an object.

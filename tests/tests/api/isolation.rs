@@ -72,9 +72,10 @@ async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() 
         ("api_key_id", key["api_key"]["id"].as_str().unwrap().to_owned()),
         ("sync_run_id", run_id),
     ]);
-    // Every field any tenant-scoped body needs; unknown fields are ignored, so one body fits all.
-    let body = json!({ "name": "pwned", "slug": "pwned", "email": "mallory@example.com", "role": "owner",
-                       "token": "mallorys-token", "base_url": sim.base_url, "full": true });
+    // A valid body for each operation (its schema's examples, with the attacker's choices where they matter): the
+    // refusal must come from the tenant check, not from the body.
+    let attacker = json!({ "name": "pwned", "slug": "pwned", "email": "mallory@example.com", "role": "owner",
+                           "token": "mallorys-token", "base_url": sim.base_url, "full": true });
 
     let spec: Value = serde_json::from_str(&api::openapi::spec_json().unwrap()).unwrap();
     let mut checked = 0;
@@ -91,7 +92,7 @@ async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() 
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             for credential in [&mallory.access_token, &attacker_key] {
-                let with_body = matches!(method, Method::POST | Method::PATCH | Method::PUT).then(|| body.clone());
+                let with_body = tests::spec::example_body(&spec, &item[method.as_str().to_lowercase()], &attacker);
                 let response = app.call(method.clone(), &path, Some(credential), with_body).await;
                 assert_eq!(response.status(), 404, "{method} {template} did not answer 404");
                 assert_eq!(response.json::<Value>().await.unwrap()["code"], "not_found");
