@@ -56,8 +56,9 @@ pub mod contract {
     use actix_web::http::StatusCode;
     use utoipa::openapi::header::HeaderBuilder;
     use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
-    use utoipa::openapi::request_body::RequestBody;
     use utoipa::openapi::schema::Schema;
+
+    use crate::error::PROBLEM_JSON;
     use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
     use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder, Type};
 
@@ -72,9 +73,6 @@ pub mod contract {
     /// The `pattern` a request schema gives a display name (`#[schema(pattern = "display-name")]`): replaced by the
     /// regular expression [`crate::domain::display_name_pattern`] builds from the rules the server applies.
     pub const DISPLAY_NAME: &str = "display-name";
-
-    /// The media type of every error.
-    pub const PROBLEM_JSON: &str = "application/problem+json";
 
     /// The security scheme of JWT access tokens.
     pub const JWT: &str = "bearer";
@@ -176,7 +174,8 @@ pub mod contract {
             operation.security = Some(security);
         }
         if let Some(RefOr::T(request_body)) = operation.request_body.as_mut() {
-            require(request_body);
+            // An optional body would be `null` to the server, which every handler refuses.
+            request_body.required = Some(Required::True);
         }
 
         let database = !WITHOUT_DATABASE.contains(&id.as_str());
@@ -245,9 +244,5 @@ pub mod contract {
             _ => {}
         }
         response.build()
-    }
-
-    fn require(body: &mut RequestBody) {
-        body.required = Some(Required::True);
     }
 }
