@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use entity::audit::{self, Actor, Event, Origin};
-use entity::audit_logs::Outcome;
+use entity::audit::{self, Actor, AuditAction, Event, Origin};
 use entity::{PLATFORM_TENANT, TenantTxn, users};
 use secrecy::ExposeSecret;
 
@@ -16,26 +15,17 @@ pub async fn set_platform_admin(settings: &Settings, email: &str, grant: bool) -
     let db = entity::db::connect(settings.database_url.expose_secret(), &settings.pool())
         .await
         .context("Failed to configure the database pool")?;
-    entity::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
+    common::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
     let txn = TenantTxn::begin(&db, PLATFORM_TENANT).await.context("Failed to begin a transaction")?;
-    let Some(user) = users::find_by_email(txn.connection(), email).await.context("Failed to look up the user")? else {
+    let Some(user) = users::find_by_email(&txn, email).await.context("Failed to look up the user")? else {
         bail!("no user has the email {email:?}");
     };
-    let user = users::set_platform_admin(txn.connection(), user, grant).await.context("Failed to update the user")?;
-    audit::record(
-        &txn,
-        Event {
-            actor: Actor::system(),
-            action: if grant { "user.platform_admin_grant" } else { "user.platform_admin_revoke" },
-            resource_type: "user",
-            resource_id: Some(user.id.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "email": user.email, "via": "cli" }),
-            origin: &Origin::default(),
-        },
-    )
-    .await
-    .context("Failed to write the audit entry")?;
+    let user = users::set_platform_admin(&txn, user, grant).await.context("Failed to update the user")?;
+    let action = if grant { AuditAction::UserPlatformAdminGrant } else { AuditAction::UserPlatformAdminRevoke };
+    let event = Event::new(action, Actor::system())
+        .on(user.id)
+        .metadata(serde_json::json!({ "email": user.email, "via": "cli" }));
+    audit::record(&txn, event, &Origin::default()).await.context("Failed to write the audit entry")?;
     txn.commit().await.context("Failed to commit")?;
     tracing::info!(user_id = %user.id, grant, "platform admin updated");
     Ok(())

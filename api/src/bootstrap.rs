@@ -6,15 +6,14 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use entity::audit::{self, Actor, Event, Origin};
-use entity::audit_logs::Outcome;
+use common::token_cipher::TokenKeys;
+use entity::audit::{self, Actor, AuditAction, Event, Origin};
 use entity::tenant_users::{self, Role};
 use entity::testio_connections::{self, NewConnection};
-use entity::token_cipher::TokenKeys;
 use entity::{TenantId, TenantTxn, tenants, users};
 use secrecy::ExposeSecret;
-use worker::testio::allowlist::AllowedBaseUrls;
-use worker::testio::client::{ClientSettings, Endpoint, TestioClient, normalize_base_url};
+use testio::allowlist::AllowedBaseUrls;
+use testio::client::{ClientSettings, Endpoint, TestioClient, normalize_base_url};
 
 use crate::config::Settings;
 
@@ -33,7 +32,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
     let db = entity::db::connect(settings.database_url.expose_secret(), &settings.pool())
         .await
         .context("Failed to configure the database pool")?;
-    entity::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
+    common::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
     if users::any(&db).await.context("Failed to count users")? {
         tracing::info!("TESTIO_TOKEN is set but users exist: skipping the zero-config bootstrap");
         return Ok(None);
@@ -66,15 +65,13 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
         .map_err(|e| anyhow::anyhow!("Failed to hash the admin's password: {e}"))?;
     let tenant_id = TenantId(uuid::Uuid::now_v7());
     let txn = TenantTxn::begin(&db, tenant_id).await.context("Failed to begin a transaction")?;
-    let user =
-        users::create(txn.connection(), users::NewUser { email: &email, name: "Admin", password_hash: Some(hash) })
-            .await
-            .context("Failed to create the admin")?;
-    let user = users::set_platform_admin(txn.connection(), user, true).await.context("Failed to make the admin")?;
+    let user = users::create(&txn, users::NewUser { email: &email, name: "Admin", password_hash: Some(hash) })
+        .await
+        .context("Failed to create the admin")?;
+    let user = users::set_platform_admin(&txn, user, true).await.context("Failed to make the admin")?;
     // The operator chose this address: there is no one else to prove it to.
-    let user =
-        users::mark_email_verified(txn.connection(), user).await.context("Failed to verify the admin's email")?;
-    tenants::create_with_id(txn.connection(), tenant_id, "Default", "default")
+    let user = users::mark_email_verified(&txn, user).await.context("Failed to verify the admin's email")?;
+    tenants::create_with_id(&txn, tenant_id, "Default", "default")
         .await
         .context("Failed to create the default tenant")?;
     tenant_users::add(&txn, user.id, &user.email, Role::Owner).await.context("Failed to add the owner")?;
@@ -86,20 +83,10 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
         saved_by: Some(user.id),
     };
     testio_connections::connect(&txn, new).await.context("Failed to connect TestIO and queue the first sync")?;
-    audit::record(
-        &txn,
-        Event {
-            actor: Actor::system(),
-            action: "bootstrap.create",
-            resource_type: "tenant",
-            resource_id: Some(tenant_id.to_string()),
-            outcome: Outcome::Success,
-            metadata: serde_json::json!({ "admin_email": email, "base_url": base_url.as_str() }),
-            origin: &Origin::default(),
-        },
-    )
-    .await
-    .context("Failed to audit the bootstrap")?;
+    let event = Event::new(AuditAction::BootstrapCreate, Actor::system())
+        .on(tenant_id)
+        .metadata(serde_json::json!({ "admin_email": email, "base_url": base_url.as_str() }));
+    audit::record(&txn, event, &Origin::default()).await.context("Failed to audit the bootstrap")?;
     txn.commit().await.context("Failed to commit the bootstrap")?;
     db.close().await.context("Failed to close the pool")?;
     tracing::info!(tenant_id = %tenant_id, "zero-config bootstrap done; credentials printed to standard error");

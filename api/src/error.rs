@@ -21,8 +21,9 @@ use crate::request_context::current_request_id;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Stable error codes. Adding one is fine; renaming or removing one breaks clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, strum::IntoStaticStr, strum::VariantArray)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: the request is malformed in a way no more specific code describes.
     BadRequest,
@@ -109,29 +110,9 @@ impl ErrorCode {
         }
     }
 
+    /// The `code` of the problem body (its serde name).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::BadRequest => "bad_request",
-            Self::MalformedJson => "malformed_json",
-            Self::InvalidPathParameter => "invalid_path_parameter",
-            Self::InvalidQueryParameter => "invalid_query_parameter",
-            Self::Unauthenticated => "unauthenticated",
-            Self::Forbidden => "forbidden",
-            Self::EmailNotVerified => "email_not_verified",
-            Self::NotFound => "not_found",
-            Self::RouteNotFound => "route_not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
-            Self::RequestTimeout => "request_timeout",
-            Self::Conflict => "conflict",
-            Self::Gone => "gone",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::ValidationFailed => "validation_failed",
-            Self::RateLimited => "rate_limited",
-            Self::InternalError => "internal_error",
-            Self::ServiceUnavailable => "service_unavailable",
-            Self::UpstreamUnavailable => "upstream_unavailable",
-        }
+        self.into()
     }
 }
 
@@ -265,8 +246,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let Some(source) = &self.source {
-            // `{:#}` prints the whole anyhow context chain on one line.
-            tracing::error!(code = self.code.as_str(), error = format!("{source:#}"), "request failed");
+            // The message is the outermost context ("Failed to ..."), naming the step; `{:#}` prints the whole chain on
+            // one line.
+            tracing::error!(
+                code = self.code.as_str(),
+                error.message = %source,
+                error.cause_chain = format!("{source:#}"),
+                "request failed"
+            );
         }
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
@@ -383,7 +370,7 @@ mod tests {
 
     #[test]
     fn serialised_code_matches_as_str() {
-        for code in [ErrorCode::MalformedJson, ErrorCode::InvalidPathParameter, ErrorCode::ServiceUnavailable] {
+        for code in <ErrorCode as strum::VariantArray>::VARIANTS.iter().copied() {
             assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(code.as_str()));
         }
     }

@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { action } => {
-            entity::telemetry::init(cli.settings.log_format == LogFormat::Json);
+            common::telemetry::init(cli.settings.log_format == LogFormat::Json);
             let (email, grant) = match action {
                 AdminAction::GrantPlatformAdmin { email } => (email, true),
                 AdminAction::RevokePlatformAdmin { email } => (email, false),
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
             api::admin::set_platform_admin(&cli.settings, &email, grant).await
         }
         Command::Serve => {
-            entity::telemetry::init(cli.settings.log_format == LogFormat::Json);
+            common::telemetry::init(cli.settings.log_format == LogFormat::Json);
             if let Some(created) = api::bootstrap::run(&cli.settings).await? {
                 api::bootstrap::print(&created, &cli.settings.public_url);
             }

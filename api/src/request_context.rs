@@ -4,6 +4,10 @@
 //! a new UUID; it is echoed in the `x-request-id` response header, carried by the root span (so every log line of the
 //! request has it), and put in every problem+json body. The span also has empty `tenant_id` and `user_id` fields that
 //! handlers fill in once they know them.
+//!
+//! Hand-written rather than `tracing-actix-web`'s `TracingLogger`: that one always generates its own request id,
+//! while this one keeps a sane id sent by the caller (a proxy's or a client's), so one id follows a request across
+//! services.
 
 use std::net::IpAddr;
 use std::time::Instant;

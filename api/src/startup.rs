@@ -33,7 +33,7 @@ impl Application {
         let db = entity::db::connect(settings.database_url.expose_secret(), &settings.pool())
             .await
             .context("Failed to configure the database pool")?;
-        entity::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
+        common::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
 
         let listener = TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("Failed to bind {}:{}", settings.host, settings.port))?;
@@ -49,18 +49,18 @@ impl Application {
             &settings.trusted_proxies,
             settings.trusted_proxy_hops,
         )?;
-        let token_keys = entity::token_cipher::TokenKeys::from_config(settings.testio_token_keys.as_ref())
+        let token_keys = common::token_cipher::TokenKeys::from_config(settings.testio_token_keys.as_ref())
             .context("Failed to read TESTIO_TOKEN_KEYS")?;
         if !token_keys.is_configured() {
             tracing::warn!("TESTIO_TOKEN_KEYS is not set: TestIO connections cannot be saved");
         }
         let testio_allowlist = settings
             .testio_allowed_base_urls
-            .parse::<worker::testio::allowlist::AllowedBaseUrls>()
+            .parse::<testio::allowlist::AllowedBaseUrls>()
             .map_err(anyhow::Error::msg)
             .context("Failed to read TESTIO_ALLOWED_BASE_URLS")?;
-        let testio = worker::testio::client::TestioClient::new(
-            worker::testio::client::ClientSettings {
+        let testio = testio::client::TestioClient::new(
+            testio::client::ClientSettings {
                 request_timeout: Duration::from_secs(settings.testio_verify_timeout_secs.max(1)),
                 max_attempts: 2,
                 max_retry_after: Duration::from_secs(2),

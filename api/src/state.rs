@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use entity::token_cipher::TokenKeys;
+use common::token_cipher::TokenKeys;
 use sea_orm::DatabaseConnection;
-use worker::testio::allowlist::AllowedBaseUrls;
-use worker::testio::client::TestioClient;
+use testio::allowlist::AllowedBaseUrls;
+use testio::client::TestioClient;
 
 use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;

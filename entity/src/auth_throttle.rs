@@ -14,6 +14,7 @@ use std::time::Duration;
 use sea_orm::{ConnectionTrait, DbErr};
 
 use crate::db::stmt;
+use crate::tenancy::{Db, conn};
 
 /// The rule of one kind of key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +52,8 @@ impl Limit {
 
 /// Counts an attempt under every limit, or under none. `Some(wait)`: refused, some key stays locked that long.
 #[tracing::instrument(skip_all)]
-pub async fn admit(db: &impl ConnectionTrait, limits: &[Limit]) -> Result<Option<Duration>, DbErr> {
+pub async fn admit(db: &impl Db, limits: &[Limit]) -> Result<Option<Duration>, DbErr> {
+    let db = conn(db);
     if limits.is_empty() {
         return Ok(None);
     }
@@ -67,7 +69,8 @@ pub async fn admit(db: &impl ConnectionTrait, limits: &[Limit]) -> Result<Option
 /// After a success: forgets every attempt counted under `clear` (they were the caller's own) and takes back one attempt
 /// under each of `forgive` (see [`forgive`]), in one statement.
 #[tracing::instrument(skip_all)]
-pub async fn settle(db: &impl ConnectionTrait, clear: &[&str], forgive: &[Limit]) -> Result<(), DbErr> {
+pub async fn settle(db: &impl Db, clear: &[&str], forgive: &[Limit]) -> Result<(), DbErr> {
+    let db = conn(db);
     let clear = serde_json::Value::Array(clear.iter().map(|k| serde_json::Value::from(*k)).collect());
     let forgive = serde_json::Value::Array(forgive.iter().map(Limit::as_json).collect());
     db.execute_raw(stmt(
@@ -86,7 +89,8 @@ pub async fn settle(db: &impl ConnectionTrait, clear: &[&str], forgive: &[Limit]
 /// Takes back one attempt counted under each of `limits` (it succeeded, or was never made), and the lock it set if the
 /// count falls below the threshold again. For shared keys (a client address) whose other attempts must stay counted.
 #[tracing::instrument(skip_all)]
-pub async fn forgive(db: &impl ConnectionTrait, limits: &[Limit]) -> Result<(), DbErr> {
+pub async fn forgive(db: &impl Db, limits: &[Limit]) -> Result<(), DbErr> {
+    let db = conn(db);
     if limits.is_empty() {
         return Ok(());
     }

@@ -54,11 +54,39 @@ impl TenantTxn {
     pub(crate) fn conn(&self) -> &DatabaseTransaction {
         &self.txn
     }
+}
 
-    /// The transaction, for functions on global tables (`users`, `tenants`, `sessions`...) that must commit together
-    /// with tenant work and its audit row. Tenant-owned tables reached through it are still confined to this tenant
-    /// by row-level security.
-    pub fn connection(&self) -> &DatabaseTransaction {
+/// Where the functions on global tables (`users`, `tenants`, `sessions`...) run: the pool, or a [`TenantTxn`] when the
+/// change must commit together with tenant work and its audit row. Sealed: only this crate can reach the connection
+/// inside, so code outside `entity` cannot run its own statements in a tenant transaction, and tenant data is reached
+/// only through the functions here.
+pub trait Db: Sync {
+    #[doc(hidden)]
+    type Conn: ConnectionTrait;
+    #[doc(hidden)]
+    fn connection(&self, _: private::Token) -> &Self::Conn;
+}
+
+mod private {
+    /// Unnameable outside this crate: it is what keeps [`super::Db::connection`] uncallable elsewhere.
+    pub struct Token;
+}
+
+/// The connection inside `db`, for this crate's query functions.
+pub(crate) fn conn<D: Db>(db: &D) -> &D::Conn {
+    db.connection(private::Token)
+}
+
+impl Db for DatabaseConnection {
+    type Conn = DatabaseConnection;
+    fn connection(&self, _: private::Token) -> &DatabaseConnection {
+        self
+    }
+}
+
+impl Db for TenantTxn {
+    type Conn = DatabaseTransaction;
+    fn connection(&self, _: private::Token) -> &DatabaseTransaction {
         &self.txn
     }
 }

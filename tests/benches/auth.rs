@@ -50,46 +50,33 @@ async fn main() {
     let app = spawn_app().await;
     let user = app.register("bench@example.com").await;
     let tenant = app.create_tenant(&user, "bench").await;
-    let key = app
-        .post_as(
-            &format!("/v1/tenants/{tenant}/api-keys"),
-            &user.access_token,
-            json!({ "name": "bench", "role": "viewer" }),
-        )
-        .await
-        .json::<serde_json::Value>()
-        .await
-        .unwrap()["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = app.create_api_key(&user, tenant, "bench", "viewer").await["secret"].as_str().unwrap().to_owned();
     println!("TestIO Hub auth benchmark: {} cores, {logins} logins, {requests} requests per row", num_cpus());
 
     let body = json!({ "email": user.email, "password": user.password });
-    let samples = time_requests(logins, async || app.post("/v1/auth/login", body.clone()).await.status()).await;
+    let samples = time_requests(logins, async || app.post_login(body.clone()).await.status()).await;
     report("POST /v1/auth/login", samples);
 
     // Warm the pool and the connection before the comparisons.
     for _ in 0..50 {
         app.get("/livez").await;
-        app.get_as(&format!("/v1/tenants/{tenant}"), &user.access_token).await;
+        app.get_tenant(&user, tenant).await;
     }
-    let tenant_path = format!("/v1/tenants/{tenant}");
     let base = report(
         "GET /livez (no auth, no database)",
         time_requests(requests, async || app.get("/livez").await.status()).await,
     );
     let me = report(
         "GET /v1/me (JWT + session + memberships)",
-        time_requests(requests, async || app.get_as("/v1/me", &user.access_token).await.status()).await,
+        time_requests(requests, async || app.get_me(&user).await.status()).await,
     );
     let jwt = report(
         "GET /v1/tenants/{id} with a JWT",
-        time_requests(requests, async || app.get_as(&tenant_path, &user.access_token).await.status()).await,
+        time_requests(requests, async || app.get_tenant(&user, tenant).await.status()).await,
     );
     let api_key = report(
         "GET /v1/tenants/{id} with an API key",
-        time_requests(requests, async || app.get_as(&tenant_path, &key).await.status()).await,
+        time_requests(requests, async || app.get_tenant(&key, tenant).await.status()).await,
     );
     println!(
         "authentication + tenant check over /livez (p50): JWT {:.3} ms, API key {:.3} ms, /v1/me {:.3} ms",

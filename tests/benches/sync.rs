@@ -11,8 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use entity::{TenantId, TenantTxn};
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use tests::sync::{SyncFixture, assert_same};
 use tests::testio_sim::{Account, Shape};
 
@@ -54,7 +53,7 @@ async fn main() {
         bugs_per_test: env_usize("BENCH_BUGS_PER_TEST", 5),
     };
     let f = SyncFixture::connected(shape).await;
-    let superuser = f.app.db.connect_superuser().await;
+    let superuser = f.app.db.superuser().await;
 
     // 1. Initial sync.
     let started = Instant::now();
@@ -73,25 +72,29 @@ async fn main() {
 
     // The same rows, bulk-inserted raw (as the runtime role, inside a tenant transaction, 5,000 rows a statement).
     let exported = [
-        ("testio_products", export(&superuser, "testio_products").await),
-        ("testio_tests", export(&superuser, "testio_tests").await),
-        ("testio_bugs", export(&superuser, "testio_bugs").await),
+        ("testio_products", export(superuser, "testio_products").await),
+        ("testio_tests", export(superuser, "testio_tests").await),
+        ("testio_bugs", export(superuser, "testio_bugs").await),
     ];
-    let cursors = export(&superuser, "testio_scan_cursors").await;
+    let cursors = export(superuser, "testio_scan_cursors").await;
     superuser.execute_unprepared("DELETE FROM sync_gaps; DELETE FROM testio_products;").await.unwrap();
     let runtime = f.app.db.connect_runtime().await;
     let started = Instant::now();
-    let txn = TenantTxn::begin(&runtime, TenantId(f.tenant)).await.unwrap();
+    // A transaction bound to the tenant as `TenantTxn` binds one, but open to statements of our own.
+    let txn = runtime.begin().await.unwrap();
+    let bind = "SELECT set_config('app.tenant_id', $1, true)";
+    txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, bind, [f.tenant.to_string().into()]))
+        .await
+        .unwrap();
     for (table, rows) in &exported {
         for chunk in rows.chunks(5000) {
-            txn.connection()
-                .execute_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    format!("INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(null::{table}, $1::jsonb)"),
-                    [serde_json::Value::from(chunk.to_vec()).into()],
-                ))
-                .await
-                .unwrap();
+            txn.execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                format!("INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(null::{table}, $1::jsonb)"),
+                [serde_json::Value::from(chunk.to_vec()).into()],
+            ))
+            .await
+            .unwrap();
         }
     }
     txn.commit().await.unwrap();
@@ -111,7 +114,7 @@ async fn main() {
         rows / raw_time.as_secs_f64(),
         sync_time.as_secs_f64() / raw_time.as_secs_f64()
     );
-    assert_eq!(scalar(&superuser, "SELECT count(*) AS n FROM testio_bugs").await as usize, bugs);
+    assert_eq!(scalar(superuser, "SELECT count(*) AS n FROM testio_bugs").await as usize, bugs);
 
     // 2. Incremental sync with nothing new. Open tests are re-read one by one by design; the list scans are what
     //    must stay flat however deep the history is.
@@ -153,7 +156,7 @@ async fn main() {
         .collect();
     let done_sql = "SELECT count(DISTINCT tenant_id) AS n FROM sync_runs WHERE status = 'succeeded' \
                     AND trigger = 'connection'";
-    while (scalar(&superuser, done_sql).await as usize) < tenants {
+    while (scalar(superuser, done_sql).await as usize) < tenants {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let all_time = started.elapsed();
@@ -163,7 +166,7 @@ async fn main() {
         assert!(child.wait().unwrap().success(), "a worker process did not stop cleanly");
     }
     let overlapping = scalar(
-        &superuser,
+        superuser,
         "SELECT count(*) AS n FROM sync_runs a JOIN sync_runs b ON a.tenant_id = b.tenant_id AND a.id < b.id
             AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
     )

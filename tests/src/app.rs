@@ -1,5 +1,11 @@
 //! [`spawn_app`]: the real API, built by the same `Application::build` as production, on a free port, against a
 //! fresh database, connected as the runtime role.
+//!
+//! A [`TestApp`] has one method per endpoint, named after its method and route (`post_tenants`, `patch_member`, ..), so
+//! that route paths are spelled here only; conveniences on top of them (`register`, `create_tenant`, `add_member`, ..);
+//! and the tenant's audit log as whole rows ([`AuditRow`]).
+
+use std::fmt::Display;
 
 use api::config::Settings;
 use api::startup::Application;
@@ -111,20 +117,52 @@ impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).send().await.expect("request failed")
     }
+
+    /// Sends `method path` with an optional bearer credential and JSON body (for the spec-driven walks and for paths
+    /// no endpoint method spells).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request failed")
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.call(reqwest::Method::POST, path, None, Some(body)).await
+    }
 }
 
 /// The key the test apps sign with, so that tests can forge tokens for attack scenarios.
 pub const TEST_JWT_KID: &str = "test-key-1";
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 
-/// Settings for a test app: local defaults, port 0, one worker, short timeouts.
+/// The declared defaults of a clap settings struct (`api::config::Settings`, `worker::Settings`), whatever the
+/// environment holds: every `env = ...` of the struct is dropped before parsing no arguments, so that an exported
+/// `SYNC_PAGE_SIZE` or `LOGIN_MAX_FAILURES_PER_IP` cannot change what a test runs with.
+pub fn defaults_without_env<T: clap::Args + clap::FromArgMatches>() -> T {
+    let command = T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None::<&str>));
+    let matches = command.try_get_matches_from(["defaults"]).unwrap_or_else(|e| panic!("defaults do not parse: {e}"));
+    T::from_arg_matches(&matches).unwrap_or_else(|e| panic!("defaults do not parse: {e}"))
+}
+
+/// Settings for a test app: the declared defaults (never the environment), port 0, one worker, short timeouts.
 pub fn test_settings(db: &TestDatabase) -> Settings {
     test_settings_for(&db.runtime_url())
 }
 
 /// [`test_settings`] for a database URL (a child process has the URL, not the [`TestDatabase`]).
 pub fn test_settings_for(database_url: &str) -> Settings {
-    let mut settings = Settings::local_defaults();
+    let mut settings: Settings = defaults_without_env();
     settings.host = "127.0.0.1".into();
     settings.port = 0;
     settings.workers = 1;
@@ -160,12 +198,20 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let app = Application::build(settings).await.expect("failed to build the application");
     let port = app.port();
     tokio::spawn(app.run_until_stopped());
-    TestApp {
-        address: format!("http://127.0.0.1:{port}"),
-        port,
-        client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-        db,
-        outbox,
+    TestApp::served_by(port, db, outbox)
+}
+
+impl TestApp {
+    /// The app listening on `127.0.0.1:port`, on `db`, mailing to `outbox`: one [`spawn_app`] started, or one run by
+    /// a child process.
+    pub fn served_by(port: u16, db: TestDatabase, outbox: Outbox) -> Self {
+        Self {
+            address: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            db,
+            outbox,
+        }
     }
 }
 
@@ -189,37 +235,314 @@ pub struct TestUser {
     pub refresh_token: String,
 }
 
+/// What a request is sent with: a [`TestUser`] (their access token), any token or API-key secret as it is (`&str`,
+/// `String`), or [`Anonymous`] (no `Authorization` header).
+pub trait Bearer {
+    fn bearer(&self) -> Option<&str>;
+}
+
+impl Bearer for TestUser {
+    fn bearer(&self) -> Option<&str> {
+        Some(&self.access_token)
+    }
+}
+
+impl Bearer for str {
+    fn bearer(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl Bearer for String {
+    fn bearer(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+/// No credentials at all.
+pub struct Anonymous;
+
+impl Bearer for Anonymous {
+    fn bearer(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// The routes of the API, spelled once. `{tenant_id}` and the other ids are whatever `Display`s as one, so that a test
+/// can pass a `Uuid` or an id read from a response.
+mod paths {
+    use std::fmt::Display;
+
+    pub fn tenant(tenant_id: impl Display) -> String {
+        format!("/v1/tenants/{tenant_id}")
+    }
+    pub fn members(tenant_id: impl Display) -> String {
+        format!("{}/members", tenant(tenant_id))
+    }
+    pub fn member(tenant_id: impl Display, user_id: impl Display) -> String {
+        format!("{}/{user_id}", members(tenant_id))
+    }
+    pub fn invitations(tenant_id: impl Display) -> String {
+        format!("{}/invitations", tenant(tenant_id))
+    }
+    pub fn invitation(tenant_id: impl Display, invitation_id: impl Display) -> String {
+        format!("{}/{invitation_id}", invitations(tenant_id))
+    }
+    pub fn api_keys(tenant_id: impl Display) -> String {
+        format!("{}/api-keys", tenant(tenant_id))
+    }
+    pub fn api_key(tenant_id: impl Display, api_key_id: impl Display) -> String {
+        format!("{}/{api_key_id}", api_keys(tenant_id))
+    }
+    pub fn connection(tenant_id: impl Display) -> String {
+        format!("{}/testio-connection", tenant(tenant_id))
+    }
+    pub fn sync_runs(tenant_id: impl Display) -> String {
+        format!("{}/sync-runs", tenant(tenant_id))
+    }
+    pub fn sync_run(tenant_id: impl Display, sync_run_id: impl Display) -> String {
+        format!("{}/{sync_run_id}", sync_runs(tenant_id))
+    }
+}
+
+pub use paths::sync_run as sync_run_path;
+
+/// `path?query`, the query's names and values form-encoded.
+fn with_query(path: &str, query: &[(&str, &str)]) -> String {
+    let encoded = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+    if encoded.is_empty() { path.to_owned() } else { format!("{path}?{encoded}") }
+}
+
+/// One method per endpoint of the API (`openapi.json`), each returning the raw response: the tests assert on it.
+/// Bodies are passed as JSON as they are, so that a test can send what the API must refuse.
 impl TestApp {
-    /// Sends `method path` with an optional bearer credential and JSON body.
-    pub async fn call(
+    /// Sends `method path` with `who`'s credentials and an optional JSON body.
+    async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
-        bearer: Option<&str>,
+        who: &(impl Bearer + ?Sized),
         body: Option<serde_json::Value>,
     ) -> reqwest::Response {
-        let mut request = self.client.request(method, self.url(path));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request failed")
+        self.call(method, path, who.bearer(), body).await
     }
 
-    pub async fn get_as(&self, path: &str, bearer: &str) -> reqwest::Response {
-        self.call(reqwest::Method::GET, path, Some(bearer), None).await
+    /// `POST /v1/auth/register`
+    pub async fn post_register(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/auth/register", body).await
     }
 
-    pub async fn post_as(&self, path: &str, bearer: &str, body: serde_json::Value) -> reqwest::Response {
-        self.call(reqwest::Method::POST, path, Some(bearer), Some(body)).await
+    /// `POST /v1/auth/login`
+    pub async fn post_login(&self, body: serde_json::Value) -> reqwest::Response {
+        self.post("/v1/auth/login", body).await
     }
 
-    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
-        self.call(reqwest::Method::POST, path, None, Some(body)).await
+    /// `POST /v1/auth/refresh`
+    pub async fn post_refresh(&self, refresh_token: &str) -> reqwest::Response {
+        self.post("/v1/auth/refresh", serde_json::json!({ "refresh_token": refresh_token })).await
     }
 
+    /// `POST /v1/auth/logout`
+    pub async fn post_logout(&self, who: &(impl Bearer + ?Sized)) -> reqwest::Response {
+        self.send(reqwest::Method::POST, "/v1/auth/logout", who, None).await
+    }
+
+    /// `GET /v1/auth/verify-email?token=..` (the link mailed to a new account)
+    pub async fn get_verify_email(&self, token: &str) -> reqwest::Response {
+        self.get(&with_query("/v1/auth/verify-email", &[("token", token)])).await
+    }
+
+    /// `POST /v1/auth/verify-email`
+    pub async fn post_verify_email(&self, token: &str) -> reqwest::Response {
+        self.post("/v1/auth/verify-email", serde_json::json!({ "token": token })).await
+    }
+
+    /// `GET /v1/me`
+    pub async fn get_me(&self, who: &(impl Bearer + ?Sized)) -> reqwest::Response {
+        self.send(reqwest::Method::GET, "/v1/me", who, None).await
+    }
+
+    /// `POST /v1/me/password`
+    pub async fn post_password(&self, who: &(impl Bearer + ?Sized), current: &str, new: &str) -> reqwest::Response {
+        let body = serde_json::json!({ "current_password": current, "new_password": new });
+        self.send(reqwest::Method::POST, "/v1/me/password", who, Some(body)).await
+    }
+
+    /// `POST /v1/me/verification-email`
+    pub async fn post_verification_email(&self, who: &(impl Bearer + ?Sized)) -> reqwest::Response {
+        self.send(reqwest::Method::POST, "/v1/me/verification-email", who, None).await
+    }
+
+    /// `POST /v1/invitations/accept`
+    pub async fn post_accept_invitation(&self, who: &(impl Bearer + ?Sized), token: &str) -> reqwest::Response {
+        let body = serde_json::json!({ "token": token });
+        self.send(reqwest::Method::POST, "/v1/invitations/accept", who, Some(body)).await
+    }
+
+    /// `GET /v1/tenants`
+    pub async fn get_tenants(&self, who: &(impl Bearer + ?Sized)) -> reqwest::Response {
+        self.send(reqwest::Method::GET, "/v1/tenants", who, None).await
+    }
+
+    /// `POST /v1/tenants`
+    pub async fn post_tenants(&self, who: &(impl Bearer + ?Sized), body: serde_json::Value) -> reqwest::Response {
+        self.send(reqwest::Method::POST, "/v1/tenants", who, Some(body)).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}`
+    pub async fn get_tenant(&self, who: &(impl Bearer + ?Sized), tenant: impl Display) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &paths::tenant(tenant), who, None).await
+    }
+
+    /// `PATCH /v1/tenants/{tenant_id}`
+    pub async fn patch_tenant(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::PATCH, &paths::tenant(tenant), who, Some(body)).await
+    }
+
+    /// `DELETE /v1/tenants/{tenant_id}`
+    pub async fn delete_tenant(&self, who: &(impl Bearer + ?Sized), tenant: impl Display) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, &paths::tenant(tenant), who, None).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}/members`
+    pub async fn get_members(&self, who: &(impl Bearer + ?Sized), tenant: impl Display) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &paths::members(tenant), who, None).await
+    }
+
+    /// `PATCH /v1/tenants/{tenant_id}/members/{user_id}` with `{ "role": role }`
+    pub async fn patch_member(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        user: impl Display,
+        role: &str,
+    ) -> reqwest::Response {
+        let body = serde_json::json!({ "role": role });
+        self.send(reqwest::Method::PATCH, &paths::member(tenant, user), who, Some(body)).await
+    }
+
+    /// `DELETE /v1/tenants/{tenant_id}/members/{user_id}` (removing a member, or leaving)
+    pub async fn delete_member(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        user: impl Display,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, &paths::member(tenant, user), who, None).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}/invitations`
+    pub async fn get_invitations(&self, who: &(impl Bearer + ?Sized), tenant: impl Display) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &paths::invitations(tenant), who, None).await
+    }
+
+    /// `POST /v1/tenants/{tenant_id}/invitations` with `{ "email": email, "role": role }`
+    pub async fn post_invitation(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        email: &str,
+        role: &str,
+    ) -> reqwest::Response {
+        let body = serde_json::json!({ "email": email, "role": role });
+        self.send(reqwest::Method::POST, &paths::invitations(tenant), who, Some(body)).await
+    }
+
+    /// `DELETE /v1/tenants/{tenant_id}/invitations/{invitation_id}`
+    pub async fn delete_invitation(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        invitation: impl Display,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, &paths::invitation(tenant, invitation), who, None).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}/api-keys`
+    pub async fn get_api_keys(&self, who: &(impl Bearer + ?Sized), tenant: impl Display) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &paths::api_keys(tenant), who, None).await
+    }
+
+    /// `POST /v1/tenants/{tenant_id}/api-keys` with `{ "name": name, "role": role }`
+    pub async fn post_api_key(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        name: &str,
+        role: &str,
+    ) -> reqwest::Response {
+        let body = serde_json::json!({ "name": name, "role": role });
+        self.send(reqwest::Method::POST, &paths::api_keys(tenant), who, Some(body)).await
+    }
+
+    /// `DELETE /v1/tenants/{tenant_id}/api-keys/{api_key_id}`
+    pub async fn delete_api_key(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        key: impl Display,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, &paths::api_key(tenant, key), who, None).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}/testio-connection`
+    pub async fn get_connection(&self, who: &(impl Bearer + ?Sized), tenant: impl Display) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &paths::connection(tenant), who, None).await
+    }
+
+    /// `PUT /v1/tenants/{tenant_id}/testio-connection`
+    pub async fn put_connection(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::PUT, &paths::connection(tenant), who, Some(body)).await
+    }
+
+    /// `DELETE /v1/tenants/{tenant_id}/testio-connection`
+    pub async fn delete_connection(&self, who: &(impl Bearer + ?Sized), tenant: impl Display) -> reqwest::Response {
+        self.send(reqwest::Method::DELETE, &paths::connection(tenant), who, None).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}/sync-runs`, with query parameters (`limit`, `before`) if any.
+    pub async fn get_sync_runs(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        query: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &with_query(&paths::sync_runs(tenant), query), who, None).await
+    }
+
+    /// `POST /v1/tenants/{tenant_id}/sync-runs`
+    pub async fn post_sync_run(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        body: serde_json::Value,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::POST, &paths::sync_runs(tenant), who, Some(body)).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}/sync-runs/{sync_run_id}`
+    pub async fn get_sync_run(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        run: impl Display,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &paths::sync_run(tenant, run), who, None).await
+    }
+}
+
+/// Conveniences over the endpoints, returning parsed values and asserting that the step worked.
+impl TestApp {
     /// Registers `email` (password `correct horse battery`), verifies the address through the link mailed to it, and
     /// returns its credentials.
     pub async fn register(&self, email: &str) -> TestUser {
@@ -231,16 +554,15 @@ impl TestApp {
     /// Follows the newest verification link mailed to `email`.
     pub async fn verify_email(&self, email: &str) {
         let token = self.outbox.verification_token(email).unwrap_or_else(|| panic!("no verification mail to {email}"));
-        let verified = self.get(&format!("/v1/auth/verify-email?token={token}")).await;
+        let verified = self.get_verify_email(&token).await;
         assert_eq!(verified.status(), 200, "verifying {email} failed");
     }
 
     /// Registers `email` (password `correct horse battery`) without verifying it.
     pub async fn register_unverified(&self, email: &str) -> TestUser {
         let password = "correct horse battery".to_owned();
-        let response = self
-            .post("/v1/auth/register", serde_json::json!({ "email": email, "name": "Test User", "password": password }))
-            .await;
+        let response =
+            self.post_register(serde_json::json!({ "email": email, "name": "Test User", "password": password })).await;
         assert_eq!(response.status(), 201, "registration of {email} failed");
         let body: serde_json::Value = response.json().await.unwrap();
         TestUser {
@@ -252,72 +574,122 @@ impl TestApp {
         }
     }
 
+    /// Signs `email` in with `password` and returns the response's body (user and tokens).
+    pub async fn login(&self, email: &str, password: &str) -> serde_json::Value {
+        let response = self.post_login(serde_json::json!({ "email": email, "password": password })).await;
+        assert_eq!(response.status(), 200, "signing {email} in failed");
+        response.json().await.unwrap()
+    }
+
     /// Creates a tenant owned by `owner` and returns its id.
     pub async fn create_tenant(&self, owner: &TestUser, slug: &str) -> uuid::Uuid {
-        let response =
-            self.post_as("/v1/tenants", &owner.access_token, serde_json::json!({ "name": slug, "slug": slug })).await;
+        let response = self.post_tenants(owner, serde_json::json!({ "name": slug, "slug": slug })).await;
         assert_eq!(response.status(), 201, "tenant {slug} was not created");
         let body: serde_json::Value = response.json().await.unwrap();
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// Invites `email` to `tenant` with `role` as `by`; returns the response's body (`invitation`, `token`,
+    /// `accept_url`).
+    pub async fn invite(
+        &self,
+        by: &(impl Bearer + ?Sized),
+        tenant: uuid::Uuid,
+        email: &str,
+        role: &str,
+    ) -> serde_json::Value {
+        let response = self.post_invitation(by, tenant, email, role).await;
+        assert_eq!(response.status(), 201, "inviting {email} as {role} failed");
+        response.json().await.unwrap()
+    }
+
     /// Registers `email` and makes them a member of `tenant` with `role`, through an invitation from `owner`.
     pub async fn add_member(&self, owner: &TestUser, tenant: uuid::Uuid, email: &str, role: &str) -> TestUser {
         let user = self.register(email).await;
-        let invite = self
-            .post_as(
-                &format!("/v1/tenants/{tenant}/invitations"),
-                &owner.access_token,
-                serde_json::json!({ "email": email, "role": role }),
-            )
-            .await;
-        assert_eq!(invite.status(), 201, "invitation failed");
-        let token = invite.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
-        let accepted =
-            self.post_as("/v1/invitations/accept", &user.access_token, serde_json::json!({ "token": token })).await;
+        let invitation = self.invite(owner, tenant, email, role).await;
+        let accepted = self.post_accept_invitation(&user, invitation["token"].as_str().unwrap()).await;
         assert_eq!(accepted.status(), 200, "accepting the invitation failed");
         user
     }
 
-    /// Whole audit entries of `tenant` (read as the superuser, behind RLS), oldest first, as JSON objects with
-    /// `action`, `outcome`, `actor_type`, `actor_id`, `resource_id`, `metadata`, `ip_address` (text) and `request_id`.
-    pub async fn audit_entries(&self, tenant: uuid::Uuid) -> Vec<serde_json::Value> {
-        use sea_orm::ConnectionTrait;
-        let db = self.db.connect_superuser().await;
-        db.query_all_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT to_jsonb(a) - 'ip_address' || jsonb_build_object('ip_address', host(a.ip_address)) AS entry
-               FROM audit_logs a WHERE tenant_id = $1 ORDER BY created_at, id",
-            [tenant.into()],
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.try_get("", "entry").unwrap())
-        .collect()
+    /// Creates an API key of `role` on `tenant` as `creator`; returns the response's body (`api_key`, `secret`).
+    pub async fn create_api_key(
+        &self,
+        creator: &(impl Bearer + ?Sized),
+        tenant: uuid::Uuid,
+        name: &str,
+        role: &str,
+    ) -> serde_json::Value {
+        let response = self.post_api_key(creator, tenant, name, role).await;
+        assert_eq!(response.status(), 201, "creating a {role} key failed");
+        response.json().await.unwrap()
     }
 
     /// Runs `sql` as the superuser on the test database (to reach states no endpoint makes, such as a disabled user).
     pub async fn sql(&self, sql: &str) {
         use sea_orm::ConnectionTrait;
-        let db = self.db.connect_superuser().await;
+        let db = self.db.superuser().await;
         db.execute_unprepared(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        db.close().await.ok();
     }
 
-    /// Audit entries of `tenant` (read as the superuser, behind RLS), oldest first: `(action, outcome)`.
-    pub async fn audit_actions(&self, tenant: uuid::Uuid) -> Vec<(String, String)> {
-        use sea_orm::ConnectionTrait;
-        let db = self.db.connect_superuser().await;
-        db.query_all_raw(sea_orm::Statement::from_sql_and_values(
+    /// The audit log of `tenant` (`Uuid::nil()`: the platform's), read as the superuser behind RLS, oldest first.
+    pub async fn audit_log(&self, tenant: uuid::Uuid) -> AuditLog {
+        use sea_orm::FromQueryResult;
+        let rows = AuditRow::find_by_statement(sea_orm::Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
-            "SELECT action, outcome FROM audit_logs WHERE tenant_id = $1 ORDER BY created_at, id",
+            "SELECT tenant_id, id, actor_type, actor_id, action, resource_type, resource_id, metadata,
+                    host(ip_address) AS ip_address, user_agent, request_id, outcome, created_at
+               FROM audit_logs WHERE tenant_id = $1 ORDER BY created_at, id",
             [tenant.into()],
         ))
+        .all(self.db.superuser().await)
         .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.try_get("", "action").unwrap(), r.try_get("", "outcome").unwrap()))
-        .collect()
+        .expect("cannot read the audit log");
+        AuditLog(rows)
+    }
+}
+
+/// A whole row of `audit_logs`.
+#[derive(Debug, Clone, PartialEq, sea_orm::FromQueryResult)]
+pub struct AuditRow {
+    pub tenant_id: uuid::Uuid,
+    pub id: uuid::Uuid,
+    /// `user`, `api_key`, `system` or `anonymous`.
+    pub actor_type: String,
+    pub actor_id: Option<uuid::Uuid>,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub metadata: serde_json::Value,
+    /// The client address, without a prefix length.
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A tenant's audit rows, oldest first.
+#[derive(Debug, Clone)]
+pub struct AuditLog(pub Vec<AuditRow>);
+
+impl AuditLog {
+    /// Whether some row records `action` with `outcome`.
+    pub fn has(&self, action: &str, outcome: &str) -> bool {
+        self.0.iter().any(|row| row.action == action && row.outcome == outcome)
+    }
+
+    /// The rows of `action`, oldest first.
+    pub fn of(&self, action: &str) -> Vec<&AuditRow> {
+        self.0.iter().filter(|row| row.action == action).collect()
+    }
+}
+
+impl std::ops::Deref for AuditLog {
+    type Target = [AuditRow];
+
+    fn deref(&self) -> &[AuditRow] {
+        &self.0
     }
 }

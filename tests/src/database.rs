@@ -1,6 +1,9 @@
 //! Databases for tests. The first test of a run migrates a template database (named after the migrations'
 //! fingerprint, so an edited migration gets a new template); every test then gets its own `CREATE DATABASE ..
 //! TEMPLATE ..` copy, which takes milliseconds, and drops it when done.
+//!
+//! Everything here follows `TEST_ADMIN_DATABASE_URL` ([`admin_url`]): the cluster's address included
+//! ([`postgres_address`]), so that a test can put a fault proxy in front of the same Postgres.
 
 use migration::bootstrap::{Target, database_privileges_sql, ensure_roles, exec, quote_ident, role_exists};
 use migration::{Migrator, MigratorTrait, SCHEMA_FINGERPRINT};
@@ -26,6 +29,19 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The address of the test cluster: the host and port of [`admin_url`] (port 5432 when it names none).
+pub fn postgres_address() -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let url = url::Url::parse(&admin_url()).expect("TEST_ADMIN_DATABASE_URL is not a URL");
+    let host = url.host_str().expect("TEST_ADMIN_DATABASE_URL names no host");
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    (host, url.port().unwrap_or(5432))
+        .to_socket_addrs()
+        .unwrap_or_else(|e| panic!("cannot resolve the host of TEST_ADMIN_DATABASE_URL ({host}): {e}"))
+        .next()
+        .unwrap_or_else(|| panic!("the host of TEST_ADMIN_DATABASE_URL ({host}) has no address"))
+}
+
 /// The admin URL with another user and database (and no password: the local cluster trusts loopback).
 pub fn url_for(user: &str, database: &str) -> String {
     let mut url = url::Url::parse(&admin_url()).expect("TEST_ADMIN_DATABASE_URL is not a URL");
@@ -40,6 +56,8 @@ pub fn url_for(user: &str, database: &str) -> String {
 /// A database that exists for one test and is dropped (connections and all) when this value is dropped.
 pub struct TestDatabase {
     pub name: String,
+    /// One small superuser pool per test, opened on first use by [`TestDatabase::superuser`].
+    superuser: OnceCell<DatabaseConnection>,
 }
 
 impl TestDatabase {
@@ -57,7 +75,7 @@ impl TestDatabase {
         // A clone does not inherit the template's database privileges: take PUBLIC's CONNECT and TEMP again.
         exec(&admin, database_privileges_sql(&name)).await.expect("failed to revoke PUBLIC's privileges on the clone");
         admin.close().await.ok();
-        Self { name }
+        Self { name, superuser: OnceCell::new() }
     }
 
     /// An empty database owned by the owner role, for migration tests.
@@ -69,7 +87,7 @@ impl TestDatabase {
             .await
             .expect("failed to create an empty database");
         admin.close().await.ok();
-        Self { name }
+        Self { name, superuser: OnceCell::new() }
     }
 
     /// URL for the runtime role (what the services use).
@@ -97,13 +115,50 @@ impl TestDatabase {
         Database::connect(self.owner_url()).await.expect("cannot connect as the owner role")
     }
 
-    pub async fn connect_superuser(&self) -> DatabaseConnection {
-        Database::connect(self.superuser_url()).await.expect("cannot connect as the superuser")
+    /// The test's superuser connection, to look behind row-level security in assertions and to reach states no
+    /// endpoint makes. Opened once and shared by every helper (polling loops included), so that a test costs one pool,
+    /// not one per query; it goes with the database (`DROP DATABASE .. WITH (FORCE)` ends its sessions).
+    pub async fn superuser(&self) -> &DatabaseConnection {
+        self.superuser
+            .get_or_init(|| async {
+                let options =
+                    sea_orm::ConnectOptions::new(self.superuser_url()).max_connections(4).min_connections(0).to_owned();
+                Database::connect(options).await.expect("cannot connect as the superuser")
+            })
+            .await
+    }
+
+    /// The number (`bigint`) in the first column of the one row `sql` returns, read as the superuser: for counts
+    /// that assertions and polling loops compare.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let row = self
+            .superuser()
+            .await
+            .query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .unwrap_or_else(|| panic!("{sql}: no row"));
+        row.try_get_by_index(0).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Polls `sql` (see [`TestDatabase::count`]) every 20 ms until it reaches `at_least`; panics after 30 s.
+    pub async fn wait_until_count(&self, sql: &str, at_least: i64) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let n = self.count(sql).await;
+            if n >= at_least {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {sql} >= {at_least} (at {n})");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        // The shared superuser pool goes first: its sessions end with the database, its handle with this value.
+        drop(self.superuser.take());
         let name = self.name.clone();
         // Drop runs inside the test's runtime; do the async cleanup on a thread of its own and wait for it.
         let cleanup = std::thread::spawn(move || {

@@ -49,6 +49,20 @@ impl TcpProxy {
         Self { port, up, generation, stop }
     }
 
+    /// A proxy in front of the test cluster (the Postgres of `TEST_ADMIN_DATABASE_URL`).
+    pub async fn to_postgres() -> Self {
+        Self::start(crate::database::postgres_address()).await
+    }
+
+    /// `database_url` (a URL of the test cluster) through this proxy: the same user, password and database, the
+    /// proxy's address.
+    pub fn route(&self, database_url: &str) -> String {
+        let mut url = url::Url::parse(database_url).expect("not a database URL");
+        url.set_host(Some("127.0.0.1")).expect("cannot set the proxy's host");
+        url.set_port(Some(self.port)).expect("cannot set the proxy's port");
+        url.to_string()
+    }
+
     /// Resets every open connection and refuses new ones.
     pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);

@@ -8,11 +8,11 @@ use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{TEST_TOKEN_KEYS, TestApp, TestUser, spawn_app_with};
+use crate::app::{TEST_TOKEN_KEYS, TestApp, TestUser, defaults_without_env, spawn_app_with};
 use crate::database::TestDatabase;
 use crate::testio_sim::{Account, Shape, Simulator};
 
-/// Worker settings for tests: the test database, the test token keys, fast polling, quick retries. The allowed base
+/// Worker settings for tests: the declared defaults (never the environment), the test database, the test token keys, fast polling, quick retries. The allowed base
 /// URLs are the production default, which admits no simulator: a test that syncs sets `allowed_base_urls` (the
 /// fixture's workers do, see [`SyncFixture::worker_settings`]).
 pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
@@ -21,12 +21,7 @@ pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
 
 /// [`worker_settings`] for a database URL (a child process has the URL, not the [`TestDatabase`]).
 pub fn worker_settings_for(database_url: &str) -> worker::Settings {
-    #[derive(clap::Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        settings: worker::Settings,
-    }
-    let mut settings = <Wrapper as clap::Parser>::try_parse_from(["worker"]).unwrap().settings;
+    let mut settings: worker::Settings = defaults_without_env();
     settings.database_url = database_url.into();
     settings.database_max_connections = 4;
     settings.database_startup_timeout_secs = 5;
@@ -86,14 +81,7 @@ impl SyncFixture {
 
     /// `PUT .../testio-connection` as the owner.
     pub async fn connect(&self, tenant: uuid::Uuid, token: &str) -> reqwest::Response {
-        self.app
-            .call(
-                reqwest::Method::PUT,
-                &format!("/v1/tenants/{tenant}/testio-connection"),
-                Some(&self.owner.access_token),
-                Some(json!({ "token": token, "base_url": self.sim.base_url })),
-            )
-            .await
+        self.app.put_connection(&self.owner, tenant, json!({ "token": token, "base_url": self.sim.base_url })).await
     }
 
     /// Settings of a worker on the fixture's database that allows what the app allows.
@@ -112,8 +100,7 @@ impl SyncFixture {
         let worker = build_worker(&self.worker_settings()).await;
         let finished = worker.sync_tenant(entity::TenantId(tenant), full).await.expect("the sync errored");
         let run = finished.run.unwrap_or_else(|| panic!("no run: {}", finished.note));
-        let response =
-            self.app.get_as(&format!("/v1/tenants/{tenant}/sync-runs/{}", run.id), &self.owner.access_token).await;
+        let response = self.app.get_sync_run(&self.owner, tenant, run.id).await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
@@ -167,7 +154,7 @@ impl Snapshot {
 
     /// The tenant's mirror, read as the superuser (so RLS cannot hide a stray row from the comparison).
     pub async fn of_mirror(db: &TestDatabase, tenant: uuid::Uuid) -> Self {
-        let conn = db.connect_superuser().await;
+        let conn = db.superuser().await;
         let rows =
             |sql: &str| conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [tenant.into()]));
         let products = rows("SELECT testio_id, name FROM testio_products WHERE tenant_id = $1").await.unwrap();

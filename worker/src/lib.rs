@@ -1,30 +1,30 @@
 //! The sync worker: keeps each tenant's mirror of its TestIO data (products, tests, bugs) up to date.
 //!
 //! It connects as the runtime role (and refuses an unsafe role exactly as the API does), claims due tenants with
-//! expiring leases so that any number of workers can run side by side ([`entity::sync_schedule`]), and runs the sync
-//! algorithm of [`sync`] against the TestIO client of [`testio`]. SIGTERM stops it between requests: the running syncs
-//! record an interrupted run and hand their tenant back as due at once.
+//! expiring leases so that any number of workers can run side by side ([`entity::sync::schedule`]), and runs the sync
+//! algorithm of [`sync`] against the client of the [`testio`] crate. SIGTERM stops it between requests: the running
+//! syncs record an interrupted run and hand their tenant back as due at once.
 
 pub mod runner;
 pub mod sync;
-pub mod testio;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use common::token_cipher::TokenKeys;
 use entity::db::PoolSettings;
+use entity::sync::schedule;
 use entity::sync_runs::SyncTrigger;
-use entity::token_cipher::TokenKeys;
-use entity::{TenantId, TenantTxn, audit, mirror, sync_schedule};
+use entity::{TenantId, TenantTxn, audit, mirror};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::runner::{Finished, Intervals, Runner, default_worker_name};
 use crate::sync::SyncSettings;
-use crate::testio::allowlist::AllowedBaseUrls;
-use crate::testio::client::{ClientSettings, TestioClient};
+use testio::allowlist::AllowedBaseUrls;
+use testio::client::{ClientSettings, TestioClient};
 
 /// Worker settings, from environment variables (or the matching flags).
 #[derive(Debug, Clone, Args)]
@@ -93,7 +93,8 @@ pub struct Settings {
     /// Attempts per TestIO request on transient failures.
     #[arg(long, env = "TESTIO_MAX_ATTEMPTS", default_value_t = 4)]
     pub max_attempts: u32,
-    /// First backoff after a transient failure, in milliseconds (doubled per attempt, with jitter).
+    /// Cap of the first backoff after a transient failure, in milliseconds (doubled per attempt; each wait is drawn
+    /// uniformly below the cap).
     #[arg(long, env = "TESTIO_BACKOFF_BASE_MS", default_value_t = 200)]
     pub backoff_base_ms: u64,
     /// Longest `Retry-After` waited for, in seconds; longer ones end the run (retried at the next).
@@ -178,7 +179,7 @@ impl Worker {
         let db = entity::db::connect(settings.database_url.expose_secret(), &pool)
             .await
             .context("Failed to configure the database pool")?;
-        entity::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
+        common::role_check::verify_at_startup(&db, Duration::from_secs(settings.database_startup_timeout_secs)).await?;
         let client = TestioClient::new(settings.client(), shutdown.clone())?;
         let runner = Runner {
             db,
@@ -215,7 +216,7 @@ impl Worker {
     /// Syncs one tenant now (the `sync` command), unless another worker is syncing it.
     pub async fn sync_tenant(&self, tenant: TenantId, full: bool) -> anyhow::Result<Finished> {
         let runner = &self.runner;
-        let claimed = sync_schedule::claim_one(&runner.db, tenant, &runner.name, runner.settings.lease_secs)
+        let claimed = schedule::claim_one(&runner.db, tenant, &runner.name, runner.settings.lease_secs)
             .await
             .context("Failed to claim the tenant")?
             .with_context(|| format!("tenant {tenant} does not exist or another worker is syncing it right now"))?;
@@ -226,28 +227,18 @@ impl Worker {
     /// it again in full (the `reset` command).
     pub async fn reset_tenant(&self, tenant: TenantId) -> anyhow::Result<(mirror::RowCounts, Finished)> {
         let runner = &self.runner;
-        let claimed = sync_schedule::claim_one(&runner.db, tenant, &runner.name, runner.settings.lease_secs)
+        let claimed = schedule::claim_one(&runner.db, tenant, &runner.name, runner.settings.lease_secs)
             .await
             .context("Failed to claim the tenant")?
             .with_context(|| format!("tenant {tenant} does not exist or another worker is syncing it right now"))?;
         let txn = TenantTxn::begin(&runner.db, tenant).await.context("Failed to begin the tenant transaction")?;
         let dropped = mirror::reset(&txn).await.context("Failed to drop the mirror")?;
-        audit::record(
-            &txn,
-            audit::Event {
-                actor: audit::Actor::system(),
-                action: "mirror.reset",
-                resource_type: "tenant",
-                resource_id: Some(tenant.to_string()),
-                outcome: entity::audit_logs::Outcome::Success,
-                metadata: serde_json::json!({
-                    "products": dropped.products, "tests": dropped.tests, "bugs": dropped.bugs, "via": "worker reset",
-                }),
-                origin: &audit::Origin::default(),
-            },
-        )
-        .await
-        .context("Failed to audit the reset")?;
+        let event = audit::Event::new(audit::AuditAction::MirrorReset, audit::Actor::system()).on(tenant).metadata(
+            serde_json::json!({
+                "products": dropped.products, "tests": dropped.tests, "bugs": dropped.bugs, "via": "worker reset",
+            }),
+        );
+        audit::record(&txn, event, &audit::Origin::default()).await.context("Failed to audit the reset")?;
         txn.commit().await.context("Failed to commit the reset")?;
         let finished = runner.sync_claimed(claimed, SyncTrigger::Cli, true).await?;
         Ok((dropped, finished))

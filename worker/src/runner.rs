@@ -6,21 +6,21 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use common::token_cipher::TokenKeys;
 use entity::TenantTxn;
-use entity::audit::{self, Actor, Event, Origin};
+use entity::audit::{self, Actor, AuditAction, Event, Origin};
 use entity::audit_logs::Outcome as AuditOutcome;
+use entity::sync::schedule::{self, Claimed};
 use entity::sync_runs::{self, SyncStatus, SyncTrigger};
-use entity::sync_schedule::{self, Claimed};
 use entity::tenants::Plan;
 use entity::testio_connections::{self, ConnectionStatus};
-use entity::token_cipher::TokenKeys;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::sync::{Job, Source, SyncError, SyncSettings};
-use crate::testio::allowlist::AllowedBaseUrls;
-use crate::testio::client::{Endpoint, TestioClient, normalize_base_url};
+use testio::allowlist::AllowedBaseUrls;
+use testio::client::{Endpoint, TestioClient, normalize_base_url};
 
 /// Sync intervals by plan.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +82,7 @@ impl Runner {
             Err(e) => {
                 // The database failed: try again later; the lease expires by itself if the release fails too.
                 let next = Utc::now() + chrono::Duration::seconds(60);
-                let _ = sync_schedule::release(&self.db, tenant, &self.name, claimed.due_at, Some(next)).await;
+                let _ = schedule::release(&self.db, tenant, &self.name, claimed.due_at, Some(next)).await;
                 return Err(e);
             }
         };
@@ -91,7 +91,7 @@ impl Runner {
             Release::Unscheduled => None,
             Release::NotOurs => return Ok(finished),
         };
-        sync_schedule::release(&self.db, tenant, &self.name, claimed.due_at, next)
+        schedule::release(&self.db, tenant, &self.name, claimed.due_at, next)
             .await
             .context("Failed to release the tenant's lease")?;
         Ok(finished)
@@ -148,7 +148,7 @@ impl Runner {
                     tokio::select! {
                         _ = beat.cancelled() => break,
                         _ = tokio::time::sleep(every) => {
-                            if !matches!(sync_schedule::heartbeat(&db, tenant, &name, lease).await, Ok(true)) {
+                            if !matches!(schedule::heartbeat(&db, tenant, &name, lease).await, Ok(true)) {
                                 break;
                             }
                         }
@@ -191,21 +191,12 @@ impl Runner {
                     .await
                     .context("Failed to mark the connection")?;
             }
-            audit::record(
-                &txn,
-                Event {
-                    actor: Actor::system(),
-                    action: "testio_connection.needs_token",
-                    resource_type: "testio_connection",
-                    resource_id: Some(tenant.to_string()),
-                    outcome: AuditOutcome::Failure,
-                    metadata: serde_json::json!({ "sync_run_id": run.id }),
-                    origin: &Origin::default(),
-                },
-            )
-            .await
-            .context("Failed to audit the refused token")?;
-            sync_schedule::unschedule(txn.connection(), tenant).await.context("Failed to unschedule")?;
+            let event = Event::new(AuditAction::TestioConnectionNeedsToken, Actor::system())
+                .on(tenant)
+                .outcome(AuditOutcome::Failure)
+                .metadata(serde_json::json!({ "sync_run_id": run.id }));
+            audit::record(&txn, event, &Origin::default()).await.context("Failed to audit the refused token")?;
+            schedule::unschedule(&txn).await.context("Failed to unschedule")?;
         }
         txn.commit().await.context("Failed to commit the run end")?;
         tracing::info!(status = ?run.status, requests = run.requests, tests_new = run.tests_new,
@@ -252,21 +243,12 @@ impl Runner {
         let run = sync_runs::finish(&txn, run, SyncStatus::Failed, Default::default(), Some(reason))
             .await
             .context("Failed to record the run")?;
-        audit::record(
-            &txn,
-            Event {
-                actor: Actor::system(),
-                action: "testio_connection.base_url_not_allowed",
-                resource_type: "testio_connection",
-                resource_id: Some(tenant.to_string()),
-                outcome: AuditOutcome::Failure,
-                metadata: serde_json::json!({ "sync_run_id": run.id, "base_url": base_url }),
-                origin: &Origin::default(),
-            },
-        )
-        .await
-        .context("Failed to audit the refused base URL")?;
-        sync_schedule::unschedule(txn.connection(), tenant).await.context("Failed to unschedule")?;
+        let event = Event::new(AuditAction::TestioConnectionBaseUrlNotAllowed, Actor::system())
+            .on(tenant)
+            .outcome(AuditOutcome::Failure)
+            .metadata(serde_json::json!({ "sync_run_id": run.id, "base_url": base_url }));
+        audit::record(&txn, event, &Origin::default()).await.context("Failed to audit the refused base URL")?;
+        schedule::unschedule(&txn).await.context("Failed to unschedule")?;
         txn.commit().await.context("Failed to commit the refused run")?;
         Ok((Finished { run: Some(run), note: reason.to_owned() }, Release::Unscheduled))
     }
@@ -280,7 +262,7 @@ impl Runner {
             while tasks.try_join_next().is_some() {}
             let free = concurrency.saturating_sub(tasks.len());
             if free > 0 && !self.shutdown.is_cancelled() {
-                match sync_schedule::claim_due(&self.db, &self.name, lease, free as u64).await {
+                match schedule::claim_due(&self.db, &self.name, lease, free as u64).await {
                     Ok(claimed) => {
                         for claimed in claimed {
                             let runner = self.clone();

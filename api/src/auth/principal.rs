@@ -8,6 +8,7 @@
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, web};
+use anyhow::Context;
 use entity::{UserId, sessions, users};
 use futures_util::future::LocalBoxFuture;
 
@@ -71,12 +72,13 @@ impl FromRequest for Principal {
                     .ok_or_else(|| unauthenticated("The API key is malformed."));
             }
             let claims = state.jwt.verify(token).map_err(|e| unauthenticated(e.to_string()))?;
-            let session = sessions::find(&state.db, claims.sid).await?;
+            let session = sessions::find(&state.db, claims.sid).await.context("Failed to read the session")?;
             let active = session
                 .filter(|s| s.user_id.0 == claims.sub && s.is_active(chrono::Utc::now()))
                 .ok_or_else(|| unauthenticated("The session has ended; sign in again."))?;
             let user = users::find(&state.db, UserId(claims.sub))
-                .await?
+                .await
+                .context("Failed to read the signed-in user")?
                 .filter(|u| u.disabled_at.is_none())
                 .ok_or_else(|| unauthenticated("The account is disabled."))?;
             tracing::Span::current().record("user_id", tracing::field::display(user.id));

@@ -5,8 +5,8 @@
 //! caller who is not a member gets 404, exactly as for a tenant that does not exist, so existence never leaks; a
 //! member lacking the permission gets 403.
 
-use entity::audit::{self, Actor, Event, Origin};
-use entity::audit_logs::Outcome;
+use anyhow::Context;
+use entity::audit::{self, Actor, AuditAction, Event, Origin};
 use entity::tenant_users::Role;
 use entity::{TenantId, TenantTxn, UserId, api_keys, tenant_users};
 use subtle::ConstantTimeEq;
@@ -38,10 +38,13 @@ impl TenantAccess {
         if tenant_id == entity::PLATFORM_TENANT {
             return Err(not_found());
         }
-        let txn = TenantTxn::begin(&state.db, tenant_id).await?;
+        let txn = TenantTxn::begin(&state.db, tenant_id).await.context("Failed to begin the tenant transaction")?;
         let (role, actor, user_id) = match principal {
             Principal::User(u) => {
-                let member = tenant_users::find_for_user(&txn, u.user.id).await?.ok_or_else(not_found)?;
+                let member = tenant_users::find_for_user(&txn, u.user.id)
+                    .await
+                    .context("Failed to read the caller's membership")?
+                    .ok_or_else(not_found)?;
                 (member.role, Actor::user(u.user.id), Some(u.user.id))
             }
             Principal::ApiKey(token) => {
@@ -49,7 +52,8 @@ impl TenantAccess {
                     return Err(not_found());
                 }
                 let found = api_keys::find_with_creator(&txn, token.key_id)
-                    .await?
+                    .await
+                    .context("Failed to read the API key")?
                     .filter(|k| k.key.revoked_at.is_none() && bool::from(k.key.secret_hash.ct_eq(&token.secret_hash)))
                     .ok_or_else(|| unauthenticated("The API key is invalid or revoked."))?;
                 // The key acts for its creator: never above what they may do now, and not at all once they are gone.
@@ -62,7 +66,7 @@ impl TenantAccess {
                 let key = found.key;
                 let stale = key.last_used_at.is_none_or(|t| t < chrono::Utc::now() - chrono::Duration::minutes(1));
                 if stale {
-                    api_keys::touch_last_used(&txn, key.id).await?;
+                    api_keys::touch_last_used(&txn, key.id).await.context("Failed to record the API key's use")?;
                 }
                 (key.role.least(creator_role), Actor::api_key(key.id), None)
             }
@@ -71,45 +75,28 @@ impl TenantAccess {
         if !allows(role, permission) {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
-                format!("Your role ({}) does not allow this.", role_name(role)),
+                format!("Your role ({}) does not allow this.", role.as_str()),
             ));
         }
         Ok(Self { txn, role, actor, user_id })
     }
 
-    /// Appends a successful `action` on `resource_type`/`resource_id` to the tenant's audit log, in this transaction.
+    /// Appends a successful `action` on the resource `resource_id` to the tenant's audit log, in this transaction,
+    /// with the caller as actor.
     pub async fn audit(
         &self,
-        action: &str,
-        resource_type: &str,
+        action: AuditAction,
         resource_id: impl ToString,
         metadata: serde_json::Value,
         origin: &Origin,
     ) -> Result<(), ApiError> {
-        let event = Event {
-            actor: self.actor,
-            action,
-            resource_type,
-            resource_id: Some(resource_id.to_string()),
-            outcome: Outcome::Success,
-            metadata,
-            origin,
-        };
-        audit::record(&self.txn, event).await?;
+        let event = Event::new(action, self.actor).on(resource_id).metadata(metadata);
+        audit::record(&self.txn, event, origin).await.context("Failed to write the audit entry")?;
         Ok(())
     }
 
     /// Commits the work (and its audit rows).
     pub async fn commit(self) -> Result<(), ApiError> {
-        self.txn.commit().await.map_err(ApiError::from)
-    }
-}
-
-pub fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Owner => "owner",
-        Role::Admin => "admin",
-        Role::Member => "member",
-        Role::Viewer => "viewer",
+        Ok(self.txn.commit().await.context("Failed to commit")?)
     }
 }

@@ -16,8 +16,9 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderValue};
+use anyhow::Context;
+use entity::Db;
 use entity::auth_throttle::{self, Limit, Policy};
-use sea_orm::ConnectionTrait;
 
 use crate::config::Settings;
 use crate::error::{ApiError, ErrorCode};
@@ -64,33 +65,31 @@ impl PasswordCheck {
     }
 
     /// Counts the attempt, or refuses it with 429 and `Retry-After` while any of its keys is locked.
-    pub async fn admit(&self, db: &impl ConnectionTrait) -> Result<(), ApiError> {
-        match auth_throttle::admit(db, &self.limits()).await? {
+    pub async fn admit(&self, db: &impl Db) -> Result<(), ApiError> {
+        match auth_throttle::admit(db, &self.limits()).await.context("Failed to check the password attempt limits")? {
             None => Ok(()),
             Some(wait) => Err(too_many("Too many failed password attempts", wait)),
         }
     }
 
     /// The password was right: the caller's own counts are cleared, the address's gets its attempt back.
-    pub async fn succeeded(&self, db: &impl ConnectionTrait) -> Result<(), ApiError> {
+    pub async fn succeeded(&self, db: &impl Db) -> Result<(), ApiError> {
         let address: Vec<Limit> = self.address.iter().cloned().collect();
-        auth_throttle::settle(db, &[&self.pair.key, &self.account.key], &address).await?;
+        auth_throttle::settle(db, &[&self.pair.key, &self.account.key], &address)
+            .await
+            .context("Failed to clear the password attempt limits")?;
         Ok(())
     }
 
     /// The password could not be checked at all (the server was busy): the attempt is taken back everywhere.
-    pub async fn not_checked(&self, db: &impl ConnectionTrait) -> Result<(), ApiError> {
-        auth_throttle::forgive(db, &self.limits()).await?;
+    pub async fn not_checked(&self, db: &impl Db) -> Result<(), ApiError> {
+        auth_throttle::forgive(db, &self.limits()).await.context("Failed to forgive the password attempt")?;
         Ok(())
     }
 }
 
 /// Counts a registration from `ip` (`REGISTER_MAX_PER_IP` an hour), or refuses it with 429.
-pub async fn admit_registration(
-    db: &impl ConnectionTrait,
-    settings: &Settings,
-    ip: Option<IpAddr>,
-) -> Result<(), ApiError> {
+pub async fn admit_registration(db: &impl Db, settings: &Settings, ip: Option<IpAddr>) -> Result<(), ApiError> {
     let Some(ip) = ip else { return Ok(()) };
     let policy = Policy {
         threshold: settings.register_max_per_ip,
@@ -98,21 +97,27 @@ pub async fn admit_registration(
         base_lock: Duration::from_secs(60),
         max_lock: Duration::from_secs(3600),
     };
-    match auth_throttle::admit(db, &[Limit::new(format!("register:{ip}"), policy)]).await? {
+    match auth_throttle::admit(db, &[Limit::new(format!("register:{ip}"), policy)])
+        .await
+        .context("Failed to check the registration limit")?
+    {
         None => Ok(()),
         Some(wait) => Err(too_many("Too many registrations from your address", wait)),
     }
 }
 
 /// Counts a verification mail sent to `user` on request (3 an hour), or refuses it with 429.
-pub async fn admit_verification_mail(db: &impl ConnectionTrait, user: entity::UserId) -> Result<(), ApiError> {
+pub async fn admit_verification_mail(db: &impl Db, user: entity::UserId) -> Result<(), ApiError> {
     let policy = Policy {
         threshold: 3,
         window: Duration::from_secs(3600),
         base_lock: Duration::from_secs(10 * 60),
         max_lock: Duration::from_secs(3600),
     };
-    match auth_throttle::admit(db, &[Limit::new(format!("verification-mail:{user}"), policy)]).await? {
+    match auth_throttle::admit(db, &[Limit::new(format!("verification-mail:{user}"), policy)])
+        .await
+        .context("Failed to check the verification mail limit")?
+    {
         None => Ok(()),
         Some(wait) => Err(too_many("Too many verification mails sent recently", wait)),
     }

@@ -1,10 +1,15 @@
-//! Response bodies shared by several resources.
+//! Response bodies shared by several resources, and the reads that build them.
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
-use entity::tenant_users::Role;
-use entity::{TenantId, UserId, tenants, users};
+use entity::sync_runs::{self, SyncStatus, SyncTrigger};
+use entity::tenant_users::{self, Role};
+use entity::{TenantId, UserId, UserTxn, tenants, users};
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A user as shown to themselves.
 #[derive(Debug, Serialize, ToSchema)]
@@ -72,6 +77,25 @@ pub struct MembershipView {
     pub role: Role,
 }
 
+impl MembershipView {
+    /// The tenants `user` belongs to, read through the own-memberships policy.
+    pub async fn all_of(state: &AppState, user: UserId) -> Result<Vec<Self>, ApiError> {
+        let txn = UserTxn::begin(&state.db, user).await.context("Failed to begin the user transaction")?;
+        let rows = tenant_users::memberships_of(&txn).await.context("Failed to read the memberships")?;
+        txn.commit().await.context("Failed to commit")?;
+        let found = tenants::find_many(&state.db, rows.iter().map(|m| m.tenant_id).collect())
+            .await
+            .context("Failed to read the tenants")?;
+        Ok(found
+            .into_iter()
+            .filter_map(|t| {
+                let role = rows.iter().find(|m| m.tenant_id == t.id)?.role;
+                Some(Self { tenant: t.into(), role })
+            })
+            .collect())
+    }
+}
+
 /// A fresh pair of credentials.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenPair {
@@ -85,4 +109,68 @@ pub struct TokenPair {
     pub refresh_token: String,
     /// When the session (and so every refresh token of it) ends.
     pub refresh_expires_at: DateTime<Utc>,
+}
+
+/// Created, changed and deleted rows of one kind.
+#[derive(Serialize, ToSchema)]
+pub struct ChangeCounts {
+    pub new: i32,
+    pub updated: i32,
+    pub deleted: i32,
+}
+
+/// Gaps: parts of TestIO a run could not read (recorded and retried by later runs), and earlier gaps it closed.
+#[derive(Serialize, ToSchema)]
+pub struct GapCounts {
+    pub opened: i32,
+    pub resolved: i32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SyncRunView {
+    pub id: uuid::Uuid,
+    pub trigger: SyncTrigger,
+    /// A full run reads every product's whole history and every test's bugs.
+    pub full: bool,
+    pub status: SyncStatus,
+    pub requested_by: Option<UserId>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// From start to finish, in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// Requests made to TestIO.
+    pub requests: i32,
+    /// Pages (and single items) written to the mirror.
+    pub pages: i32,
+    /// Products listed by TestIO.
+    pub products: i32,
+    pub tests: ChangeCounts,
+    pub bugs: ChangeCounts,
+    pub gaps: GapCounts,
+    /// Why the run failed or was interrupted.
+    pub error: Option<String>,
+}
+
+impl From<sync_runs::Model> for SyncRunView {
+    fn from(r: sync_runs::Model) -> Self {
+        Self {
+            id: r.id,
+            trigger: r.trigger,
+            full: r.full_sync,
+            status: r.status,
+            requested_by: r.requested_by,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            duration_ms: r.started_at.zip(r.finished_at).map(|(s, f)| (f - s).num_milliseconds()),
+            requests: r.requests,
+            pages: r.pages,
+            products: r.products,
+            tests: ChangeCounts { new: r.tests_new, updated: r.tests_updated, deleted: r.tests_deleted },
+            bugs: ChangeCounts { new: r.bugs_new, updated: r.bugs_updated, deleted: r.bugs_deleted },
+            gaps: GapCounts { opened: r.gaps_opened, resolved: r.gaps_resolved },
+            error: r.error,
+        }
+    }
 }

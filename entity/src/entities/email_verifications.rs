@@ -4,9 +4,10 @@
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ConnectionTrait, IntoActiveModel, QuerySelect};
+use sea_orm::{IntoActiveModel, QuerySelect};
 
 use crate::UserId;
+use crate::tenancy::{Db, conn};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "email_verifications")]
@@ -30,12 +31,13 @@ impl ActiveModelBehavior for ActiveModel {}
 /// Stores a new token for `user` and `email`, expiring every older unused one of the user.
 #[tracing::instrument(skip_all)]
 pub async fn create(
-    db: &impl ConnectionTrait,
+    db: &impl Db,
     user: UserId,
     email: &str,
     token_hash: Vec<u8>,
     expires_at: DateTimeUtc,
 ) -> Result<Model, DbErr> {
+    let db = conn(db);
     let now = chrono::Utc::now();
     Entity::update_many()
         .col_expr(Column::ExpiresAt, Expr::value(now))
@@ -59,12 +61,14 @@ pub async fn create(
 
 /// Finds a token by hash and locks it, so that it is used once even when presented twice at the same moment.
 #[tracing::instrument(skip_all)]
-pub async fn find_by_hash_for_update(db: &impl ConnectionTrait, token_hash: &[u8]) -> Result<Option<Model>, DbErr> {
+pub async fn find_by_hash_for_update(db: &impl Db, token_hash: &[u8]) -> Result<Option<Model>, DbErr> {
+    let db = conn(db);
     Entity::find().filter(Column::TokenHash.eq(token_hash.to_vec())).lock_exclusive().one(db).await
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn mark_used(db: &impl ConnectionTrait, token: Model) -> Result<Model, DbErr> {
+pub async fn mark_used(db: &impl Db, token: Model) -> Result<Model, DbErr> {
+    let db = conn(db);
     let mut active = token.into_active_model();
     active.used_at = Set(Some(chrono::Utc::now()));
     active.update(db).await

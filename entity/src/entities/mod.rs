@@ -1,5 +1,6 @@
 //! One module per table. Global tables: `users`, `tenants`. Tenant-owned (row-level security): `tenant_users`,
-//! `audit_logs`, `invitations`, `api_keys`, `testio_connections`, `sync_runs` (the mirror tables are in `crate::mirror`).
+//! `audit_logs`, `invitations`, `api_keys`, `testio_connections` (the sync's tables are in `crate::mirror` and
+//! `crate::sync`).
 
 pub mod api_keys;
 pub mod audit_logs;
@@ -7,7 +8,6 @@ pub mod email_verifications;
 pub mod invitations;
 pub mod refresh_tokens;
 pub mod sessions;
-pub mod sync_runs;
 pub mod tenant_users;
 pub mod tenants;
 pub mod testio_connections;

@@ -1,8 +1,9 @@
 //! `refresh_tokens`: single-use, rotating refresh tokens, stored hashed. A token presented twice reveals theft.
 
+use crate::tenancy::{Db, conn};
 use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
-use sea_orm::{ConnectionTrait, IntoActiveModel, QuerySelect};
+use sea_orm::{IntoActiveModel, QuerySelect};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "refresh_tokens")]
@@ -23,11 +24,12 @@ impl ActiveModelBehavior for ActiveModel {}
 
 #[tracing::instrument(skip_all)]
 pub async fn insert(
-    db: &impl ConnectionTrait,
+    db: &impl Db,
     session_id: Uuid,
     token_hash: Vec<u8>,
     expires_at: DateTimeUtc,
 ) -> Result<Model, DbErr> {
+    let db = conn(db);
     ActiveModel {
         id: Set(Uuid::now_v7()),
         session_id: Set(session_id),
@@ -43,12 +45,14 @@ pub async fn insert(
 /// Finds a token by hash and locks its row, so that two concurrent refreshes with the same token are serialised and
 /// the second one sees it used.
 #[tracing::instrument(skip_all)]
-pub async fn find_by_hash_for_update(db: &impl ConnectionTrait, token_hash: &[u8]) -> Result<Option<Model>, DbErr> {
+pub async fn find_by_hash_for_update(db: &impl Db, token_hash: &[u8]) -> Result<Option<Model>, DbErr> {
+    let db = conn(db);
     Entity::find().filter(Column::TokenHash.eq(token_hash.to_vec())).lock_exclusive().one(db).await
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn mark_used(db: &impl ConnectionTrait, token: Model) -> Result<(), DbErr> {
+pub async fn mark_used(db: &impl Db, token: Model) -> Result<(), DbErr> {
+    let db = conn(db);
     let mut active = token.into_active_model();
     active.used_at = Set(Some(chrono::Utc::now()));
     active.update(db).await.map(|_| ())

@@ -1,11 +1,12 @@
 //! `sessions`: login sessions (global, per user). Access tokens name their session; revoking it ends them all.
 
 use sea_orm::ActiveValue::Set;
+use sea_orm::IntoActiveModel;
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ConnectionTrait, IntoActiveModel};
 
 use crate::UserId;
+use crate::tenancy::{Db, conn};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "sessions")]
@@ -33,7 +34,8 @@ impl Model {
 }
 
 /// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum RevokeReason {
     Logout,
     RefreshTokenReuse,
@@ -42,24 +44,21 @@ pub enum RevokeReason {
 }
 
 impl RevokeReason {
+    /// The value stored in `sessions.revoked_reason`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::RefreshTokenReuse => "refresh_token_reuse",
-            Self::PasswordChange => "password_change",
-            Self::Admin => "admin",
-        }
+        self.into()
     }
 }
 
 /// Opens a session for `user_id` that lasts until `expires_at`.
 #[tracing::instrument(skip_all)]
 pub async fn create(
-    db: &impl ConnectionTrait,
+    db: &impl Db,
     user_id: UserId,
     expires_at: DateTimeUtc,
     origin: &crate::audit::Origin,
 ) -> Result<Model, DbErr> {
+    let db = conn(db);
     ActiveModel {
         id: Set(Uuid::now_v7()),
         user_id: Set(user_id),
@@ -75,13 +74,15 @@ pub async fn create(
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn find(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<Model>, DbErr> {
+pub async fn find(db: &impl Db, id: Uuid) -> Result<Option<Model>, DbErr> {
+    let db = conn(db);
     Entity::find_by_id(id).one(db).await
 }
 
 /// Ends one session (no-op if already ended).
 #[tracing::instrument(skip_all)]
-pub async fn revoke(db: &impl ConnectionTrait, session: Model, reason: RevokeReason) -> Result<(), DbErr> {
+pub async fn revoke(db: &impl Db, session: Model, reason: RevokeReason) -> Result<(), DbErr> {
+    let db = conn(db);
     if session.revoked_at.is_some() {
         return Ok(());
     }
@@ -93,11 +94,8 @@ pub async fn revoke(db: &impl ConnectionTrait, session: Model, reason: RevokeRea
 
 /// Ends every open session of a user; returns how many were open.
 #[tracing::instrument(skip_all)]
-pub async fn revoke_all_for_user(
-    db: &impl ConnectionTrait,
-    user_id: UserId,
-    reason: RevokeReason,
-) -> Result<u64, DbErr> {
+pub async fn revoke_all_for_user(db: &impl Db, user_id: UserId, reason: RevokeReason) -> Result<u64, DbErr> {
+    let db = conn(db);
     let result = Entity::update_many()
         .col_expr(Column::RevokedAt, Expr::value(chrono::Utc::now()))
         .col_expr(Column::RevokedReason, Expr::value(reason.as_str()))

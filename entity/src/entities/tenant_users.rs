@@ -17,9 +17,11 @@ use crate::{TenantId, TenantTxn, UserId, UserTxn};
     serde::Serialize,
     serde::Deserialize,
     utoipa::ToSchema,
+    strum::IntoStaticStr,
 )]
 #[sea_orm(rs_type = "String", db_type = "Text")]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     #[sea_orm(string_value = "owner")]
     Owner,
@@ -32,6 +34,11 @@ pub enum Role {
 }
 
 impl Role {
+    /// The name clients see (`owner`, `admin`...), the same as the stored one.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
     /// How much the role may do: owner 3, admin 2, member 1, viewer 0.
     pub const fn rank(self) -> u8 {
         match self {

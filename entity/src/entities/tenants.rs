@@ -2,9 +2,10 @@
 //! is what grants access to one.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, IntoActiveModel, QueryOrder};
+use sea_orm::{ActiveValue::Set, IntoActiveModel, QueryOrder};
 
 use crate::TenantId;
+use crate::tenancy::{Db, conn};
 
 /// The subscription plan; decides limits such as the sync interval.
 #[derive(
@@ -53,13 +54,14 @@ impl ActiveModelBehavior for ActiveModel {}
 
 /// Inserts an active tenant on the free plan. A taken slug fails with a unique violation on `tenants_slug_key`.
 #[tracing::instrument(skip_all)]
-pub async fn create(db: &impl ConnectionTrait, name: &str, slug: &str) -> Result<Model, DbErr> {
+pub async fn create(db: &impl Db, name: &str, slug: &str) -> Result<Model, DbErr> {
     create_with_id(db, TenantId(Uuid::now_v7()), name, slug).await
 }
 
 /// [`create`] with an id chosen beforehand (so that a `TenantTxn` for it can be opened first).
 #[tracing::instrument(skip_all)]
-pub async fn create_with_id(db: &impl ConnectionTrait, id: TenantId, name: &str, slug: &str) -> Result<Model, DbErr> {
+pub async fn create_with_id(db: &impl Db, id: TenantId, name: &str, slug: &str) -> Result<Model, DbErr> {
+    let db = conn(db);
     let now = chrono::Utc::now();
     ActiveModel {
         id: Set(id),
@@ -79,24 +81,22 @@ pub async fn create_with_id(db: &impl ConnectionTrait, id: TenantId, name: &str,
 
 /// Finds a tenant by id.
 #[tracing::instrument(skip_all)]
-pub async fn find(db: &impl ConnectionTrait, id: TenantId) -> Result<Option<Model>, DbErr> {
+pub async fn find(db: &impl Db, id: TenantId) -> Result<Option<Model>, DbErr> {
+    let db = conn(db);
     Entity::find_by_id(id).one(db).await
 }
 
 /// The tenants with these ids, by name.
 #[tracing::instrument(skip_all)]
-pub async fn find_many(db: &impl ConnectionTrait, ids: Vec<TenantId>) -> Result<Vec<Model>, DbErr> {
+pub async fn find_many(db: &impl Db, ids: Vec<TenantId>) -> Result<Vec<Model>, DbErr> {
+    let db = conn(db);
     Entity::find().filter(Column::Id.is_in(ids)).order_by_asc(Column::Name).all(db).await
 }
 
 /// Applies the given changes (None = unchanged). A taken slug fails with a unique violation on `tenants_slug_key`.
 #[tracing::instrument(skip_all)]
-pub async fn update(
-    db: &impl ConnectionTrait,
-    tenant: Model,
-    name: Option<String>,
-    slug: Option<String>,
-) -> Result<Model, DbErr> {
+pub async fn update(db: &impl Db, tenant: Model, name: Option<String>, slug: Option<String>) -> Result<Model, DbErr> {
+    let db = conn(db);
     let mut active = tenant.into_active_model();
     if let Some(name) = name {
         active.name = Set(name);
@@ -110,6 +110,7 @@ pub async fn update(
 
 /// Deletes a tenant and, by cascade, its memberships, invitations and API keys. The audit log is kept.
 #[tracing::instrument(skip_all)]
-pub async fn delete(db: &impl ConnectionTrait, tenant: Model) -> Result<(), DbErr> {
+pub async fn delete(db: &impl Db, tenant: Model) -> Result<(), DbErr> {
+    let db = conn(db);
     tenant.into_active_model().delete(db).await.map(|_| ())
 }

@@ -5,8 +5,15 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::entity::prelude::*;
 use sea_orm::{IntoActiveModel, sea_query::OnConflict};
 
-use crate::token_cipher::Sealed;
 use crate::{TenantId, TenantTxn, UserId};
+
+/// A TestIO token as stored (sealed by `common::token_cipher`): which key sealed it, the nonce, and the ciphertext with its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sealed {
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
 
 /// Whether the worker may use the connection.
 #[derive(
@@ -93,7 +100,7 @@ pub async fn connect(txn: &TenantTxn, new: NewConnection) -> Result<(Model, crat
     let saved_by = new.saved_by;
     let connection = save(txn, new).await?;
     let (run, _) = crate::sync_runs::request(txn, crate::sync_runs::SyncTrigger::Connection, false, saved_by).await?;
-    crate::sync_schedule::schedule_now(txn.connection(), txn.tenant_id()).await?;
+    crate::sync::schedule::schedule_now(txn).await?;
     Ok((connection, run))
 }
 

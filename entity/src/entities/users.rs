@@ -2,9 +2,10 @@
 
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{ExprTrait, Func};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, IntoActiveModel};
+use sea_orm::{ActiveValue::Set, IntoActiveModel};
 
 use crate::UserId;
+use crate::tenancy::{Db, conn};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
@@ -38,13 +39,15 @@ pub struct NewUser<'a> {
 
 /// Whether any user exists (the zero-config bootstrap runs only on an empty database).
 #[tracing::instrument(skip_all)]
-pub async fn any(db: &impl ConnectionTrait) -> Result<bool, DbErr> {
+pub async fn any(db: &impl Db) -> Result<bool, DbErr> {
+    let db = conn(db);
     Ok(Entity::find().one(db).await?.is_some())
 }
 
 /// Inserts a user. A duplicate email (in any letter case) fails with a unique violation on `users_email_lower_key`.
 #[tracing::instrument(skip_all)]
-pub async fn create(db: &impl ConnectionTrait, new: NewUser<'_>) -> Result<Model, DbErr> {
+pub async fn create(db: &impl Db, new: NewUser<'_>) -> Result<Model, DbErr> {
+    let db = conn(db);
     ActiveModel {
         id: Set(UserId(Uuid::now_v7())),
         email: Set(new.email.to_owned()),
@@ -63,31 +66,36 @@ pub async fn create(db: &impl ConnectionTrait, new: NewUser<'_>) -> Result<Model
 
 /// Finds a user by email, ignoring letter case.
 #[tracing::instrument(skip_all)]
-pub async fn find_by_email(db: &impl ConnectionTrait, email: &str) -> Result<Option<Model>, DbErr> {
+pub async fn find_by_email(db: &impl Db, email: &str) -> Result<Option<Model>, DbErr> {
+    let db = conn(db);
     Entity::find().filter(Func::lower(Expr::col(Column::Email)).eq(email.to_lowercase())).one(db).await
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn find(db: &impl ConnectionTrait, id: UserId) -> Result<Option<Model>, DbErr> {
+pub async fn find(db: &impl Db, id: UserId) -> Result<Option<Model>, DbErr> {
+    let db = conn(db);
     Entity::find_by_id(id).one(db).await
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn set_password_hash(db: &impl ConnectionTrait, user: Model, hash: String) -> Result<Model, DbErr> {
+pub async fn set_password_hash(db: &impl Db, user: Model, hash: String) -> Result<Model, DbErr> {
+    let db = conn(db);
     let mut active = user.into_active_model();
     active.password_hash = Set(Some(hash));
     active.update(db).await
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn set_platform_admin(db: &impl ConnectionTrait, user: Model, admin: bool) -> Result<Model, DbErr> {
+pub async fn set_platform_admin(db: &impl Db, user: Model, admin: bool) -> Result<Model, DbErr> {
+    let db = conn(db);
     let mut active = user.into_active_model();
     active.is_platform_admin = Set(admin);
     active.update(db).await
 }
 
 #[tracing::instrument(skip_all)]
-pub async fn touch_last_login(db: &impl ConnectionTrait, user: Model) -> Result<Model, DbErr> {
+pub async fn touch_last_login(db: &impl Db, user: Model) -> Result<Model, DbErr> {
+    let db = conn(db);
     let mut active = user.into_active_model();
     active.last_login_at = Set(Some(chrono::Utc::now()));
     active.update(db).await
@@ -95,7 +103,8 @@ pub async fn touch_last_login(db: &impl ConnectionTrait, user: Model) -> Result<
 
 /// Records that the user holds the mailbox of their email address.
 #[tracing::instrument(skip_all)]
-pub async fn mark_email_verified(db: &impl ConnectionTrait, user: Model) -> Result<Model, DbErr> {
+pub async fn mark_email_verified(db: &impl Db, user: Model) -> Result<Model, DbErr> {
+    let db = conn(db);
     let mut active = user.into_active_model();
     active.email_verified_at = Set(Some(chrono::Utc::now()));
     active.update(db).await

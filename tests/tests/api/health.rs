@@ -41,14 +41,9 @@ async fn readyz_fails_while_a_migration_is_pending() {
 
 #[tokio::test]
 async fn readyz_fails_during_a_database_outage_and_recovers_without_a_restart() {
-    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let app = spawn_app_with(|s| {
-        use secrecy::ExposeSecret;
-        let mut via_proxy = url::Url::parse(s.database_url.expose_secret()).unwrap();
-        via_proxy.set_port(Some(proxy.port)).unwrap();
-        s.database_url = via_proxy.to_string().into();
-    })
-    .await;
+    use secrecy::ExposeSecret;
+    let proxy = TcpProxy::to_postgres().await;
+    let app = spawn_app_with(|s| s.database_url = proxy.route(s.database_url.expose_secret()).into()).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
 
     proxy.cut();

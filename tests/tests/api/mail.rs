@@ -4,16 +4,15 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use tests::smtp_sink::SmtpSink;
-use tests::{spawn_app, spawn_app_with};
+use tests::{TestApp, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn a_new_account_is_unverified_until_it_follows_the_link_mailed_to_it() {
     let app = spawn_app().await;
     let ann = app.register_unverified("ann@example.com").await;
-    let me: Value = app.get_as("/v1/me", &ann.access_token).await.json().await.unwrap();
+    let me: Value = app.get_me(&ann).await.json().await.unwrap();
     assert_eq!(me["user"]["email_verified"], false);
     assert_eq!(me["user"]["email_verified_at"], Value::Null);
 
@@ -25,20 +24,26 @@ async fn a_new_account_is_unverified_until_it_follows_the_link_mailed_to_it() {
         "{}",
         mails[0]
     );
-    let verified = app.get(&format!("/v1/auth/verify-email?token={token}")).await;
+    let verified = app.get_verify_email(&token).await;
     assert_eq!(verified.status(), 200);
     assert_eq!(verified.json::<Value>().await.unwrap()["email"], "ann@example.com");
-    let me: Value = app.get_as("/v1/me", &ann.access_token).await.json().await.unwrap();
+    let me: Value = app.get_me(&ann).await.json().await.unwrap();
     assert_eq!(me["user"]["email_verified"], true);
     assert!(me["user"]["email_verified_at"].is_string());
 
-    let again = app.post("/v1/auth/verify-email", json!({ "token": token })).await;
+    let again = app.post_verify_email(&token).await;
     assert_eq!(again.status(), 409, "a link works once");
-    let unknown = app.post("/v1/auth/verify-email", json!({ "token": "ev_made_up" })).await;
+    let unknown = app.post_verify_email("ev_made_up").await;
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.json::<Value>().await.unwrap()["code"], "not_found");
-    let verify_entries = app.audit_actions(uuid::Uuid::nil()).await;
-    assert!(verify_entries.contains(&("user.email_verify".into(), "success".into())));
+    let audit = app.audit_log(uuid::Uuid::nil()).await;
+    let [verification] = audit.of("user.email_verify")[..] else {
+        panic!("one user.email_verify row expected: {audit:?}")
+    };
+    assert_eq!(
+        (verification.outcome.as_str(), verification.resource_id.clone()),
+        ("success", Some(ann.id.to_string()))
+    );
 }
 
 #[tokio::test]
@@ -46,30 +51,23 @@ async fn an_unverified_user_cannot_accept_an_invitation_until_verified() {
     let app = spawn_app().await;
     let owner = app.register("owner@example.com").await;
     let tenant = app.create_tenant(&owner, "acme").await;
-    let invited = app
-        .post_as(
-            &format!("/v1/tenants/{tenant}/invitations"),
-            &owner.access_token,
-            json!({ "email": "bob@example.com", "role": "admin" }),
-        )
-        .await;
-    let token = invited.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let invited = app.invite(&owner, tenant, "bob@example.com", "admin").await;
+    let token = invited["token"].as_str().unwrap().to_owned();
     let invitation_mail = app.outbox.to("bob@example.com").pop().expect("the invitation was mailed");
     assert!(invitation_mail.contains(&token), "the mail carries the accept link");
 
     // Whoever registers the invited address first cannot use the invitation without its mailbox.
     let bob = app.register_unverified("bob@example.com").await;
-    let refused = app.post_as("/v1/invitations/accept", &bob.access_token, json!({ "token": token })).await;
+    let refused = app.post_accept_invitation(&bob, &token).await;
     assert_eq!(refused.status(), 403);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "email_not_verified");
     assert!(body["detail"].as_str().unwrap().contains("Verify your email address"), "{body}");
-    let members: Value =
-        app.get_as(&format!("/v1/tenants/{tenant}/members"), &owner.access_token).await.json().await.unwrap();
+    let members: Value = app.get_members(&owner, tenant).await.json().await.unwrap();
     assert_eq!(members.as_array().unwrap().len(), 1);
 
     app.verify_email("bob@example.com").await;
-    let accepted = app.post_as("/v1/invitations/accept", &bob.access_token, json!({ "token": token })).await;
+    let accepted = app.post_accept_invitation(&bob, &token).await;
     assert_eq!(accepted.status(), 200);
 }
 
@@ -78,24 +76,23 @@ async fn a_new_link_replaces_the_old_one_links_expire_and_resending_is_limited()
     let app = spawn_app().await;
     let ann = app.register_unverified("ann@example.com").await;
     let first = app.outbox.verification_token(&ann.email).unwrap();
-    let resent = app.call(Method::POST, "/v1/me/verification-email", Some(&ann.access_token), None).await;
+    let resent = app.post_verification_email(&ann).await;
     assert_eq!(resent.status(), 202);
     assert!(resent.json::<Value>().await.unwrap()["expires_at"].is_string());
     let second = app.outbox.verification_token(&ann.email).unwrap();
     assert_ne!(first, second);
-    assert_eq!(app.get(&format!("/v1/auth/verify-email?token={first}")).await.status(), 410, "replaced");
+    assert_eq!(app.get_verify_email(&first).await.status(), 410, "replaced");
 
     app.sql("UPDATE email_verifications SET expires_at = now() - interval '1 second'").await;
-    assert_eq!(app.get(&format!("/v1/auth/verify-email?token={second}")).await.status(), 410, "expired");
+    assert_eq!(app.get_verify_email(&second).await.status(), 410, "expired");
 
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        statuses
-            .push(app.call(Method::POST, "/v1/me/verification-email", Some(&ann.access_token), None).await.status());
+        statuses.push(app.post_verification_email(&ann).await.status());
     }
     assert_eq!(statuses, [202, 202, 429], "three an hour, the first resend included");
     app.verify_email(&ann.email).await;
-    let done = app.call(Method::POST, "/v1/me/verification-email", Some(&ann.access_token), None).await;
+    let done = app.post_verification_email(&ann).await;
     assert_eq!(done.status(), 409, "already verified");
 }
 
@@ -115,8 +112,8 @@ async fn the_smtp_mailer_delivers_the_link_and_refuses_clear_text_to_a_remote_se
     assert!(headers.contains("Subject: Verify your email address"), "{headers}");
     let start = body.find("token=").unwrap() + "token=".len();
     let token = body[start..].split_whitespace().next().unwrap();
-    assert_eq!(app.get(&format!("/v1/auth/verify-email?token={token}")).await.status(), 200);
-    let me: Value = app.get_as("/v1/me", &ann.access_token).await.json().await.unwrap();
+    assert_eq!(app.get_verify_email(token).await.status(), 200);
+    let me: Value = app.get_me(&ann).await.json().await.unwrap();
     assert_eq!(me["user"]["email_verified"], true);
     assert!(app.outbox.messages().is_empty(), "nothing went to the file outbox");
 
@@ -135,7 +132,7 @@ async fn the_smtp_mailer_delivers_the_link_and_refuses_clear_text_to_a_remote_se
 #[ignore = "run as a child process by no_secret_reaches_the_log"]
 async fn child_api_process() {
     let Ok(database_url) = std::env::var("CHILD_DATABASE_URL") else { return };
-    entity::telemetry::init(true);
+    common::telemetry::init(true);
     let mut settings = tests::app::test_settings_for(&database_url);
     settings.mail_outbox_dir = std::env::var("CHILD_OUTBOX").unwrap().into();
     let app = api::startup::Application::build(settings).await.unwrap();
@@ -172,15 +169,7 @@ async fn no_secret_reaches_the_log() {
         log
     });
     let port = port_rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the child API did not start");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let post = |path: &str, bearer: Option<&str>, body: Value| {
-        let mut request = http.post(format!("{base}{path}")).json(&body);
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        request.send()
-    };
+    let app = TestApp::served_by(port, db, outbox);
     let password = "a very secret password 1";
     let mut secrets: Vec<String> = vec![password.to_owned()];
     let mut tokens_of = |body: &Value| {
@@ -188,76 +177,29 @@ async fn no_secret_reaches_the_log() {
             secrets.push(body["tokens"][key].as_str().unwrap().to_owned());
         }
     };
-    let owner: Value =
-        post("/v1/auth/register", None, json!({ "email": "owner@example.com", "name": "O", "password": password }))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let owner = app.post_register(json!({ "email": "owner@example.com", "name": "O", "password": password })).await;
+    let owner: Value = owner.json().await.unwrap();
     tokens_of(&owner);
     let owner_token = owner["tokens"]["access_token"].as_str().unwrap().to_owned();
-    let verification = outbox.verification_token("owner@example.com").unwrap();
-    assert_eq!(
-        http.get(format!("{base}/v1/auth/verify-email?token={verification}")).send().await.unwrap().status(),
-        200
-    );
-    let tenant: Value = post("/v1/tenants", Some(&owner_token), json!({ "name": "Acme", "slug": "acme" }))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verification = app.outbox.verification_token("owner@example.com").unwrap();
+    assert_eq!(app.get_verify_email(&verification).await.status(), 200);
+    let tenant: Value =
+        app.post_tenants(&owner_token, json!({ "name": "Acme", "slug": "acme" })).await.json().await.unwrap();
     let tenant = tenant["id"].as_str().unwrap().to_owned();
-    let invitation: Value = post(
-        &format!("/v1/tenants/{tenant}/invitations"),
-        Some(&owner_token),
-        json!({ "email": "bob@example.com", "role": "owner" }),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let key: Value =
-        post(&format!("/v1/tenants/{tenant}/api-keys"), Some(&owner_token), json!({ "name": "ci", "role": "viewer" }))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    let bob: Value =
-        post("/v1/auth/register", None, json!({ "email": "bob@example.com", "name": "B", "password": password }))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let invitation: Value =
+        app.post_invitation(&owner_token, &tenant, "bob@example.com", "owner").await.json().await.unwrap();
+    let key: Value = app.post_api_key(&owner_token, &tenant, "ci", "viewer").await.json().await.unwrap();
+    let bob = app.post_register(json!({ "email": "bob@example.com", "name": "B", "password": password })).await;
+    let bob: Value = bob.json().await.unwrap();
     tokens_of(&bob);
-    let bob_verification = outbox.verification_token("bob@example.com").unwrap();
+    let bob_verification = app.outbox.verification_token("bob@example.com").unwrap();
     let bob_token = bob["tokens"]["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        post("/v1/invitations/accept", Some(&bob_token), json!({ "token": invitation["token"] }))
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(post("/v1/auth/verify-email", None, json!({ "token": bob_verification })).await.unwrap().status(), 200);
-    assert_eq!(
-        post("/v1/invitations/accept", Some(&bob_token), json!({ "token": invitation["token"] }))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        post("/v1/auth/login", None, json!({ "email": "bob@example.com", "password": "wrong but secret 2" }))
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    let invitation_token = invitation["token"].as_str().unwrap();
+    assert_eq!(app.post_accept_invitation(&bob_token, invitation_token).await.status(), 403);
+    assert_eq!(app.post_verify_email(&bob_verification).await.status(), 200);
+    assert_eq!(app.post_accept_invitation(&bob_token, invitation_token).await.status(), 200);
+    let wrong = app.post_login(json!({ "email": "bob@example.com", "password": "wrong but secret 2" })).await;
+    assert_eq!(wrong.status(), 401);
     secrets.extend([
         "wrong but secret 2".to_owned(),
         verification,
@@ -286,11 +228,11 @@ async fn a_verification_link_followed_many_times_at_once_works_exactly_once() {
     let app = spawn_app().await;
     let ann = app.register_unverified("ann@example.com").await;
     let token = app.outbox.verification_token(&ann.email).unwrap();
-    let attempts = (0..12).map(|_| app.post("/v1/auth/verify-email", json!({ "token": token })));
+    let attempts = (0..12).map(|_| app.post_verify_email(&token));
     let statuses: Vec<u16> =
         futures_util::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 11, "{statuses:?}");
-    let verified = app.audit_actions(uuid::Uuid::nil()).await.iter().filter(|(a, _)| a == "user.email_verify").count();
-    assert_eq!(verified, 1);
+    let audit = app.audit_log(uuid::Uuid::nil()).await;
+    assert_eq!(audit.of("user.email_verify").len(), 1, "{audit:?}");
 }

@@ -7,6 +7,7 @@ mod bootstrap_logs;
 mod contract;
 mod errors;
 mod hardening;
+mod harness;
 mod health;
 mod invitations;
 mod isolation;

@@ -1,6 +1,6 @@
 //! Proof that tenant isolation is enforced by Postgres itself, connected as the runtime role the services use.
 
-use entity::audit::{self, Actor, Event, Origin};
+use entity::audit::{self, Actor, AuditAction, Event, Origin};
 use entity::audit_logs::Outcome;
 use entity::tenant_users::{self, Role};
 use entity::{TenantId, TenantTxn, UserId, tenants, users};
@@ -50,20 +50,12 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
         .await
         .unwrap();
         seed_mirror(&txn, name).await;
-        audit::record(
-            &txn,
-            Event {
-                actor: Actor::user(user.id),
-                action: "tenant.create",
-                resource_type: "tenant",
-                resource_id: Some(tenant.id.to_string()),
-                outcome: Outcome::Success,
-                metadata: serde_json::json!({ "name": name }),
-                origin: &Origin { ip_address: Some("192.0.2.7".parse().unwrap()), ..Default::default() },
-            },
-        )
-        .await
-        .unwrap();
+        let event = Event::new(AuditAction::TenantCreate, Actor::user(user.id))
+            .on(tenant.id)
+            .outcome(Outcome::Success)
+            .metadata(serde_json::json!({ "name": name }));
+        let origin = Origin { ip_address: Some("192.0.2.7".parse().unwrap()), ..Default::default() };
+        audit::record(&txn, event, &origin).await.unwrap();
         txn.commit().await.unwrap();
         out.push(Seeded { tenant: tenant.id, user: user.id });
     }
@@ -74,8 +66,9 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
 
 /// A connection, one product, test and bug, a scan cursor, a gap and a sync run: every mirror table gets a row.
 async fn seed_mirror(txn: &TenantTxn, name: &str) {
-    use entity::mirror::{self, BugRow, Gap, ProductRow, TestRow};
-    let keys = entity::token_cipher::TokenKeys::from_config(Some(&tests::app::TEST_TOKEN_KEYS.into())).unwrap();
+    use entity::mirror::{self, BugRow, ProductRow, TestRow};
+    use entity::sync::{BackfillCursor, Gap};
+    let keys = common::token_cipher::TokenKeys::from_config(Some(&tests::app::TEST_TOKEN_KEYS.into())).unwrap();
     entity::testio_connections::save(
         txn,
         entity::testio_connections::NewConnection {
@@ -94,7 +87,7 @@ async fn seed_mirror(txn: &TenantTxn, name: &str) {
         testio_id: 10,
         product_id: 1,
         title: name.into(),
-        status: "running".into(),
+        status: testio::model::TestStatus::Running,
         testing_type: None,
         review_status: None,
         start_at: None,
@@ -114,8 +107,8 @@ async fn seed_mirror(txn: &TenantTxn, name: &str) {
         raw,
     };
     assert_eq!(mirror::upsert_bugs(txn, &[bug]).await.unwrap().new, [100]);
-    mirror::set_backfill_cursor(txn, 1, Some(50)).await.unwrap();
-    assert!(mirror::open_gap(txn, &Gap::test_page(1, 7, "500".into())).await.unwrap());
+    entity::sync::set_backfill_cursor(txn, 1, BackfillCursor::At(50)).await.unwrap();
+    assert!(entity::sync::open_gap(txn, &Gap::test_page(1, 7, "500".into())).await.unwrap());
     entity::sync_runs::request(txn, entity::sync_runs::SyncTrigger::Api, false, None).await.unwrap();
 }
 
@@ -169,10 +162,10 @@ async fn with_no_tenant_set_every_tenant_table_returns_zero_rows() {
     let db = TestDatabase::migrated().await;
     let runtime = db.connect_runtime().await;
     seed(&runtime).await;
-    let superuser = db.connect_superuser().await;
+    let superuser = db.superuser().await;
 
     for table in tenant_tables(&runtime).await {
-        assert!(count(&superuser, &format!("SELECT count(*) FROM {table}")).await > 0, "{table} was not seeded");
+        assert!(count(superuser, &format!("SELECT count(*) FROM {table}")).await > 0, "{table} was not seeded");
         assert_eq!(count(&runtime, &format!("SELECT count(*) FROM {table}")).await, 0, "{table} leaks rows");
     }
 }
@@ -239,9 +232,9 @@ async fn writes_naming_another_tenant_are_refused() {
         txn.execute_unprepared(&format!("DELETE FROM tenant_users WHERE tenant_id = '{}'", beta.tenant)).await.unwrap();
     txn.commit().await.unwrap();
     assert_eq!((updated.rows_affected(), deleted.rows_affected()), (0, 0));
-    let superuser = db.connect_superuser().await;
+    let superuser = db.superuser().await;
     let sql = format!("SELECT count(*) FROM tenant_users WHERE tenant_id = '{}' AND role = 'owner'", beta.tenant);
-    assert_eq!(count(&superuser, &sql).await, 1);
+    assert_eq!(count(superuser, &sql).await, 1);
 
     // With no tenant at all, no insert passes either.
     let err = runtime
@@ -267,7 +260,7 @@ async fn the_audit_log_is_append_only() {
         assert_eq!(sqlstate(&err).as_deref(), Some("42501"), "{sql}: {err}");
     }
     // Not even the owner may rewrite history.
-    let superuser = db.connect_superuser().await;
+    let superuser = db.superuser().await;
     let err = superuser.execute_unprepared("UPDATE audit_logs SET action = 'x.y'").await.unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
 }
@@ -403,7 +396,7 @@ async fn only_the_runtime_group_and_not_public_may_connect_to_the_database() {
 async fn service_connections_search_public_and_then_pg_temp_whatever_the_database_says() {
     let db = TestDatabase::migrated().await;
     // A database default that would put temporary objects first is overridden by the connection's startup options.
-    let superuser = db.connect_superuser().await;
+    let superuser = db.superuser().await;
     superuser
         .execute_unprepared(&format!("ALTER DATABASE \"{}\" SET search_path = pg_temp, public", db.name))
         .await
@@ -423,10 +416,10 @@ async fn service_connections_search_public_and_then_pg_temp_whatever_the_databas
 async fn the_role_check_refuses_a_database_where_public_may_create_temporary_tables_again() {
     let db = TestDatabase::migrated().await;
     let runtime = db.connect_runtime().await;
-    entity::role_check::verify_runtime_role(&runtime).await.expect("the runtime role is safe on a migrated database");
+    common::role_check::verify_runtime_role(&runtime).await.expect("the runtime role is safe on a migrated database");
 
-    let superuser = db.connect_superuser().await;
+    let superuser = db.superuser().await;
     superuser.execute_unprepared(&format!("GRANT TEMPORARY ON DATABASE \"{}\" TO PUBLIC", db.name)).await.unwrap();
-    let err = entity::role_check::verify_runtime_role(&runtime).await.unwrap_err().to_string();
+    let err = common::role_check::verify_runtime_role(&runtime).await.unwrap_err().to_string();
     assert!(err.contains(&format!("may create temporary tables in database {}", db.name)), "{err}");
 }

@@ -80,7 +80,7 @@ async fn the_worker_refuses_the_same_unsafe_roles_and_accepts_the_runtime_role()
 async fn the_api_refuses_to_start_when_the_role_may_create_temporary_tables() {
     use sea_orm::ConnectionTrait;
     let db = TestDatabase::migrated().await;
-    let superuser = db.connect_superuser().await;
+    let superuser = db.superuser().await;
     superuser.execute_unprepared(&format!("GRANT TEMPORARY ON DATABASE \"{}\" TO PUBLIC", db.name)).await.unwrap();
     let err = api_start_error(&db, db.runtime_url()).await;
     assert!(err.contains("refusing to start") && err.contains("may create temporary tables"), "{err}");

@@ -1,6 +1,5 @@
 //! Tenants: creation, listing, reading, updating, deleting, and who may do what.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use tests::spawn_app;
 
@@ -10,14 +9,14 @@ async fn the_creator_of_a_tenant_is_its_owner_and_sees_it_listed() {
     let ann = app.register("ann@example.com").await;
     let tenant = app.create_tenant(&ann, "acme").await;
 
-    let list: Value = app.get_as("/v1/tenants", &ann.access_token).await.json().await.unwrap();
+    let list: Value = app.get_tenants(&ann).await.json().await.unwrap();
     assert_eq!(list[0]["tenant"]["id"], tenant.to_string());
     assert_eq!(list[0]["role"], "owner");
-    let me: Value = app.get_as("/v1/me", &ann.access_token).await.json().await.unwrap();
+    let me: Value = app.get_me(&ann).await.json().await.unwrap();
     assert_eq!(me["memberships"][0]["tenant"]["slug"], "acme");
-    let one: Value = app.get_as(&format!("/v1/tenants/{tenant}"), &ann.access_token).await.json().await.unwrap();
+    let one: Value = app.get_tenant(&ann, tenant).await.json().await.unwrap();
     assert_eq!((one["name"].as_str(), one["plan"].as_str()), (Some("acme"), Some("free")));
-    assert!(app.audit_actions(tenant).await.contains(&("tenant.create".into(), "success".into())));
+    assert!(app.audit_log(tenant).await.has("tenant.create", "success"));
 }
 
 #[tokio::test]
@@ -31,18 +30,16 @@ async fn bad_tenant_input_is_refused_precisely_and_changes_nothing() {
         (json!({ "name": "X", "slug": "acme" }), 409, "conflict"),
         (json!({ "name": "X", "slug": "platform" }), 409, "conflict"),
     ] {
-        let r = app.post_as("/v1/tenants", &ann.access_token, body).await;
+        let r = app.post_tenants(&ann, body).await;
         assert_eq!(r.status(), status);
         assert_eq!(r.json::<Value>().await.unwrap()["code"], code);
     }
-    let r = app.get_as("/v1/tenants/not-a-uuid", &ann.access_token).await;
+    let r = app.get_tenant(&ann, "not-a-uuid").await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "invalid_path_parameter");
-    let r = app
-        .call(Method::PATCH, &format!("/v1/tenants/{tenant}"), Some(&ann.access_token), Some(json!({ "slug": "-x" })))
-        .await;
+    let r = app.patch_tenant(&ann, tenant, json!({ "slug": "-x" })).await;
     assert_eq!(r.status(), 422);
-    let list: Value = app.get_as("/v1/tenants", &ann.access_token).await.json().await.unwrap();
+    let list: Value = app.get_tenants(&ann).await.json().await.unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["tenant"]["slug"], "acme");
 }
@@ -54,17 +51,16 @@ async fn owners_and_admins_update_a_tenant_but_members_cannot() {
     let tenant = app.create_tenant(&ann, "acme").await;
     let admin = app.add_member(&ann, tenant, "admin@example.com", "admin").await;
     let member = app.add_member(&ann, tenant, "member@example.com", "member").await;
-    let path = format!("/v1/tenants/{tenant}");
 
-    let r = app.call(Method::PATCH, &path, Some(&admin.access_token), Some(json!({ "name": "Acme QA" }))).await;
+    let r = app.patch_tenant(&admin, tenant, json!({ "name": "Acme QA" })).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["name"], "Acme QA");
-    let r = app.call(Method::PATCH, &path, Some(&member.access_token), Some(json!({ "name": "Hijack" }))).await;
+    let r = app.patch_tenant(&member, tenant, json!({ "name": "Hijack" })).await;
     assert_eq!(r.status(), 403);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "forbidden");
-    let r: Value = app.get_as(&path, &member.access_token).await.json().await.unwrap();
+    let r: Value = app.get_tenant(&member, tenant).await.json().await.unwrap();
     assert_eq!(r["name"], "Acme QA");
-    assert!(app.audit_actions(tenant).await.contains(&("tenant.update".into(), "success".into())));
+    assert!(app.audit_log(tenant).await.has("tenant.update", "success"));
 }
 
 #[tokio::test]
@@ -73,16 +69,15 @@ async fn only_an_owner_deletes_a_tenant_and_then_nobody_reaches_it_but_the_audit
     let ann = app.register("ann@example.com").await;
     let tenant = app.create_tenant(&ann, "acme").await;
     let admin = app.add_member(&ann, tenant, "admin@example.com", "admin").await;
-    let path = format!("/v1/tenants/{tenant}");
 
-    assert_eq!(app.call(Method::DELETE, &path, Some(&admin.access_token), None).await.status(), 403);
-    assert_eq!(app.call(Method::DELETE, &path, Some(&ann.access_token), None).await.status(), 204);
+    assert_eq!(app.delete_tenant(&admin, tenant).await.status(), 403);
+    assert_eq!(app.delete_tenant(&ann, tenant).await.status(), 204);
     for user in [&ann, &admin] {
-        assert_eq!(app.get_as(&path, &user.access_token).await.status(), 404);
-        let list: Value = app.get_as("/v1/tenants", &user.access_token).await.json().await.unwrap();
+        assert_eq!(app.get_tenant(user, tenant).await.status(), 404);
+        let list: Value = app.get_tenants(user).await.json().await.unwrap();
         assert_eq!(list, json!([]));
     }
-    let audit = app.audit_actions(tenant).await;
-    assert!(audit.contains(&("tenant.create".into(), "success".into())));
-    assert!(audit.contains(&("tenant.delete".into(), "success".into())));
+    let audit = app.audit_log(tenant).await;
+    assert!(audit.has("tenant.create", "success"));
+    assert!(audit.has("tenant.delete", "success"));
 }

@@ -19,7 +19,7 @@ const PLATFORM: uuid::Uuid = uuid::Uuid::nil();
 
 async fn password_hash(app: &TestApp, user: uuid::Uuid) -> String {
     use sea_orm::ConnectionTrait;
-    let db = app.db.connect_superuser().await;
+    let db = app.db.superuser().await;
     let sql = format!("SELECT password_hash FROM users WHERE id = '{user}'");
     let row = db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql)).await.unwrap();
     row.unwrap().try_get("", "password_hash").unwrap()
@@ -29,12 +29,11 @@ async fn password_hash(app: &TestApp, user: uuid::Uuid) -> String {
 async fn forty_parallel_wrong_passwords_from_one_address_get_exactly_five_checks() {
     let app = spawn_app().await;
     let ann = app.register("ann@example.com").await;
-    let attempts =
-        (0..40).map(|_| app.post("/v1/auth/login", json!({ "email": ann.email, "password": "wrong password" })));
+    let attempts = (0..40).map(|_| app.post_login(json!({ "email": ann.email, "password": "wrong password" })));
     let statuses: Vec<StatusCode> =
         futures_util::future::join_all(attempts).await.iter().map(reqwest::Response::status).collect();
     assert_eq!((count(&statuses, 401), count(&statuses, 429)), (5, 35), "{statuses:?}");
-    let right = app.post("/v1/auth/login", json!({ "email": ann.email, "password": ann.password })).await;
+    let right = app.post_login(json!({ "email": ann.email, "password": ann.password })).await;
     assert_eq!(right.status(), 429, "the limit holds for the right password too");
     assert!(right.headers().contains_key("retry-after"));
 }
@@ -85,18 +84,19 @@ async fn only_the_address_the_trusted_proxy_saw_counts_and_is_audited() {
         statuses.push(post_from(&app, "/v1/auth/login", wrong, &forwarded).await.status());
     }
     assert_eq!((count(&statuses, 401), count(&statuses, 429)), (5, 15), "{statuses:?}");
-    let logins: Vec<Value> =
-        app.audit_entries(PLATFORM).await.into_iter().filter(|e| e["action"] == "auth.login").collect();
+    let audit = app.audit_log(PLATFORM).await;
+    let logins = audit.of("auth.login");
     assert_eq!(logins.len(), 20);
-    assert!(logins.iter().all(|e| e["ip_address"] == "10.9.8.7"), "{logins:?}");
+    assert!(logins.iter().all(|row| row.ip_address.as_deref() == Some("10.9.8.7")), "{logins:?}");
 
     // With a proxy list, a connection from elsewhere (here: the test client itself) has its header ignored.
     let app = spawn_app_with(|s| s.trusted_proxies = "10.0.0.0/8".into()).await;
     let bob = app.register("bob@example.com").await;
     let wrong = json!({ "email": bob.email, "password": "wrong password" });
     assert_eq!(post_from(&app, "/v1/auth/login", wrong, "203.0.113.1").await.status(), 401);
-    let entry = app.audit_entries(PLATFORM).await.into_iter().rev().find(|e| e["action"] == "auth.login").unwrap();
-    assert_eq!(entry["ip_address"], "127.0.0.1", "{entry}");
+    let audit = app.audit_log(PLATFORM).await;
+    let entry = audit.of("auth.login").pop().unwrap();
+    assert_eq!(entry.ip_address.as_deref(), Some("127.0.0.1"), "{entry:?}");
 }
 
 #[tokio::test]
@@ -105,9 +105,8 @@ async fn wrong_current_passwords_count_under_the_accounts_throttle() {
     let ann = app.register("ann@example.com").await;
     let hash_before = password_hash(&app, ann.id).await;
     let change = |current: &str| {
-        let body = json!({ "current_password": current, "new_password": "a brand new password" });
-        let (app, token) = (&app, ann.access_token.clone());
-        async move { app.post_as("/v1/me/password", &token, body).await }
+        let (app, ann, current) = (&app, &ann, current.to_owned());
+        async move { app.post_password(ann, &current, "a brand new password").await }
     };
     for _ in 0..5 {
         assert_eq!(change("not my password").await.status(), 422);
@@ -117,10 +116,10 @@ async fn wrong_current_passwords_count_under_the_accounts_throttle() {
     assert!(locked.headers().contains_key("retry-after"));
     assert_eq!(locked.json::<Value>().await.unwrap()["code"], "rate_limited");
     assert_eq!(password_hash(&app, ann.id).await, hash_before, "the password did not change");
-    let audit = app.audit_actions(PLATFORM).await;
-    assert_eq!(audit.iter().filter(|(a, o)| a == "user.password_change" && o == "failure").count(), 5);
-    assert!(audit.contains(&("user.password_change".into(), "denied".into())));
-    assert!(!audit.contains(&("user.password_change".into(), "success".into())));
+    let audit = app.audit_log(PLATFORM).await;
+    assert_eq!(audit.of("user.password_change").iter().filter(|row| row.outcome == "failure").count(), 5);
+    assert!(audit.has("user.password_change", "denied"));
+    assert!(!audit.has("user.password_change", "success"));
 }
 
 #[tokio::test]
@@ -154,9 +153,8 @@ async fn a_taken_email_never_costs_a_password_hash() {
     })
     .await;
     let ann = app.register("ann@example.com").await;
-    let attempts = (0..24).map(|_| {
-        app.post("/v1/auth/register", json!({ "email": ann.email, "name": "N", "password": "another password" }))
-    });
+    let attempts =
+        (0..24).map(|_| app.post_register(json!({ "email": ann.email, "name": "N", "password": "another password" })));
     let statuses: Vec<StatusCode> =
         futures_util::future::join_all(attempts).await.iter().map(reqwest::Response::status).collect();
     assert_eq!(count(&statuses, 409), 24, "{statuses:?}");
@@ -171,7 +169,7 @@ async fn password_work_beyond_the_bound_is_refused_with_503_and_retry_after_and_
     .await;
     let attempts = (0..12).map(|i| {
         let body = json!({ "email": format!("user{i}@example.com"), "name": "N", "password": "long enough password" });
-        app.post("/v1/auth/register", body)
+        app.post_register(body)
     });
     let responses = futures_util::future::join_all(attempts).await;
     let mut created = 0;
@@ -189,7 +187,7 @@ async fn password_work_beyond_the_bound_is_refused_with_503_and_retry_after_and_
         }
     }
     assert!(busy > 0 && created > 0, "created {created}, busy {busy}");
-    let users = app.audit_actions(PLATFORM).await.iter().filter(|(a, _)| a == "user.register").count();
+    let users = app.audit_log(PLATFORM).await.of("user.register").len();
     assert_eq!(users, created, "a refused registration created nothing");
 }
 
@@ -198,7 +196,7 @@ async fn a_success_clears_the_callers_own_counts_but_only_returns_its_attempt_to
     // The pair's count (limit 5) is cleared by a success: four failures, a success, then five more are checked.
     let app = spawn_app().await;
     let ann = app.register("ann@example.com").await;
-    let login = |password: &str| app.post("/v1/auth/login", json!({ "email": ann.email, "password": password }));
+    let login = |password: &str| app.post_login(json!({ "email": ann.email, "password": password }));
     for _ in 0..4 {
         assert_eq!(login("wrong password").await.status(), 401);
     }
@@ -211,7 +209,7 @@ async fn a_success_clears_the_callers_own_counts_but_only_returns_its_attempt_to
     // The address's count (here limit 4) is shared by every account: a success takes back only its own attempt.
     let app = spawn_app_with(|s| s.login_max_failures_per_ip = 4).await;
     let ann = app.register("ann@example.com").await;
-    let login = |password: &str| app.post("/v1/auth/login", json!({ "email": ann.email, "password": password }));
+    let login = |password: &str| app.post_login(json!({ "email": ann.email, "password": password }));
     for _ in 0..3 {
         assert_eq!(login("wrong password").await.status(), 401);
     }

@@ -2,16 +2,11 @@
 //! host and port exactly and paths on segment boundaries; the worker checks the stored base URL again before every
 //! sync and sends nothing to one it does not allow; an entry that does not parse stops either process at start-up.
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use tests::sync::{SyncFixture, assert_same, build_worker, worker_settings};
 use tests::testio_sim::{Account, Shape, Simulator};
 
 const TINY: Shape = Shape { products: 1, tests_per_product: 2, bugs_per_test: 1 };
-
-fn path(f: &SyncFixture) -> String {
-    format!("/v1/tenants/{}/testio-connection", f.tenant)
-}
 
 fn port_of(base_url: &str) -> u16 {
     url::Url::parse(base_url).unwrap().port().unwrap()
@@ -28,7 +23,7 @@ async fn base_urls_outside_the_allowlist_are_refused_before_any_request_even_wit
     let other = Simulator::start().await;
     other.add_account(&f.token, Account::generate(2, TINY));
     let other_port = port_of(&other.base_url);
-    let before: Value = f.app.get_as(&path(&f), &f.owner.access_token).await.json().await.unwrap();
+    let before: Value = f.app.get_connection(&f.owner, f.tenant).await.json().await.unwrap();
     let sim_requests = f.sim.requests();
 
     let refused = [
@@ -47,7 +42,7 @@ async fn base_urls_outside_the_allowlist_are_refused_before_any_request_even_wit
     ];
     for base_url in &refused {
         let body = json!({ "token": f.token, "base_url": base_url });
-        let response = f.app.call(Method::PUT, &path(&f), Some(&f.owner.access_token), Some(body)).await;
+        let response = f.app.put_connection(&f.owner, f.tenant, body).await;
         assert_eq!(response.status(), 422, "{base_url} was not refused");
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["code"], "validation_failed", "{base_url}: {problem}");
@@ -55,22 +50,21 @@ async fn base_urls_outside_the_allowlist_are_refused_before_any_request_even_wit
     }
     // A refusal by the allowlist names what is allowed.
     let body = json!({ "token": f.token, "base_url": "https://api.test.io.evil.com/" });
-    let problem: Value =
-        f.app.call(Method::PUT, &path(&f), Some(&f.owner.access_token), Some(body)).await.json().await.unwrap();
+    let problem: Value = f.app.put_connection(&f.owner, f.tenant, body).await.json().await.unwrap();
     let message = problem["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("https://api.test.io/") && message.contains(&f.sim.base_url), "{message}");
 
     assert_eq!(other.requests(), 0, "the token reached a base URL outside the allowlist");
     assert_eq!(f.sim.requests(), sim_requests, "a refused base URL was called");
-    let after: Value = f.app.get_as(&path(&f), &f.owner.access_token).await.json().await.unwrap();
+    let after: Value = f.app.get_connection(&f.owner, f.tenant).await.json().await.unwrap();
     assert_eq!(after["base_url"], f.sim.base_url);
     assert_eq!(after["updated_at"], before["updated_at"], "nothing was saved");
-    let audit = f.app.audit_actions(f.tenant).await;
-    assert!(!audit.iter().any(|(action, _)| action == "testio_connection.replace"), "{audit:?}");
+    let audit = f.app.audit_log(f.tenant).await;
+    assert!(audit.of("testio_connection.replace").is_empty(), "{audit:?}");
 
     // The allowed base URL itself, written as the entry was, still saves.
     let body = json!({ "token": f.token, "base_url": format!("http://127.0.0.1:{port}/customer/v2") });
-    let response = f.app.call(Method::PUT, &path(&f), Some(&f.owner.access_token), Some(body)).await;
+    let response = f.app.put_connection(&f.owner, f.tenant, body).await;
     assert_eq!(response.status(), 200);
 }
 
@@ -112,7 +106,7 @@ async fn a_worker_that_does_not_allow_the_stored_base_url_sends_nothing_and_stop
     assert!(run.error.as_deref().unwrap_or_default().contains("TESTIO_ALLOWED_BASE_URLS"), "{run:?}");
     assert_eq!(run.requests, 0);
 
-    let connection: Value = f.app.get_as(&path(&f), &f.owner.access_token).await.json().await.unwrap();
+    let connection: Value = f.app.get_connection(&f.owner, f.tenant).await.json().await.unwrap();
     assert_eq!(connection["status"], "base_url_not_allowed", "{connection}");
     let reason = connection["status_reason"].as_str().unwrap();
     assert!(reason.contains("TESTIO_ALLOWED_BASE_URLS") && reason.contains(&f.sim.base_url), "{reason}");
@@ -120,11 +114,10 @@ async fn a_worker_that_does_not_allow_the_stored_base_url_sends_nothing_and_stop
     assert_eq!(connection["last_run"]["id"], run.id.to_string());
     assert_eq!(connection["last_run"]["status"], "failed");
     assert!(connection["last_run"]["error"].as_str().unwrap().contains("TESTIO_ALLOWED_BASE_URLS"));
-    let audit = f.app.audit_actions(f.tenant).await;
-    assert!(audit.contains(&("testio_connection.base_url_not_allowed".into(), "failure".into())), "{audit:?}");
+    let audit = f.app.audit_log(f.tenant).await;
+    assert!(audit.has("testio_connection.base_url_not_allowed", "failure"), "{audit:?}");
     assert_eq!(f.mirror().await.tests.len(), 2, "the mirror is kept");
-    let runs = format!("/v1/tenants/{}/sync-runs", f.tenant);
-    let refused = f.app.post_as(&runs, &f.owner.access_token, json!({})).await;
+    let refused = f.app.post_sync_run(&f.owner, f.tenant, json!({})).await;
     assert_eq!(refused.status(), 409, "a run was queued for a connection that cannot sync");
 
     // Another sync by the same worker finds nothing to do and still sends nothing.
@@ -139,7 +132,7 @@ async fn a_worker_that_does_not_allow_the_stored_base_url_sends_nothing_and_stop
         a.add_test(product, "running", end_at.fixed_offset());
     });
     assert_eq!(f.connect(f.tenant, &f.token).await.status(), 200);
-    let connection: Value = f.app.get_as(&path(&f), &f.owner.access_token).await.json().await.unwrap();
+    let connection: Value = f.app.get_connection(&f.owner, f.tenant).await.json().await.unwrap();
     assert_eq!(connection["status"], "active", "{connection}");
     assert_eq!(connection["status_reason"], Value::Null);
     assert!(connection["next_sync_at"].is_string(), "{connection}");

@@ -7,7 +7,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use tests::sync::{SyncFixture, assert_same};
 use tests::testio_sim::{Faults, Shape};
 
@@ -47,46 +46,61 @@ fn spawn_child(f: &SyncFixture, mode: &str) -> Child {
         .unwrap()
 }
 
-async fn scalar(f: &SyncFixture, sql: &str) -> i64 {
-    let db = f.app.db.connect_superuser().await;
-    let row = db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql)).await.unwrap();
-    row.unwrap().try_get::<i64>("", "n").unwrap()
+/// Faults under which a sync of the fixture's account (one product of 400 tests, pages of 50) stores at most its first
+/// four pages: every answer comes `delay` late, and the list answers 500 from offset 200 on, so the page there is
+/// split down to single items (a hundred slow requests per page) before anything after it could be stored. The run
+/// cannot finish before the test has acted on it.
+fn stalls_after_four_pages(f: &SyncFixture, delay: Duration) -> Faults {
+    let product = f.sim.read(&f.token, |a| *a.products.keys().next().unwrap()).unwrap();
+    Faults {
+        delay: Some(delay),
+        failing_test_offsets: (200..400).map(|offset| (product, offset)).collect(),
+        ..Default::default()
+    }
 }
 
-async fn wait_until(f: &SyncFixture, sql: &str, at_least: i64) {
-    for _ in 0..600 {
-        if scalar(f, sql).await >= at_least {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("timed out waiting for {sql} >= {at_least}");
+/// Every request from now on is held for an hour: whatever the worker does next, it waits for an answer.
+fn hold_every_answer() -> Faults {
+    Faults { delay: Some(Duration::from_secs(3600)), ..Default::default() }
+}
+
+const STORED_TESTS: &str = "SELECT count(*) FROM testio_tests";
+
+/// Waits (on the database's clock, which leases are compared with) until nobody holds the fixture tenant's lease.
+async fn wait_for_the_lease_to_expire(f: &SyncFixture) {
+    let expired = format!(
+        "SELECT count(*) FROM tenants WHERE id = '{}'
+            AND (sync_lease_expires_at IS NULL OR sync_lease_expires_at < now())",
+        f.tenant
+    );
+    f.app.db.wait_until_count(&expired, 1).await;
 }
 
 #[tokio::test]
 async fn a_worker_killed_mid_page_loses_nothing_committed_and_the_next_run_completes_the_mirror() {
     let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 400, bugs_per_test: 2 }).await;
-    // Slow pages: the kill lands while a page is being read or written.
-    f.sim.set_faults(Faults { delay: Some(Duration::from_millis(40)), ..Default::default() });
+    let db = &f.app.db;
+    // Slow pages: the kill lands while a page is being read or written, and before the fifth page.
+    f.sim.set_faults(stalls_after_four_pages(&f, Duration::from_millis(40)));
     let mut child = spawn_child(&f, "sync");
-    wait_until(&f, "SELECT count(*) AS n FROM testio_tests", 100).await;
+    db.wait_until_count(STORED_TESTS, 100).await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
-    let stored = scalar(&f, "SELECT count(*) AS n FROM testio_tests").await;
-    assert!(stored < 400, "the kill came too late to prove anything");
+    let stored = db.count(STORED_TESTS).await;
+    assert!((100..=200).contains(&stored), "the kill landed in the first four pages ({stored} tests)");
     assert_eq!(stored % 50, 0, "a partial page of the first scan was committed ({stored} tests)");
-    assert_eq!(scalar(&f, "SELECT count(*) AS n FROM sync_runs WHERE status = 'running'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM sync_runs WHERE status = 'running'").await, 1);
 
     // The dead worker's lease expires; another worker takes the tenant over and finishes.
     f.sim.set_faults(Faults::default());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    wait_for_the_lease_to_expire(&f).await;
     let run = f.sync(false).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_same(&f.mirror().await, &f.truth());
-    assert_eq!(scalar(&f, "SELECT count(*) AS n FROM sync_runs WHERE status = 'interrupted'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM sync_runs WHERE status = 'interrupted'").await, 1);
     assert_eq!(
-        scalar(&f, "SELECT count(*) - count(DISTINCT (tenant_id, testio_id)) AS n FROM testio_tests").await,
+        db.count("SELECT count(*) - count(DISTINCT (tenant_id, testio_id)) FROM testio_tests").await,
         0,
         "duplicates"
     );
@@ -95,20 +109,23 @@ async fn a_worker_killed_mid_page_loses_nothing_committed_and_the_next_run_compl
 #[tokio::test]
 async fn sigterm_stops_a_sync_between_requests_and_hands_the_tenant_back() {
     let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 400, bugs_per_test: 1 }).await;
-    f.sim.set_faults(Faults { delay: Some(Duration::from_millis(40)), ..Default::default() });
+    let db = &f.app.db;
+    f.sim.set_faults(stalls_after_four_pages(&f, Duration::from_millis(40)));
     let mut child = spawn_child(&f, "loop");
-    wait_until(&f, "SELECT count(*) AS n FROM testio_tests", 50).await;
+    db.wait_until_count(STORED_TESTS, 50).await;
+    // The sync is still under way when the signal comes: its next request is never answered.
+    f.sim.set_faults(hold_every_answer());
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "the worker did not exit cleanly: {status:?}");
 
-    assert_eq!(scalar(&f, "SELECT count(*) AS n FROM sync_runs WHERE status = 'interrupted'").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM sync_runs WHERE status = 'interrupted'").await, 1);
     let free_and_due = format!(
-        "SELECT count(*) AS n FROM tenants WHERE id = '{}' AND sync_lease_owner IS NULL AND sync_due_at <= now()",
+        "SELECT count(*) FROM tenants WHERE id = '{}' AND sync_lease_owner IS NULL AND sync_due_at <= now()",
         f.tenant
     );
-    assert_eq!(scalar(&f, &free_and_due).await, 1, "the tenant must be released and due at once");
+    assert_eq!(db.count(&free_and_due).await, 1, "the tenant must be released and due at once");
     f.sim.set_faults(Faults::default());
     let run = f.sync(false).await;
     assert_eq!(run["status"], "succeeded", "{run}");
@@ -117,28 +134,27 @@ async fn sigterm_stops_a_sync_between_requests_and_hands_the_tenant_back() {
 
 #[tokio::test]
 async fn a_database_outage_mid_sync_keeps_what_was_committed_and_the_next_run_completes() {
-    use secrecy::ExposeSecret;
     let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 400, bugs_per_test: 1 }).await;
-    f.sim.set_faults(Faults { delay: Some(Duration::from_millis(30)), ..Default::default() });
-    let proxy = tests::proxy::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let db = &f.app.db;
+    // The sync cannot get past its fourth page before the outage, so the outage is sure to cut it short.
+    f.sim.set_faults(stalls_after_four_pages(&f, Duration::from_millis(30)));
+    let proxy = tests::proxy::TcpProxy::to_postgres().await;
     let mut settings = f.worker_settings();
-    let mut via_proxy = url::Url::parse(settings.database_url.expose_secret()).unwrap();
-    via_proxy.set_port(Some(proxy.port)).unwrap();
-    settings.database_url = via_proxy.to_string().into();
+    settings.database_url = proxy.route(&f.app.db.runtime_url()).into();
     settings.lease_secs = 2;
     let worker = tests::sync::build_worker(&settings).await;
     let tenant = entity::TenantId(f.tenant);
     let sync = tokio::spawn(async move { worker.sync_tenant(tenant, false).await });
-    wait_until(&f, "SELECT count(*) AS n FROM testio_tests", 100).await;
+    db.wait_until_count(STORED_TESTS, 100).await;
     proxy.cut();
     let outcome = sync.await.unwrap();
     assert!(outcome.is_err(), "a sync that lost its database must not report success");
-    let kept = scalar(&f, "SELECT count(*) AS n FROM testio_tests").await;
-    assert!(kept >= 100 && kept % 50 == 0, "committed pages are kept whole: {kept}");
+    let kept = db.count(STORED_TESTS).await;
+    assert!((100..=200).contains(&kept) && kept % 50 == 0, "committed pages are kept whole: {kept}");
 
     proxy.restore();
     f.sim.set_faults(Faults::default());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    wait_for_the_lease_to_expire(&f).await;
     let run = f.sync(false).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_same(&f.mirror().await, &f.truth());

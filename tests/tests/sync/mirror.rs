@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use serde_json::json;
-use tests::sync::{SyncFixture, assert_same};
+use tests::sync::{Snapshot, SyncFixture, assert_same};
 use tests::testio_sim::{Account, Faults, Shape};
 
 const SMALL: Shape = Shape { products: 2, tests_per_product: 60, bugs_per_test: 2 };
@@ -19,10 +19,38 @@ async fn a_first_sync_mirrors_products_tests_and_bugs_exactly() {
 }
 
 #[tokio::test]
+async fn the_read_entities_of_the_mirror_see_the_synced_rows() {
+    let f = SyncFixture::connected(Shape { products: 2, tests_per_product: 3, bugs_per_test: 2 }).await;
+    f.sync(false).await;
+    let runtime = f.app.db.connect_runtime().await;
+    let txn = entity::TenantTxn::begin(&runtime, entity::TenantId(f.tenant)).await.unwrap();
+    let products = entity::mirror::products::all(&txn).await.unwrap();
+    let tests = entity::mirror::tests::all(&txn).await.unwrap();
+    let bugs = entity::mirror::bugs::all(&txn).await.unwrap();
+    let read = Snapshot {
+        products: products.iter().map(|p| (p.testio_id, p.name.clone())).collect(),
+        tests: tests
+            .iter()
+            .map(|t| (t.testio_id, (t.product_id, t.status.clone(), t.title.clone(), t.end_at)))
+            .collect(),
+        bugs: bugs
+            .iter()
+            .map(|b| {
+                let (status, severity) = (b.status.clone(), b.severity.clone());
+                (b.testio_id, (b.test_id, status.unwrap_or_default(), severity.unwrap_or_default()))
+            })
+            .collect(),
+    };
+    assert_eq!(read, f.mirror().await);
+    assert_same(&read, &f.truth());
+    assert!(tests.iter().all(|t| t.bugs_synced_at.is_some() && t.raw["id"] == t.testio_id), "{tests:?}");
+}
+
+#[tokio::test]
 async fn environment_credentials_are_not_stored() {
     let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 3, bugs_per_test: 0 }).await;
     f.sync(false).await;
-    let db = f.app.db.connect_superuser().await;
+    let db = f.app.db.superuser().await;
     use sea_orm::ConnectionTrait;
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
@@ -143,19 +171,13 @@ async fn a_revoked_token_stops_the_tenant_until_a_new_one_is_saved_and_keeps_the
     let run = f.sync(false).await;
     assert_eq!(run["status"], "failed");
     assert!(run["error"].as_str().unwrap().contains("401"), "{run}");
-    let connection: serde_json::Value = f
-        .app
-        .get_as(&format!("/v1/tenants/{}/testio-connection", f.tenant), &f.owner.access_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let connection: serde_json::Value = f.app.get_connection(&f.owner, f.tenant).await.json().await.unwrap();
     assert_eq!(connection["status"], "needs_token", "{connection}");
     assert_eq!(connection["next_sync_at"], serde_json::Value::Null);
     assert_eq!(f.mirror().await.tests.len(), 10, "the mirror is kept");
-    let refused = f.app.post_as(&format!("/v1/tenants/{}/sync-runs", f.tenant), &f.owner.access_token, json!({})).await;
+    let refused = f.app.post_sync_run(&f.owner, f.tenant, json!({})).await;
     assert_eq!(refused.status(), 409);
-    assert!(f.app.audit_actions(f.tenant).await.contains(&("testio_connection.needs_token".into(), "failure".into())));
+    assert!(f.app.audit_log(f.tenant).await.has("testio_connection.needs_token", "failure"));
 
     // The same account under a new token: syncing resumes.
     let mut account = Account::default();
@@ -291,7 +313,7 @@ async fn a_reset_drops_the_tenants_mirror_and_rebuilds_it() {
     assert!(run.full_sync);
     assert_eq!(run.tests_new, 20, "everything was read again");
     assert_same(&f.mirror().await, &f.truth());
-    assert!(f.app.audit_actions(f.tenant).await.contains(&("mirror.reset".into(), "success".into())));
+    assert!(f.app.audit_log(f.tenant).await.has("mirror.reset", "success"));
 }
 
 #[tokio::test]

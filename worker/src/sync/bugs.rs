@@ -4,14 +4,14 @@
 
 use std::collections::HashSet;
 
-use entity::mirror::{self, Gap};
+use entity::mirror;
+use entity::sync::{Gap, GapKey};
 use futures_util::StreamExt;
 use futures_util::stream;
 use serde_json::Value;
 
-use super::{Job, Source, SyncError, batches};
-use crate::testio::client::{FetchError, envelope_list};
-use crate::testio::model;
+use super::{Job, Source, SyncError, batches, rows};
+use testio::client::{FetchError, envelope_list};
 
 /// The answer for one batch of test ids (after any splitting).
 struct Batch {
@@ -102,7 +102,7 @@ async fn store(job: &mut Job<'_>, tests: &[i64], items: Vec<Value>) -> Result<()
     let mut unsure: HashSet<i64> = HashSet::new();
     let mut whole_batch_unsure = false;
     for item in &items {
-        match model::bug(item) {
+        match rows::bug(item) {
             Ok(row) if asked.contains(&row.test_id) => {
                 keep.push(row.testio_id);
                 rows.push(row);
@@ -133,8 +133,8 @@ async fn store(job: &mut Job<'_>, tests: &[i64], items: Vec<Value>) -> Result<()
     }
     let complete: Vec<i64> =
         if whole_batch_unsure { Vec::new() } else { tests.iter().copied().filter(|t| !unsure.contains(t)).collect() };
-    let mut resolved: Vec<String> = complete.iter().map(|t| format!("bugs:{t}")).collect();
-    resolved.extend(rows.iter().map(|r| format!("bug:{}:{}", r.test_id, r.testio_id)));
+    let mut resolved: Vec<String> = complete.iter().map(|&test_id| GapKey::Bugs { test_id }.to_string()).collect();
+    resolved.extend(rows.iter().map(|r| GapKey::Bug { test_id: r.test_id, bug_id: Some(r.testio_id) }.to_string()));
 
     let txn = job.begin().await?;
     let upserted = mirror::upsert_bugs(&txn, &rows).await?;

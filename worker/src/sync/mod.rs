@@ -20,20 +20,22 @@
 //! again: upserts make a re-read harmless.
 
 mod bugs;
+mod rows;
 mod tests_scan;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use entity::mirror::{self, Gap, RowCounts};
+use entity::mirror::{self, RowCounts};
+use entity::sync::gaps::{self, Gap, GapKey, GapKind, OpenGap};
+use entity::sync::{BackfillCursor, schedule};
 use entity::sync_runs::Counts;
-use entity::{TenantId, TenantTxn, sync_schedule, testio_connections};
+use entity::{TenantId, TenantTxn, testio_connections};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::testio::client::{Endpoint, FetchError, TestioClient, envelope_item, envelope_list};
-use crate::testio::model;
+use testio::client::{Endpoint, FetchError, TestioClient, envelope_item, envelope_list};
 
 /// Tunables of the algorithm.
 #[derive(Debug, Clone)]
@@ -199,7 +201,7 @@ impl<'a> Job<'a> {
         let started = chrono::Utc::now();
         let gaps = {
             let txn = self.begin().await?;
-            let gaps = mirror::open_gaps(&txn).await?;
+            let gaps = gaps::open_gaps(&txn).await?;
             txn.commit().await?;
             gaps
         };
@@ -226,11 +228,11 @@ impl<'a> Job<'a> {
 
         let txn = self.begin().await?;
         let listed: Vec<i64> = self.products.iter().copied().collect();
-        self.counts.gaps_resolved += mirror::resolve_stale_gaps(&txn, started, &listed).await? as i32;
+        self.counts.gaps_resolved += gaps::resolve_stale_gaps(&txn, started, &listed).await? as i32;
         if reconciled {
             testio_connections::set_reconciled(&txn, chrono::Utc::now()).await?;
         }
-        let open_gaps = mirror::open_gaps(&txn).await?.len();
+        let open_gaps = gaps::open_gaps(&txn).await?.len();
         self.commit(txn).await?;
         Ok(Outcome { counts: self.counts, backfill_pending: self.backfill_pending, open_gaps })
     }
@@ -238,7 +240,7 @@ impl<'a> Job<'a> {
     /// A tenant transaction in which this worker still holds the lease.
     async fn begin(&self) -> Result<TenantTxn, SyncError> {
         let txn = TenantTxn::begin(self.db, self.tenant).await?;
-        if !sync_schedule::renew(&txn, self.worker, self.settings.lease_secs).await? {
+        if !schedule::renew(&txn, self.worker, self.settings.lease_secs).await? {
             txn.rollback().await?;
             return Err(SyncError::LeaseLost);
         }
@@ -265,7 +267,7 @@ impl<'a> Job<'a> {
     ) -> Result<(), DbErr> {
         for gap in opened {
             tracing::warn!(key = %gap.key, reason = %gap.reason, "sync gap");
-            if mirror::open_gap(txn, gap).await? {
+            if gaps::open_gap(txn, gap).await? {
                 self.counts.gaps_opened += 1;
             }
         }
@@ -275,7 +277,7 @@ impl<'a> Job<'a> {
             .filter(|k| !opened_keys.contains(k.as_str()) && self.open_gap_keys.contains(k))
             .collect();
         if !closing.is_empty() {
-            let n = mirror::resolve_gaps(txn, &closing).await?;
+            let n = gaps::resolve_gaps(txn, &closing).await?;
             self.counts.gaps_resolved += n as i32;
             for key in closing {
                 self.open_gap_keys.remove(&key);
@@ -296,7 +298,7 @@ impl<'a> Job<'a> {
         let mut keep = Vec::new();
         let mut unidentified = false;
         for item in &items {
-            match model::product(item) {
+            match rows::product(item) {
                 Ok(row) => {
                     keep.push(row.testio_id);
                     rows.push(row);
@@ -314,7 +316,7 @@ impl<'a> Job<'a> {
             let deleted = mirror::delete_products_except(&txn, &keep).await?;
             self.add_deleted(deleted);
         }
-        let resolved: Vec<String> = rows.iter().map(|r| format!("product:{}", r.testio_id)).collect();
+        let resolved: Vec<String> = rows.iter().map(|r| GapKey::Product(Some(r.testio_id)).to_string()).collect();
         self.gaps(&txn, &gaps, resolved).await?;
         self.counts.products = rows.len() as i32;
         self.commit(txn).await?;
@@ -329,11 +331,11 @@ impl<'a> Job<'a> {
 
     /// Reads again what earlier runs could not: single test-list offsets, single tests, and (through the bug step)
     /// the bugs of tests whose bug batch failed.
-    async fn retry_gaps(&mut self, gaps: &[mirror::OpenGap], reconcile: bool) -> Result<(), SyncError> {
+    async fn retry_gaps(&mut self, gaps: &[OpenGap], reconcile: bool) -> Result<(), SyncError> {
         for gap in gaps {
-            match (gap.kind.as_str(), gap.product_id, gap.page_offset, gap.item_id) {
+            match (gap.kind, gap.product_id, gap.page_offset, gap.item_id) {
                 // A reconcile rescans every product in full anyway.
-                ("test_page", Some(product), Some(offset), _) if !reconcile => {
+                (GapKind::TestPage, Some(product), Some(offset), _) if !reconcile => {
                     if !self.products.contains(&product) {
                         self.close_gap(&gap.key).await?;
                         continue;
@@ -352,8 +354,8 @@ impl<'a> Job<'a> {
                         Err(e) => return Err(SyncError::from_fetch(e)),
                     }
                 }
-                ("test", _, _, Some(id)) => self.refresh_test(id).await?,
-                ("bugs" | "bug", _, _, Some(test_id)) => {
+                (GapKind::Test, _, _, Some(id)) => self.refresh_test(id).await?,
+                (GapKind::Bugs | GapKind::Bug, _, _, Some(test_id)) => {
                     self.bug_candidates.insert(test_id);
                 }
                 _ => {}
@@ -377,11 +379,11 @@ impl<'a> Job<'a> {
         items: Vec<Value>,
         mut gaps: Vec<Gap>,
         mut resolved: Vec<String>,
-        cursor: Option<(i64, Option<i64>)>,
+        cursor: Option<(i64, BackfillCursor)>,
     ) -> Result<usize, SyncError> {
         let mut rows = Vec::with_capacity(items.len());
         for item in &items {
-            match model::test(item, product) {
+            match rows::test(item, product) {
                 Ok(row) if !self.products.contains(&row.product_id) => {
                     self.seen_tests.insert(row.testio_id);
                     gaps.push(Gap::test(
@@ -392,7 +394,7 @@ impl<'a> Job<'a> {
                 }
                 Ok(row) => {
                     self.seen_tests.insert(row.testio_id);
-                    resolved.push(format!("test:{}", row.testio_id));
+                    resolved.push(GapKey::Test(row.testio_id).to_string());
                     rows.push(row);
                 }
                 Err(invalid) => {
@@ -407,8 +409,8 @@ impl<'a> Job<'a> {
         }
         let txn = self.begin().await?;
         let upserted = mirror::upsert_tests(&txn, &rows).await?;
-        if let Some((product, offset)) = cursor {
-            mirror::set_backfill_cursor(&txn, product, offset).await?;
+        if let Some((product, cursor)) = cursor {
+            entity::sync::set_backfill_cursor(&txn, product, cursor).await?;
         }
         self.gaps(&txn, &gaps, resolved).await?;
         self.counts.pages += 1;
@@ -430,7 +432,7 @@ impl<'a> Job<'a> {
                 self.seen_tests.insert(id);
                 let txn = self.begin().await?;
                 let deleted = mirror::delete_tests(&txn, &[id]).await?;
-                self.gaps(&txn, &[], [format!("test:{id}")]).await?;
+                self.gaps(&txn, &[], [GapKey::Test(id).to_string()]).await?;
                 self.add_deleted(deleted);
                 self.commit(txn).await?;
             }

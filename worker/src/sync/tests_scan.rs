@@ -1,7 +1,7 @@
 //! The scan of one product's test list: newest first, then the resumable backfill; failing pages are fetched again in
 //! smaller pages down to single items, and what still fails becomes a gap.
 
-use entity::mirror::{self, Gap};
+use entity::sync::{BackfillCursor, Gap, GapKey, backfill_cursor, set_backfill_cursor};
 use serde_json::Value;
 
 use super::{Job, SyncError};
@@ -31,11 +31,10 @@ impl Job<'_> {
     pub(super) async fn scan_product(&mut self, product: i64, reconcile: bool) -> Result<bool, SyncError> {
         let page = self.settings.page_size.max(1);
         let txn = self.begin().await?;
-        // None: never scanned; Some(None): history complete; Some(Some(offset)): the backfill continues there.
-        let cursor = mirror::backfill_cursor(&txn, product).await?;
+        let cursor = backfill_cursor(&txn, product).await?;
         txn.commit().await?;
-        let first = cursor.is_none();
-        let full = reconcile && cursor == Some(None);
+        let first = cursor == BackfillCursor::NotStarted;
+        let full = reconcile && cursor == BackfillCursor::Done;
 
         let mut offset = 0usize;
         let mut pages = 0usize;
@@ -53,9 +52,9 @@ impl Job<'_> {
             offset += page;
             // The first scan of a product is its backfill: it saves its position with every page.
             let save = if ended {
-                Some((product, None))
+                Some((product, BackfillCursor::Done))
             } else if first {
-                Some((product, Some(offset as i64)))
+                Some((product, BackfillCursor::At(offset as i64)))
             } else {
                 None
             };
@@ -76,11 +75,11 @@ impl Job<'_> {
                 self.backfill_pending = true;
                 if !first {
                     let at = match cursor {
-                        Some(Some(at)) => at.min(offset as i64),
+                        BackfillCursor::At(at) => at.min(offset as i64),
                         _ => offset as i64,
                     };
                     let txn = self.begin().await?;
-                    mirror::set_backfill_cursor(&txn, product, Some(at)).await?;
+                    set_backfill_cursor(&txn, product, BackfillCursor::At(at)).await?;
                     self.commit(txn).await?;
                 }
                 return Ok(false);
@@ -89,9 +88,9 @@ impl Job<'_> {
         // The newest-first scan stopped at known tests; the backfill goes on from the cursor (which a first scan has
         // just been moving along with its pages).
         let resume = match cursor {
-            None => Some(offset),
-            Some(Some(at)) => Some(usize::try_from(at).unwrap_or_default()),
-            Some(None) => None,
+            BackfillCursor::NotStarted => Some(offset),
+            BackfillCursor::At(at) => Some(usize::try_from(at).unwrap_or_default()),
+            BackfillCursor::Done => None,
         };
         if let Some(at) = resume {
             self.backfill(product, at).await?;
@@ -110,7 +109,8 @@ impl Job<'_> {
             }
             let ended = range.ended;
             offset += page;
-            self.store_range(product, range, Some((product, (!ended).then_some(offset as i64)))).await?;
+            let cursor = if ended { BackfillCursor::Done } else { BackfillCursor::At(offset as i64) };
+            self.store_range(product, range, Some((product, cursor))).await?;
             if ended {
                 return Ok(());
             }
@@ -123,9 +123,10 @@ impl Job<'_> {
         &mut self,
         product: i64,
         range: Range,
-        cursor: Option<(i64, Option<i64>)>,
+        cursor: Option<(i64, BackfillCursor)>,
     ) -> Result<usize, SyncError> {
-        let resolved = range.read.iter().map(|o| format!("test_page:{product}:{o}")).collect();
+        let resolved =
+            range.read.iter().map(|&offset| GapKey::TestPage { product_id: product, offset }.to_string()).collect();
         self.store_tests(Some(product), range.items, range.gaps, resolved, cursor).await
     }
 
@@ -172,7 +173,7 @@ impl Job<'_> {
                     }
                 }
                 // The product disappeared while being read: the next product list deletes it.
-                Err(crate::testio::client::FetchError::NotFound(404)) => {
+                Err(testio::client::FetchError::NotFound(404)) => {
                     range.ended = true;
                     return Ok(());
                 }

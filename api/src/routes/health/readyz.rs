@@ -79,7 +79,7 @@ async fn run_checks(state: &AppState) -> ReadinessChecks {
             "unreadable".to_owned()
         }
     };
-    let role = match entity::role_check::verify_runtime_role(db).await {
+    let role = match common::role_check::verify_runtime_role(db).await {
         Ok(()) => "ok".to_owned(),
         Err(e) => {
             tracing::error!(error = %e, "readiness: unsafe database role");

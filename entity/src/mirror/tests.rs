@@ -1,0 +1,180 @@
+//! `testio_tests`: the tests (TestIO's exploratory tests) of the tenant's products.
+
+use std::collections::HashSet;
+
+use sea_orm::QueryOrder;
+use sea_orm::QuerySelect;
+use sea_orm::entity::prelude::*;
+use serde::Serialize;
+use serde_json::Value as Json;
+use testio::model::TestStatus;
+
+use super::{RowCounts, Upserted, count, ids, ids_param, json_param, upsert};
+use crate::db::stmt;
+use crate::{TenantId, TenantTxn};
+
+/// A test as the sync writes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TestRow {
+    pub testio_id: i64,
+    pub product_id: i64,
+    pub title: String,
+    pub status: TestStatus,
+    pub testing_type: Option<String>,
+    pub review_status: Option<String>,
+    pub start_at: Option<DateTimeUtc>,
+    pub end_at: Option<DateTimeUtc>,
+    pub raw: Json,
+}
+
+/// A test as stored.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "testio_tests")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub tenant_id: TenantId,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub testio_id: i64,
+    pub product_id: i64,
+    pub title: String,
+    /// A [`TestStatus`] word.
+    pub status: String,
+    pub testing_type: Option<String>,
+    pub review_status: Option<String>,
+    pub start_at: Option<DateTimeUtc>,
+    pub end_at: Option<DateTimeUtc>,
+    pub raw: Json,
+    pub first_synced_at: DateTimeUtc,
+    pub changed_at: DateTimeUtc,
+    /// When this test's bugs were last read completely; `None`: never.
+    pub bugs_synced_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// The statuses after which a test no longer changes, as a query parameter.
+fn final_statuses() -> Result<Value, DbErr> {
+    json_param(&TestStatus::FINAL)
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id(), rows = rows.len()))]
+pub async fn upsert_tests(txn: &TenantTxn, rows: &[TestRow]) -> Result<Upserted, DbErr> {
+    let sql = "INSERT INTO testio_tests (tenant_id, testio_id, product_id, title, status, testing_type, review_status,
+                                         start_at, end_at, raw)
+               SELECT $1, r.testio_id, r.product_id, r.title, r.status, r.testing_type, r.review_status, r.start_at,
+                      r.end_at, r.raw
+                 FROM jsonb_to_recordset($2::jsonb) AS r(testio_id bigint, product_id bigint, title text, status text,
+                      testing_type text, review_status text, start_at timestamptz, end_at timestamptz, raw jsonb)
+               ON CONFLICT (tenant_id, testio_id) DO UPDATE
+                  SET product_id = EXCLUDED.product_id, title = EXCLUDED.title, status = EXCLUDED.status,
+                      testing_type = EXCLUDED.testing_type, review_status = EXCLUDED.review_status,
+                      start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at, raw = EXCLUDED.raw, changed_at = now()
+                WHERE testio_tests.raw IS DISTINCT FROM EXCLUDED.raw
+                   OR testio_tests.product_id IS DISTINCT FROM EXCLUDED.product_id
+            RETURNING testio_id, (xmax = 0) AS inserted";
+    upsert(txn, sql, rows, |r| r.testio_id).await
+}
+
+/// Deletes tests (and, by cascade, their bugs).
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn delete_tests(txn: &TenantTxn, test_ids: &[i64]) -> Result<RowCounts, DbErr> {
+    if test_ids.is_empty() {
+        return Ok(RowCounts::default());
+    }
+    let bugs = count(
+        txn,
+        "SELECT count(*) AS n FROM testio_bugs WHERE test_id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
+        ids_param(test_ids),
+    )
+    .await?;
+    let tests = txn
+        .conn()
+        .execute_raw(stmt(
+            "DELETE FROM testio_tests WHERE testio_id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
+            [ids_param(test_ids)],
+        ))
+        .await?
+        .rows_affected();
+    Ok(RowCounts { products: 0, tests, bugs })
+}
+
+/// The mirrored ids of a product's tests.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn test_ids_of_product(txn: &TenantTxn, product_id: i64) -> Result<Vec<i64>, DbErr> {
+    Entity::find()
+        .select_only()
+        .column(Column::TestioId)
+        .filter(Column::ProductId.eq(product_id))
+        .into_tuple()
+        .all(txn.conn())
+        .await
+}
+
+/// Of `candidates`, the ids already mirrored.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn known_test_ids(txn: &TenantTxn, candidates: &[i64]) -> Result<HashSet<i64>, DbErr> {
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows = txn
+        .conn()
+        .query_all_raw(stmt(
+            "SELECT testio_id FROM testio_tests
+              WHERE testio_id IN (SELECT jsonb_array_elements_text($1::jsonb)::bigint)",
+            [ids_param(candidates)],
+        ))
+        .await?;
+    Ok(ids(rows, "testio_id")?.into_iter().collect())
+}
+
+/// Tests that can still change (their status is not final).
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn open_tests(txn: &TenantTxn) -> Result<Vec<i64>, DbErr> {
+    let rows = txn
+        .conn()
+        .query_all_raw(stmt(
+            "SELECT testio_id FROM testio_tests
+              WHERE status NOT IN (SELECT jsonb_array_elements_text($1::jsonb)) ORDER BY testio_id",
+            [final_statuses()?],
+        ))
+        .await?;
+    ids(rows, "testio_id")
+}
+
+/// Tests whose bugs must be read: never read, the test can still change (a locked test's bugs still move), or the
+/// test changed since its bugs were last read (it just became final).
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn tests_needing_bugs(txn: &TenantTxn) -> Result<Vec<i64>, DbErr> {
+    let rows = txn
+        .conn()
+        .query_all_raw(stmt(
+            "SELECT testio_id FROM testio_tests
+              WHERE bugs_synced_at IS NULL OR bugs_synced_at < changed_at
+                 OR status NOT IN (SELECT jsonb_array_elements_text($1::jsonb))
+              ORDER BY testio_id",
+            [final_statuses()?],
+        ))
+        .await?;
+    ids(rows, "testio_id")
+}
+
+/// Every mirrored test id.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn all_test_ids(txn: &TenantTxn) -> Result<Vec<i64>, DbErr> {
+    Entity::find()
+        .select_only()
+        .column(Column::TestioId)
+        .order_by_asc(Column::TestioId)
+        .into_tuple()
+        .all(txn.conn())
+        .await
+}
+
+/// Every test, by id.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn all(txn: &TenantTxn) -> Result<Vec<Model>, DbErr> {
+    Entity::find().order_by_asc(Column::TestioId).all(txn.conn()).await
+}

@@ -1,0 +1,476 @@
+//! TestIO's items (products, tests, bugs) and its vocabulary (test statuses, testing types, bug severities and
+//! statuses). Each item is parsed on its own, so one malformed item (unknown enum value, missing field, wrong type,
+//! oversized) becomes an [`Invalid`] with its id and reason (the sync records it as a gap) while the rest of the page
+//! is used. Credentials of test environments are removed from the JSON kept with a test.
+//!
+//! An item is read in two steps: its id first, straight from the JSON, so that even an item whose other fields are
+//! broken can be named; then the fields, through a serde DTO per kind of item, with `serde_path_to_error` naming the
+//! path of the field that failed (`product.id`, `steps[1]`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+use strum::{EnumString, IntoStaticStr, VariantArray};
+
+/// Largest item kept; anything bigger is refused rather than stored.
+pub const MAX_ITEM_BYTES: usize = 256 * 1024;
+
+/// Longest reason of an [`Invalid`]: a reason quotes the value it refuses, which may be huge.
+const MAX_REASON_CHARS: usize = 300;
+
+/// Declares one of TestIO's enumerations: the serde names (what TestIO sends) and the strum names (what is stored)
+/// are the same snake_case words, listed once by the variants. Read from a JSON string only: serde's own enum
+/// reading would also take `{"running": null}`.
+macro_rules! vocabulary {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, IntoStaticStr, EnumString,
+            VariantArray, strum::Display,
+        )]
+        #[serde(rename_all = "snake_case", try_from = "String")]
+        #[strum(serialize_all = "snake_case")]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(word: String) -> Result<Self, String> {
+                word.parse().map_err(|_| {
+                    let known: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                    format!("unknown value {word:?}, expected one of {}", known.join(", "))
+                })
+            }
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = <Self as VariantArray>::VARIANTS;
+
+            /// The word TestIO uses (and the mirror stores).
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// Where a test stands; [`TestStatus::FINAL`] ones no longer change.
+    TestStatus { Initialized, CustomerFinalized, Waiting, Running, Locked, Archived, Cancelled }
+}
+
+impl TestStatus {
+    /// Statuses after which a test no longer changes.
+    pub const FINAL: &'static [Self] = &[Self::Archived, Self::Cancelled];
+
+    pub fn is_final(self) -> bool {
+        Self::FINAL.contains(&self)
+    }
+}
+
+vocabulary! {
+    /// The kind of a test.
+    TestingType { Coverage, Focused, Rapid, Usability, Custom, External }
+}
+
+vocabulary! {
+    /// How bad a bug is, as its tester classified it.
+    BugSeverity { Low, High, Critical, Visual, Content, Custom }
+}
+
+vocabulary! {
+    /// Where a bug stands with the customer.
+    BugStatus { Forwarded, Accepted, Rejected }
+}
+
+/// Why an item could not be used, with the id when it had a readable one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub id: Option<i64>,
+    pub reason: String,
+}
+
+type Parsed<T> = Result<T, Invalid>;
+
+/// A product. Its `type` is descriptive only: an unknown one is kept as sent rather than turning the product, and so
+/// every test under it, into a gap.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub product_type: Option<String>,
+    /// The item as TestIO sent it.
+    pub raw: Value,
+}
+
+/// A test (TestIO's "exploratory test").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Test {
+    pub id: i64,
+    pub product_id: i64,
+    pub title: String,
+    pub status: TestStatus,
+    pub testing_type: Option<TestingType>,
+    pub review_status: Option<String>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    /// The item as TestIO sent it, without the credentials of its test environment.
+    pub raw: Value,
+}
+
+/// A bug.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bug {
+    pub id: i64,
+    pub test_id: i64,
+    pub title: String,
+    pub severity: Option<BugSeverity>,
+    pub status: Option<BugStatus>,
+    pub known: Option<bool>,
+    pub auto_accepted: Option<bool>,
+    pub reported_at: Option<DateTime<Utc>>,
+    /// The item as TestIO sent it.
+    pub raw: Value,
+}
+
+/// The fields as TestIO sends them. `Option` fields accept both a missing key and `null`; required ones are checked
+/// after parsing, so that a `null` reads as missing, as it means.
+mod wire {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub(super) struct Product {
+        pub name: Option<String>,
+        #[serde(rename = "type")]
+        pub product_type: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Test {
+        pub product: Option<Ref>,
+        pub title: Option<String>,
+        /// Sent instead of `title` (which is then `null`) by some tests.
+        pub test_title: Option<String>,
+        pub status: Option<TestStatus>,
+        pub testing_type: Option<TestingType>,
+        pub review_status: Option<String>,
+        #[serde(default, deserialize_with = "rfc3339")]
+        pub start_at: Option<DateTime<Utc>>,
+        #[serde(default, deserialize_with = "rfc3339")]
+        pub end_at: Option<DateTime<Utc>>,
+        /// Not used apart from `raw`, but a test whose requirements are not a list is not what we understand.
+        #[serde(default, rename = "requirements")]
+        pub _requirements: Option<Vec<serde::de::IgnoredAny>>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Bug {
+        pub test: Option<Ref>,
+        pub title: Option<String>,
+        pub severity: Option<BugSeverity>,
+        pub status: Option<BugStatus>,
+        pub known: Option<bool>,
+        pub auto_accepted: Option<bool>,
+        #[serde(default, deserialize_with = "rfc3339")]
+        pub reported_at: Option<DateTime<Utc>>,
+        /// Not used apart from `raw`: checked like `requirements`.
+        #[serde(default, rename = "steps")]
+        pub _steps: Option<Steps>,
+    }
+
+    /// A nested `{"id": ...}` such as a test's `product` or a bug's `test`. Read by hand because a derived struct
+    /// would also take a list (`[3]`), which is not what TestIO sends.
+    pub(super) struct Ref {
+        pub id: Option<i64>,
+    }
+
+    impl<'de> Deserialize<'de> for Ref {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Ref;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object with an id")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Ref, A::Error> {
+                    let mut id = None;
+                    while let Some(key) = map.next_key::<String>()? {
+                        if key == "id" {
+                            id = map.next_value()?;
+                        } else {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                    Ok(Ref { id })
+                }
+            }
+            deserializer.deserialize_map(Visitor)
+        }
+    }
+
+    /// A bug's steps: observed both as one text and as a list of texts.
+    pub(super) struct Steps;
+
+    impl<'de> Deserialize<'de> for Steps {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Steps;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("text or a list of text")
+                }
+                fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Steps, E> {
+                    Ok(Steps)
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Steps, A::Error> {
+                    while seq.next_element::<String>()?.is_some() {}
+                    Ok(Steps)
+                }
+            }
+            deserializer.deserialize_any(Visitor)
+        }
+    }
+
+    /// An RFC 3339 date-time (with its offset), in UTC. chrono's own `Deserialize` is laxer (it takes a space for
+    /// the `T`); what TestIO documents is RFC 3339.
+    fn rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+        DateTime::parse_from_rfc3339(&text).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
+            serde::de::Error::invalid_value(serde::de::Unexpected::Str(&text), &"an RFC 3339 (ISO-8601) date-time")
+        })
+    }
+}
+
+/// An item's id and fields, or why not. `what`: the kind of item, for reasons.
+fn parse<'a, T: Deserialize<'a>>(value: &'a Value, what: &str) -> Parsed<(i64, T)> {
+    let object = value.as_object().ok_or_else(|| invalid(None, format!("{what} is not an object")))?;
+    let id = object
+        .get("id")
+        .and_then(Value::as_i64)
+        .filter(|id| *id > 0)
+        .ok_or_else(|| invalid(None, format!("{what} has no positive integer id")))?;
+    let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_ITEM_BYTES {
+        return Err(invalid(Some(id), format!("{what} is {size} bytes, over {MAX_ITEM_BYTES}")));
+    }
+    let fields = serde_path_to_error::deserialize(value)
+        .map_err(|e| invalid(Some(id), format!("{}: {}", e.path(), e.inner())))?;
+    Ok((id, fields))
+}
+
+fn invalid(id: Option<i64>, reason: String) -> Invalid {
+    Invalid { id, reason: truncate(reason, MAX_REASON_CHARS) }
+}
+
+/// A required field, `null` counting as missing.
+fn required<T>(id: i64, field: Option<T>, name: &str) -> Parsed<T> {
+    field.ok_or_else(|| invalid(Some(id), format!("{name} is missing")))
+}
+
+/// At most `max` characters of `text`, marked with `…` when cut.
+fn truncate(mut text: String, max: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+pub fn product(value: &Value) -> Parsed<Product> {
+    let (id, fields) = parse::<wire::Product>(value, "product")?;
+    Ok(Product { id, name: required(id, fields.name, "name")?, product_type: fields.product_type, raw: value.clone() })
+}
+
+/// A test, listed under `listed_product` (or read alone when `None`: its `product.id` then decides).
+pub fn test(value: &Value, listed_product: Option<i64>) -> Parsed<Test> {
+    let (id, fields) = parse::<wire::Test>(value, "test")?;
+    Ok(Test {
+        id,
+        product_id: required(id, listed_product.or(fields.product.and_then(|p| p.id)), "product.id")?,
+        title: required(id, fields.title.or(fields.test_title), "title or test_title")?,
+        status: required(id, fields.status, "status")?,
+        testing_type: fields.testing_type,
+        review_status: fields.review_status,
+        start_at: fields.start_at,
+        end_at: fields.end_at,
+        raw: without_credentials(value),
+    })
+}
+
+/// A bug; `test_id` comes from its `test.id`.
+pub fn bug(value: &Value) -> Parsed<Bug> {
+    let (id, fields) = parse::<wire::Bug>(value, "bug")?;
+    Ok(Bug {
+        id,
+        test_id: required(id, fields.test.and_then(|t| t.id), "test.id")?,
+        title: required(id, fields.title, "title")?,
+        severity: fields.severity,
+        status: fields.status,
+        known: fields.known,
+        auto_accepted: fields.auto_accepted,
+        reported_at: fields.reported_at,
+        raw: value.clone(),
+    })
+}
+
+/// The test JSON without the login of its test environment: TestIO sends the environment's username and password to
+/// customers; the mirror must neither store nor serve them.
+pub fn without_credentials(test: &Value) -> Value {
+    let mut test = test.clone();
+    if let Some(env) = test.get_mut("test_environment") {
+        strip(env);
+    }
+    test
+}
+
+fn strip(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|key, _| {
+                let key = key.to_ascii_lowercase();
+                !(key == "username" || key == "login" || key.contains("password") || key.contains("secret"))
+            });
+            for (key, inner) in map.iter_mut() {
+                if let (true, Value::String(url)) = (key.to_ascii_lowercase().contains("url"), &mut *inner) {
+                    *url = without_userinfo(url);
+                }
+                strip(inner);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip),
+        _ => {}
+    }
+}
+
+/// `https://user:pw@host/` → `https://host/`; anything that is not a URL with credentials is kept as it is.
+fn without_userinfo(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn a_test() -> Value {
+        json!({"id": 7, "title": "Checkout", "status": "running", "testing_type": "rapid",
+               "start_at": "2026-11-01T10:00:00+02:00", "end_at": "2026-11-02T10:00:00+02:00",
+               "product": {"id": 3}, "requirements": [],
+               "test_environment": {"id": 1, "url": "https://u:p@x/", "username": "u", "password": "p",
+                                    "Access_Password": "q", "access": {"login": "l", "password": "p", "note": "n"}}})
+    }
+
+    #[test]
+    fn a_test_is_stored_in_utc_without_environment_credentials() {
+        let row = test(&a_test(), Some(3)).unwrap();
+        assert_eq!((row.id, row.product_id, row.status), (7, 3, TestStatus::Running));
+        assert_eq!(row.end_at.unwrap().to_rfc3339(), "2026-11-02T08:00:00+00:00");
+        let env = &row.raw["test_environment"];
+        assert_eq!(env, &json!({"id": 1, "url": "https://x/", "access": {"note": "n"}}));
+        assert!(!row.raw.to_string().contains("\"p\""));
+    }
+
+    #[test]
+    fn each_kind_of_bad_item_gives_its_reason_and_id() {
+        let cases = [
+            (
+                json!({"status": "weird"}),
+                "status: unknown value \"weird\", expected one of initialized, customer_finalized",
+            ),
+            (json!({"status": null}), "status is missing"),
+            (json!({"end_at": "yesterday"}), "end_at: invalid value: string \"yesterday\", expected an RFC 3339"),
+            (json!({"title": 5, "test_title": null}), "title: invalid type: integer `5`, expected a string"),
+            (json!({"testing_type": "brand_new"}), "testing_type: unknown value \"brand_new\""),
+            (json!({"requirements": "x"}), "requirements: invalid type: string \"x\", expected a sequence"),
+            (json!({"filler": "x".repeat(MAX_ITEM_BYTES)}), "bytes, over"),
+        ];
+        for (patch, reason) in cases {
+            let mut value = a_test();
+            for (k, v) in patch.as_object().unwrap() {
+                value[k] = v.clone();
+            }
+            let err = test(&value, Some(3)).unwrap_err();
+            assert_eq!(err.id, Some(7));
+            assert!(err.reason.contains(reason), "{reason}: {}", err.reason);
+        }
+        assert_eq!(test(&json!({"id": "7"}), None).unwrap_err().id, None);
+        assert!(test(&json!([1]), None).is_err());
+        assert!(test(&json!({"id": 7, "title": "t", "status": "running"}), None).is_err(), "no product");
+    }
+
+    #[test]
+    fn observed_oddities_are_accepted() {
+        let mut value = a_test();
+        value["testing_type"] = Value::Null;
+        value["title"] = Value::Null;
+        value["test_title"] = json!("From test_title");
+        let row = test(&value, Some(3)).unwrap();
+        assert_eq!((row.testing_type, row.title.as_str()), (None, "From test_title"));
+        let base = json!({"id": 1, "title": "b", "severity": "low", "status": "forwarded", "test": {"id": 7}});
+        for steps in [json!("one string"), json!(["a", "b"]), Value::Null] {
+            let mut b = base.clone();
+            b["steps"] = steps;
+            assert_eq!(bug(&b).unwrap().test_id, 7);
+        }
+        let mut b = base.clone();
+        b["steps"] = json!([1]);
+        assert_eq!(bug(&b).unwrap_err().id, Some(1));
+        b["steps"] = json!({"1": "a"});
+        assert!(bug(&b).unwrap_err().reason.contains("steps: invalid type: map, expected text or a list of text"));
+        b = base;
+        b["severity"] = json!("catastrophic");
+        assert!(bug(&b).unwrap_err().reason.contains("severity: unknown value \"catastrophic\""));
+    }
+
+    #[test]
+    fn a_wrong_type_deep_in_an_item_is_named_by_its_path() {
+        let mut value = a_test();
+        value["product"] = json!({"id": "3"});
+        let err = test(&value, Some(3)).unwrap_err();
+        assert_eq!(err.id, Some(7));
+        assert_eq!(err.reason, "product.id: invalid type: string \"3\", expected i64");
+        value["product"] = json!([3]);
+        assert_eq!(
+            test(&value, None).unwrap_err().reason,
+            "product: invalid type: sequence, expected an object with an id"
+        );
+        let b = json!({"id": 1, "title": "b", "test": {"id": 7}, "steps": ["a", 2]});
+        assert_eq!(bug(&b).unwrap_err().reason, "steps[1]: invalid type: integer `2`, expected a string");
+    }
+
+    #[test]
+    fn a_long_refused_value_is_cut_in_the_reason() {
+        let mut value = a_test();
+        value["status"] = json!("x".repeat(10_000));
+        let reason = test(&value, Some(3)).unwrap_err().reason;
+        assert!(reason.starts_with("status: unknown value \"xxx") && reason.ends_with('…'), "{reason}");
+        assert_eq!(reason.chars().count(), MAX_REASON_CHARS + 1);
+    }
+
+    #[test]
+    fn the_vocabulary_reads_and_writes_testio_words() {
+        let words: Vec<&str> = TestStatus::ALL.iter().map(|s| s.as_str()).collect();
+        let expected = ["initialized", "customer_finalized", "waiting", "running", "locked", "archived", "cancelled"];
+        assert_eq!(words, expected);
+        for status in TestStatus::ALL {
+            assert_eq!(serde_json::to_value(status).unwrap(), json!(status.as_str()), "serde and strum agree");
+            assert_eq!(status.as_str().parse::<TestStatus>().unwrap(), *status);
+            assert_eq!(status.is_final(), matches!(status, TestStatus::Archived | TestStatus::Cancelled));
+        }
+        assert_eq!(TestingType::External.to_string(), "external");
+        assert_eq!(serde_json::from_value::<BugSeverity>(json!("critical")).unwrap(), BugSeverity::Critical);
+        assert_eq!(BugStatus::ALL.len(), 3);
+        assert!(serde_json::from_value::<TestStatus>(json!({"running": null})).is_err(), "a word, not a tagged object");
+    }
+}
