@@ -155,19 +155,6 @@ pub enum LogFormat {
 }
 
 impl Settings {
-    /// The defaults, as if no variable were set: a starting point for tests and tools.
-    pub fn local_defaults() -> Self {
-        #[derive(clap::Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            settings: Settings,
-        }
-        // Parsing no arguments cannot fail: every field has a default. Environment variables still apply.
-        <Wrapper as clap::Parser>::try_parse_from(["api"])
-            .map(|w| w.settings)
-            .unwrap_or_else(|e| panic!("settings defaults do not parse: {e}"))
-    }
-
     pub fn pool(&self) -> PoolSettings {
         PoolSettings {
             max_connections: self.database_max_connections,
