@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+pub use common::settings::LogFormat;
+use common::settings::secret;
 use entity::db::PoolSettings;
 use secrecy::SecretString;
 
@@ -147,13 +149,6 @@ pub enum MailTransport {
     Smtp,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
 impl Settings {
     pub fn pool(&self) -> PoolSettings {
         PoolSettings {
@@ -162,9 +157,4 @@ impl Settings {
             connect_timeout: Duration::from_millis(self.database_acquire_timeout_ms),
         }
     }
-}
-
-/// clap value parser for secrets.
-pub fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(s))
 }

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use api::config::{LogFormat, Settings};
+use api::config::Settings;
 use api::startup::Application;
 
 #[derive(Parser)]
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { action } => {
-            common::telemetry::init(cli.settings.log_format == LogFormat::Json);
+            common::telemetry::init(cli.settings.log_format);
             let (email, grant) = match action {
                 AdminAction::GrantPlatformAdmin { email } => (email, true),
                 AdminAction::RevokePlatformAdmin { email } => (email, false),
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
             api::admin::set_platform_admin(&cli.settings, &email, grant).await
         }
         Command::Serve => {
-            common::telemetry::init(cli.settings.log_format == LogFormat::Json);
+            common::telemetry::init(cli.settings.log_format);
             if let Some(created) = api::bootstrap::run(&cli.settings).await? {
                 api::bootstrap::print(&created, &cli.settings.public_url);
             }

@@ -3,12 +3,14 @@
 
 use tracing_subscriber::EnvFilter;
 
+use crate::settings::LogFormat;
+
 /// Installs the global subscriber. Call once, first thing in `main`.
-pub fn init(json: bool) {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
-    if json {
+    if format == LogFormat::Json {
         builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
     } else {
         builder.init();

@@ -12,6 +12,8 @@ use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 
 use entity::TenantId;
+
+use crate::keyring::{self, Entry};
 pub use entity::testio_connections::Sealed;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,22 +47,12 @@ impl TokenKeys {
     pub fn from_config(config: Option<&SecretString>) -> Result<Self, CipherError> {
         let mut keys: Vec<(String, Aes256Gcm)> = Vec::new();
         let Some(config) = config else { return Ok(Self::default()) };
-        for entry in config.expose_secret().split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (id, key) = entry
-                .split_once(':')
-                .ok_or_else(|| CipherError::Config("entries must look like kid:base64key".to_owned()))?;
-            if id.is_empty() || id.len() > 64 {
-                return Err(CipherError::Config("key ids must be 1 to 64 characters".to_owned()));
-            }
-            if keys.iter().any(|(k, _)| k == id) {
-                return Err(CipherError::Config(format!("key id {id:?} appears twice")));
-            }
-            let bytes = STANDARD
-                .decode(key.trim())
-                .map_err(|_| CipherError::Config(format!("key {id:?} is not valid base64")))?;
+        for Entry { kid, secret } in keyring::parse(config).map_err(|e| CipherError::Config(e.to_string()))? {
+            let bytes =
+                STANDARD.decode(secret).map_err(|_| CipherError::Config(format!("key {kid:?} is not valid base64")))?;
             let cipher = Aes256Gcm::new_from_slice(&bytes)
-                .map_err(|_| CipherError::Config(format!("key {id:?} must be 32 bytes, not {}", bytes.len())))?;
-            keys.push((id.to_owned(), cipher));
+                .map_err(|_| CipherError::Config(format!("key {kid:?} must be 32 bytes, not {}", bytes.len())))?;
+            keys.push((kid.to_owned(), cipher));
         }
         Ok(Self { keys })
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use common::settings::{LogFormat, secret};
 use common::token_cipher::TokenKeys;
 use entity::db::PoolSettings;
 use entity::sync::schedule;
@@ -40,8 +41,8 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = 30)]
     pub database_startup_timeout_secs: u64,
     /// Log format: `json` or `pretty`. The level comes from `RUST_LOG`.
-    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
-    pub log_format: String,
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
     /// Keys that decrypt stored TestIO tokens, `kid:base64key,...` (the API's setting of the same name).
     #[arg(long, env = "TESTIO_TOKEN_KEYS", hide_env_values = true, value_parser = secret)]
     pub token_keys: Option<SecretString>,
@@ -104,10 +105,6 @@ pub struct Settings {
     /// A connection stored with a base URL outside the list is not synced: it is marked `base_url_not_allowed`.
     #[arg(long, env = "TESTIO_ALLOWED_BASE_URLS", default_value = "https://api.test.io/")]
     pub allowed_base_urls: String,
-}
-
-fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
-    Ok(SecretString::from(s))
 }
 
 impl Settings {

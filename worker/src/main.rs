@@ -39,7 +39,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    common::telemetry::init(cli.settings.log_format != "pretty");
+    common::telemetry::init(cli.settings.log_format);
     let shutdown = shutdown_on_signals()?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => Worker::build(&cli.settings, shutdown).await?.run().await,

@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use common::keyring::{self, Entry};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -66,13 +67,9 @@ impl JwtKeys {
         let mut pairs: Vec<(String, Vec<u8>)> = Vec::new();
         match keys {
             Some(keys) => {
-                for entry in keys.expose_secret().split(',').map(str::trim).filter(|e| !e.is_empty()) {
-                    let (kid, secret) = entry.split_once(':').context("JWT_KEYS entries must look like kid:secret")?;
-                    if kid.is_empty() || secret.len() < MIN_SECRET_BYTES {
-                        bail!("each JWT_KEYS entry needs a key id and a secret of at least {MIN_SECRET_BYTES} bytes");
-                    }
-                    if pairs.iter().any(|(k, _)| k == kid) {
-                        bail!("JWT_KEYS names key id {kid:?} twice");
+                for Entry { kid, secret } in keyring::parse(keys).map_err(|e| anyhow::anyhow!("JWT_KEYS: {e}"))? {
+                    if secret.len() < MIN_SECRET_BYTES {
+                        bail!("each JWT_KEYS entry needs a secret of at least {MIN_SECRET_BYTES} bytes");
                     }
                     pairs.push((kid.to_owned(), secret.as_bytes().to_vec()));
                 }

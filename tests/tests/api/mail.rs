@@ -132,7 +132,7 @@ async fn the_smtp_mailer_delivers_the_link_and_refuses_clear_text_to_a_remote_se
 #[ignore = "run as a child process by no_secret_reaches_the_log"]
 async fn child_api_process() {
     let Ok(database_url) = std::env::var("CHILD_DATABASE_URL") else { return };
-    common::telemetry::init(true);
+    common::telemetry::init(common::settings::LogFormat::Json);
     let mut settings = tests::app::test_settings_for(&database_url);
     settings.mail_outbox_dir = std::env::var("CHILD_OUTBOX").unwrap().into();
     let app = api::startup::Application::build(settings).await.unwrap();
