@@ -246,12 +246,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let Some(source) = &self.source {
-            // The message is the outermost context ("Failed to ..."), naming the step; `{:#}` prints the whole chain on
-            // one line.
+            // `error` is the whole cause chain on one line (`{:#}`); `error.message` its outermost context, the step
+            // that failed ("Failed to ...").
             tracing::error!(
                 code = self.code.as_str(),
+                error = format!("{source:#}"),
                 error.message = %source,
-                error.cause_chain = format!("{source:#}"),
                 "request failed"
             );
         }
@@ -268,6 +268,13 @@ impl ResponseError for ApiError {
 /// made.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// One invalid field: a 422 naming it.
+impl From<FieldError> for ApiError {
+    fn from(error: FieldError) -> Self {
+        Self::validation(vec![error])
+    }
 }
 
 impl From<DbErr> for ApiError {

@@ -22,18 +22,17 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::{MailTransport, Settings};
 
 /// What a message is for; logged instead of its content.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum MailKind {
     Invitation,
     EmailVerification,
 }
 
 impl MailKind {
+    /// The name logged (`invitation`, `email_verification`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Invitation => "invitation",
-            Self::EmailVerification => "email_verification",
-        }
+        self.into()
     }
 }
 

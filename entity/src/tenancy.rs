@@ -58,8 +58,9 @@ impl TenantTxn {
 
 /// Where the functions on global tables (`users`, `tenants`, `sessions`...) run: the pool, or a [`TenantTxn`] when the
 /// change must commit together with tenant work and its audit row. Sealed: only this crate can reach the connection
-/// inside, so code outside `entity` cannot run its own statements in a tenant transaction, and tenant data is reached
-/// only through the functions here.
+/// inside, so code outside `entity` cannot run its own statements in a tenant transaction; within one, tenant data is
+/// reached only through the functions here. (Other crates still hold the pool and could bind a transaction to a
+/// tenant by hand; `tests/tests/api/layering.rs` fails if any crate but `entity` mentions `app.tenant_id`.)
 pub trait Db: Sync {
     #[doc(hidden)]
     type Conn: ConnectionTrait;

@@ -3,8 +3,11 @@
 //! values with TestIO's vocabulary of statuses and severities ([`model`]).
 //!
 //! It knows nothing of the database: turning items into mirror rows is the sync worker's business, and the API uses
-//! only the client and the allowlist (to verify a token before saving a connection).
+//! only the client and the allowlist (to verify a token before saving a connection). The client is the default
+//! feature `client`; `entity` turns it off and gets only [`model`], for the statuses it stores.
 
+#[cfg(feature = "client")]
 pub mod allowlist;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod model;

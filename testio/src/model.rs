@@ -152,8 +152,9 @@ mod wire {
     pub(super) struct Test {
         pub product: Option<Ref>,
         pub title: Option<String>,
-        /// Sent instead of `title` (which is then `null`) by some tests.
-        pub test_title: Option<String>,
+        /// Sent instead of `title` (which is then `null`) by some tests; read only when `title` is missing, so that
+        /// it is type-checked only then (see [`super::test`]).
+        pub test_title: Option<Value>,
         pub status: Option<TestStatus>,
         pub testing_type: Option<TestingType>,
         pub review_status: Option<String>,
@@ -290,7 +291,14 @@ pub fn test(value: &Value, listed_product: Option<i64>) -> Parsed<Test> {
     Ok(Test {
         id,
         product_id: required(id, listed_product.or(fields.product.and_then(|p| p.id)), "product.id")?,
-        title: required(id, fields.title.or(fields.test_title), "title or test_title")?,
+        title: match fields.title {
+            Some(title) => title,
+            None => {
+                let fallback = fields.test_title.map(serde_json::from_value::<Option<String>>).transpose();
+                let fallback = fallback.map_err(|e| invalid(Some(id), format!("test_title: {e}")))?.flatten();
+                required(id, fallback, "title or test_title")?
+            }
+        },
         status: required(id, fields.status, "status")?,
         testing_type: fields.testing_type,
         review_status: fields.review_status,
@@ -413,7 +421,10 @@ mod tests {
     fn observed_oddities_are_accepted() {
         let mut value = a_test();
         value["testing_type"] = Value::Null;
+        value["test_title"] = json!(5);
+        assert_eq!(test(&value, Some(3)).unwrap().title, "Checkout", "test_title is not read when title is there");
         value["title"] = Value::Null;
+        assert!(test(&value, Some(3)).unwrap_err().reason.contains("test_title: invalid type"));
         value["test_title"] = json!("From test_title");
         let row = test(&value, Some(3)).unwrap();
         assert_eq!((row.testing_type, row.title.as_str()), (None, "From test_title"));

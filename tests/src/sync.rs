@@ -12,9 +12,9 @@ use crate::app::{TEST_TOKEN_KEYS, TestApp, TestUser, defaults_without_env, spawn
 use crate::database::TestDatabase;
 use crate::testio_sim::{Account, Shape, Simulator};
 
-/// Worker settings for tests: the declared defaults (never the environment), the test database, the test token keys, fast polling, quick retries. The allowed base
-/// URLs are the production default, which admits no simulator: a test that syncs sets `allowed_base_urls` (the
-/// fixture's workers do, see [`SyncFixture::worker_settings`]).
+/// Worker settings for tests: the declared defaults (never the environment), the test database, the test token keys,
+/// fast polling, quick retries. The allowed base URLs are the production default, which admits no simulator: a test
+/// that syncs sets `allowed_base_urls` (the fixture's workers do, see [`SyncFixture::worker_settings`]).
 pub fn worker_settings(db: &TestDatabase) -> worker::Settings {
     worker_settings_for(&db.runtime_url())
 }

@@ -2,13 +2,30 @@
 //! refresh token (stored hashed) to get the next pair.
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use entity::audit::Origin;
 use entity::{Db, UserId, refresh_tokens, sessions};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::secrets;
 use crate::error::ApiError;
-use crate::routes::views::TokenPair;
 use crate::state::AppState;
+
+/// A fresh pair of credentials.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    /// Short-lived JWT; send as `Authorization: Bearer <access_token>`.
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// Single-use token for `POST /v1/auth/refresh`; each use returns a new one.
+    pub refresh_token: String,
+    /// When the session (and so every refresh token of it) ends.
+    pub refresh_expires_at: DateTime<Utc>,
+}
 
 /// Opens a session in `db` and issues its first token pair.
 pub async fn start(state: &AppState, db: &impl Db, user_id: UserId, origin: &Origin) -> Result<TokenPair, ApiError> {

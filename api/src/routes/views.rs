@@ -8,6 +8,7 @@ use entity::{TenantId, UserId, UserTxn, tenants, users};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+pub use crate::auth::session::TokenPair;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -94,21 +95,6 @@ impl MembershipView {
             })
             .collect())
     }
-}
-
-/// A fresh pair of credentials.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenPair {
-    /// Short-lived JWT; send as `Authorization: Bearer <access_token>`.
-    pub access_token: String,
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    /// Single-use token for `POST /v1/auth/refresh`; each use returns a new one.
-    pub refresh_token: String,
-    /// When the session (and so every refresh token of it) ends.
-    pub refresh_expires_at: DateTime<Utc>,
 }
 
 /// Created, changed and deleted rows of one kind.

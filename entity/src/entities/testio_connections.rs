@@ -7,7 +7,8 @@ use sea_orm::{IntoActiveModel, sea_query::OnConflict};
 
 use crate::{TenantId, TenantTxn, UserId};
 
-/// A TestIO token as stored (sealed by `common::token_cipher`): which key sealed it, the nonce, and the ciphertext with its tag.
+/// A TestIO token as stored (sealed by `common::token_cipher`): which key sealed it, the nonce, and the ciphertext
+/// with its tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sealed {
     pub key_id: String,

@@ -17,6 +17,15 @@ pub enum BackfillCursor {
     Done,
 }
 
+/// What a scan saves: how far the backfill got. (A scan never sets a product back to [`BackfillCursor::NotStarted`].)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackfillProgress {
+    /// The backfill continues at this offset.
+    At(i64),
+    /// The whole history has been read.
+    Done,
+}
+
 /// Where the backfill of a product stands.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn backfill_cursor(txn: &TenantTxn, product_id: i64) -> Result<BackfillCursor, DbErr> {
@@ -35,17 +44,12 @@ pub async fn backfill_cursor(txn: &TenantTxn, product_id: i64) -> Result<Backfil
     })
 }
 
-/// Saves the backfill position of a product; [`BackfillCursor::NotStarted`] forgets it, so that the next scan of the
-/// product is a first scan again.
+/// Saves how far the backfill of a product got.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
-pub async fn set_backfill_cursor(txn: &TenantTxn, product_id: i64, cursor: BackfillCursor) -> Result<(), DbErr> {
-    let offset = match cursor {
-        BackfillCursor::NotStarted => {
-            let sql = "DELETE FROM testio_scan_cursors WHERE product_id = $1";
-            return txn.conn().execute_raw(stmt(sql, [product_id.into()])).await.map(|_| ());
-        }
-        BackfillCursor::At(offset) => Some(offset),
-        BackfillCursor::Done => None,
+pub async fn set_backfill_cursor(txn: &TenantTxn, product_id: i64, progress: BackfillProgress) -> Result<(), DbErr> {
+    let offset = match progress {
+        BackfillProgress::At(offset) => Some(offset),
+        BackfillProgress::Done => None,
     };
     txn.conn()
         .execute_raw(stmt(

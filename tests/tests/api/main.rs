@@ -12,6 +12,7 @@ mod health;
 mod invitations;
 mod isolation;
 mod key_creator;
+mod layering;
 mod mail;
 mod members;
 mod migrations;

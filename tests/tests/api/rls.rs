@@ -67,7 +67,7 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
 /// A connection, one product, test and bug, a scan cursor, a gap and a sync run: every mirror table gets a row.
 async fn seed_mirror(txn: &TenantTxn, name: &str) {
     use entity::mirror::{self, BugRow, ProductRow, TestRow};
-    use entity::sync::{BackfillCursor, Gap};
+    use entity::sync::{BackfillProgress, Gap};
     let keys = common::token_cipher::TokenKeys::from_config(Some(&tests::app::TEST_TOKEN_KEYS.into())).unwrap();
     entity::testio_connections::save(
         txn,
@@ -107,7 +107,7 @@ async fn seed_mirror(txn: &TenantTxn, name: &str) {
         raw,
     };
     assert_eq!(mirror::upsert_bugs(txn, &[bug]).await.unwrap().new, [100]);
-    entity::sync::set_backfill_cursor(txn, 1, BackfillCursor::At(50)).await.unwrap();
+    entity::sync::set_backfill_cursor(txn, 1, BackfillProgress::At(50)).await.unwrap();
     assert!(entity::sync::open_gap(txn, &Gap::test_page(1, 7, "500".into())).await.unwrap());
     entity::sync_runs::request(txn, entity::sync_runs::SyncTrigger::Api, false, None).await.unwrap();
 }

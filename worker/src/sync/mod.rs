@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use entity::mirror::{self, RowCounts};
 use entity::sync::gaps::{self, Gap, GapKey, GapKind, OpenGap};
-use entity::sync::{BackfillCursor, schedule};
+use entity::sync::{BackfillProgress, schedule};
 use entity::sync_runs::Counts;
 use entity::{TenantId, TenantTxn, testio_connections};
 use sea_orm::{DatabaseConnection, DbErr};
@@ -379,7 +379,7 @@ impl<'a> Job<'a> {
         items: Vec<Value>,
         mut gaps: Vec<Gap>,
         mut resolved: Vec<String>,
-        cursor: Option<(i64, BackfillCursor)>,
+        cursor: Option<(i64, BackfillProgress)>,
     ) -> Result<usize, SyncError> {
         let mut rows = Vec::with_capacity(items.len());
         for item in &items {

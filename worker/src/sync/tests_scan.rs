@@ -1,7 +1,7 @@
 //! The scan of one product's test list: newest first, then the resumable backfill; failing pages are fetched again in
 //! smaller pages down to single items, and what still fails becomes a gap.
 
-use entity::sync::{BackfillCursor, Gap, GapKey, backfill_cursor, set_backfill_cursor};
+use entity::sync::{BackfillCursor, BackfillProgress, Gap, GapKey, backfill_cursor, set_backfill_cursor};
 use serde_json::Value;
 
 use super::{Job, SyncError};
@@ -52,9 +52,9 @@ impl Job<'_> {
             offset += page;
             // The first scan of a product is its backfill: it saves its position with every page.
             let save = if ended {
-                Some((product, BackfillCursor::Done))
+                Some((product, BackfillProgress::Done))
             } else if first {
-                Some((product, BackfillCursor::At(offset as i64)))
+                Some((product, BackfillProgress::At(offset as i64)))
             } else {
                 None
             };
@@ -79,7 +79,7 @@ impl Job<'_> {
                         _ => offset as i64,
                     };
                     let txn = self.begin().await?;
-                    set_backfill_cursor(&txn, product, BackfillCursor::At(at)).await?;
+                    set_backfill_cursor(&txn, product, BackfillProgress::At(at)).await?;
                     self.commit(txn).await?;
                 }
                 return Ok(false);
@@ -109,7 +109,7 @@ impl Job<'_> {
             }
             let ended = range.ended;
             offset += page;
-            let cursor = if ended { BackfillCursor::Done } else { BackfillCursor::At(offset as i64) };
+            let cursor = if ended { BackfillProgress::Done } else { BackfillProgress::At(offset as i64) };
             self.store_range(product, range, Some((product, cursor))).await?;
             if ended {
                 return Ok(());
@@ -123,7 +123,7 @@ impl Job<'_> {
         &mut self,
         product: i64,
         range: Range,
-        cursor: Option<(i64, BackfillCursor)>,
+        cursor: Option<(i64, BackfillProgress)>,
     ) -> Result<usize, SyncError> {
         let resolved =
             range.read.iter().map(|&offset| GapKey::TestPage { product_id: product, offset }.to_string()).collect();

@@ -59,7 +59,7 @@ pub async fn create_api_key(
     path: web::Path<TenantPath>,
     body: JsonBody<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let name = parse_name("name", &body.name, 100).map_err(|e| ApiError::validation(vec![e]))?;
+    let name = parse_name("name", &body.name, 100)?;
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;
     // Only now, once the tenant is known to be the caller's: an API key may not mint credentials.
     let me = principal.user()?;

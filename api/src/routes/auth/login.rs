@@ -50,9 +50,9 @@ pub async fn login(
     body: JsonBody<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let email = Email::parse("email", &body.email).map_err(|e| ApiError::validation(vec![e]))?;
+    let email = Email::parse("email", &body.email)?;
     if body.password.chars().count() > Password::MAX_CHARS {
-        return Err(ApiError::validation(vec![invalid("password", "is too long")]));
+        return Err(invalid("password", "is too long").into());
     }
     let user = users::find_by_email(&state.db, email.as_str()).await.context("Failed to look up the user")?;
     let actor = user.as_ref().map_or(Actor::anonymous(), |u| Actor::user(u.id));

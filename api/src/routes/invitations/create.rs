@@ -61,7 +61,7 @@ pub async fn create_invitation(
     path: web::Path<TenantPath>,
     body: JsonBody<CreateInvitationRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let email = Email::parse("email", &body.email).map_err(|e| ApiError::validation(vec![e]))?;
+    let email = Email::parse("email", &body.email)?;
     let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageMembers).await?;
     // Only now, once the tenant is known to be the caller's: an API key may not mint credentials.
     let me = principal.user()?;

@@ -66,9 +66,9 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let me = principal.user()?;
     let body = body.into_inner();
-    let new_password = Password::parse("new_password", body.new_password).map_err(|e| ApiError::validation(vec![e]))?;
+    let new_password = Password::parse("new_password", body.new_password)?;
     if body.current_password.chars().count() > Password::MAX_CHARS {
-        return Err(ApiError::validation(vec![invalid("current_password", "is not the current password")]));
+        return Err(invalid("current_password", "is not the current password").into());
     }
     let check = throttle::PasswordCheck::password_change(&state.settings, &me.user.email, origin.0.ip_address);
     if let Err(refused) = check.admit(&state.db).await {
@@ -84,7 +84,7 @@ pub async fn change_password(
     };
     if !verified {
         refused_change(&state, me.user.id, "wrong_current_password", &origin.0).await?;
-        return Err(ApiError::validation(vec![invalid("current_password", "is not the current password")]));
+        return Err(invalid("current_password", "is not the current password").into());
     }
     let hash = state.passwords.hash(new_password.expose().to_owned()).await?;
     let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await.context("Failed to begin the transaction")?;

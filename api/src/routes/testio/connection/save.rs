@@ -35,7 +35,7 @@ pub struct SaveConnectionRequest {
 }
 
 fn field(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::validation(vec![invalid(field, message)])
+    invalid(field, message).into()
 }
 
 /// The base URL to save, checked against `TESTIO_ALLOWED_BASE_URLS` before the token is sent anywhere (the default
@@ -80,7 +80,7 @@ pub async fn save_connection(
     let tenant = TenantId(path.tenant_id);
     // Authorize before calling out: the server must not probe tokens or URLs for strangers.
     TenantAccess::begin(&state, &principal, tenant, Permission::ManageTestioConnection).await?.commit().await?;
-    let token = TestioToken::parse("token", &body.token).map_err(|e| ApiError::validation(vec![e]))?.into_secret();
+    let token = TestioToken::parse("token", &body.token)?.into_secret();
     let base_url = parse_base_url(&state, body.base_url.as_deref())?;
     if !state.token_keys.is_configured() {
         return Err(ApiError::new(
