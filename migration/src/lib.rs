@@ -16,6 +16,7 @@ mod m20261123_000005_create_audit_logs;
 mod m20261123_000006_identity;
 mod m20261123_000007_testio_sync;
 pub mod m20261201_000008_security_hardening;
+mod m20261201_000009_sync_verification;
 mod sql;
 
 /// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000006_identity::Migration),
             Box::new(m20261123_000007_testio_sync::Migration),
             Box::new(m20261201_000008_security_hardening::Migration),
+            Box::new(m20261201_000009_sync_verification::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@
 //! (the token is dead), 404/403 (unknown or foreign id). The token never appears in logs or errors.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rand::RngExt;
@@ -118,8 +119,19 @@ impl TestioClient {
     }
 
     /// `GET base_url + path?query`, paced and retried as the module explains; the parsed JSON body.
-    #[tracing::instrument(skip_all, fields(path = %path))]
     pub async fn get(&self, endpoint: &Endpoint, path: &str, query: &[(&str, String)]) -> Result<Value, FetchError> {
+        self.get_counted(endpoint, path, query, &AtomicU32::new(0)).await
+    }
+
+    /// [`TestioClient::get`], adding every HTTP request it makes (retries included) to `requests`.
+    #[tracing::instrument(skip_all, fields(path = %path))]
+    pub async fn get_counted(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        query: &[(&str, String)],
+        requests: &AtomicU32,
+    ) -> Result<Value, FetchError> {
         let mut url = endpoint.base_url.join(path).map_err(|e| FetchError::Transport(format!("bad URL: {e}")))?;
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
@@ -128,6 +140,7 @@ impl TestioClient {
         loop {
             attempt += 1;
             let last = attempt >= self.settings.max_attempts;
+            requests.fetch_add(1, Ordering::Relaxed);
             let wait = match self.once(endpoint, &url).await {
                 Ok(value) => return Ok(value),
                 Err(Failure::Final(e)) => return Err(e),

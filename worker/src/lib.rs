@@ -70,9 +70,9 @@ pub struct Settings {
     /// `per_page` of test list requests.
     #[arg(long, env = "SYNC_PAGE_SIZE", default_value_t = 50)]
     pub page_size: usize,
-    /// Pages read past the first page holding a known test before the newest-first scan stops.
-    #[arg(long, env = "SYNC_STOP_AFTER_KNOWN_PAGES", default_value_t = 1)]
-    pub stop_after_known_pages: usize,
+    /// Consecutive pages of already mirrored, unchanged tests after which the newest-first scan of a product stops.
+    #[arg(long, env = "SYNC_STOP_AFTER_QUIET_PAGES", default_value_t = 1)]
+    pub stop_after_quiet_pages: usize,
     /// Pages of one product's history read per run; the backfill resumes in the next run.
     #[arg(long, env = "SYNC_MAX_PAGES_PER_PRODUCT", default_value_t = 500)]
     pub max_pages_per_product: usize,
@@ -82,9 +82,14 @@ pub struct Settings {
     /// Requests of one tenant in flight at once.
     #[arg(long, env = "SYNC_TENANT_CONCURRENCY", default_value_t = 2)]
     pub tenant_concurrency: usize,
-    /// Interval of full reconciles (catching moved and deleted tests and bugs), in seconds.
-    #[arg(long, env = "SYNC_RECONCILE_INTERVAL_SECS", default_value_t = 86400)]
-    pub reconcile_interval_secs: u64,
+    /// Time in which every product's whole list is re-read by the rolling verification, in seconds; each run
+    /// re-reads its share (at least one page per product). `verified_through` is at most this old, plus an interval.
+    #[arg(long, env = "SYNC_VERIFY_CYCLE_SECS", default_value_t = 86400)]
+    pub verify_cycle_secs: u64,
+    /// Tests that ended within this many days have their bugs read every run (customers accept and reject bugs then);
+    /// older tests' bugs are re-read as their part of the list is verified.
+    #[arg(long, env = "SYNC_BUG_REVIEW_DAYS", default_value_t = 30)]
+    pub bug_review_days: u64,
     /// Requests to TestIO in flight at once, all tenants of this process together.
     #[arg(long, env = "TESTIO_MAX_CONCURRENT_REQUESTS", default_value_t = 8)]
     pub max_concurrent_requests: usize,
@@ -111,11 +116,12 @@ impl Settings {
     pub fn sync(&self) -> SyncSettings {
         SyncSettings {
             page_size: self.page_size.max(1),
-            stop_after_known_pages: self.stop_after_known_pages,
+            stop_after_quiet_pages: self.stop_after_quiet_pages.max(1),
             max_pages_per_product: self.max_pages_per_product.max(1),
             bug_batch_size: self.bug_batch_size.max(1),
             tenant_concurrency: self.tenant_concurrency.max(1),
-            reconcile_every: Duration::from_secs(self.reconcile_interval_secs),
+            verify_cycle: Duration::from_secs(self.verify_cycle_secs.max(1)),
+            bug_review: Duration::from_secs(self.bug_review_days.saturating_mul(86400)),
             lease_secs: self.lease_secs.max(2),
         }
     }
@@ -152,11 +158,11 @@ impl Worker {
     /// Connects and checks the role; fails (the binary exits non-zero) if the role could escape row-level security
     /// or the token keys or the allowed base URLs do not parse.
     pub async fn build(settings: &Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        if settings.max_pages_per_product <= settings.stop_after_known_pages {
+        if settings.max_pages_per_product <= settings.stop_after_quiet_pages {
             anyhow::bail!(
-                "SYNC_MAX_PAGES_PER_PRODUCT ({}) must exceed SYNC_STOP_AFTER_KNOWN_PAGES ({}), or the backfill never moves",
+                "SYNC_MAX_PAGES_PER_PRODUCT ({}) must exceed SYNC_STOP_AFTER_QUIET_PAGES ({}), or the backfill never moves",
                 settings.max_pages_per_product,
-                settings.stop_after_known_pages
+                settings.stop_after_quiet_pages
             );
         }
         let keys = TokenKeys::from_config(settings.token_keys.as_ref()).context("Failed to read TESTIO_TOKEN_KEYS")?;

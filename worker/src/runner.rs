@@ -134,7 +134,7 @@ impl Runner {
         let run = sync_runs::start(&txn, trigger, full, &self.name).await.context("Failed to start the run")?;
         txn.commit().await.context("Failed to commit the run start")?;
 
-        let source = Source { client: self.client.clone(), endpoint: Endpoint { base_url, token } };
+        let source = Source::new(self.client.clone(), Endpoint { base_url, token });
         let mut job = Job::new(&self.db, source, tenant, &self.name, &self.settings, run.id);
         // Writes renew the lease, but a long stretch of requests (retries, a page shrunk item by item, many bug
         // batches) could outlast it: a heartbeat keeps it while the job runs. Writes stay fenced by their own renewal.
@@ -156,7 +156,7 @@ impl Runner {
                 }
             })
         };
-        let result = job.run(run.full_sync, connection.last_reconcile_at).await;
+        let result = job.run(run.full_sync, self.intervals.of(claimed.plan)).await;
         beat.cancel();
         let _ = heartbeat.await;
         let counts = job.counts();

@@ -136,6 +136,13 @@ pub struct SyncRunView {
     pub gaps: GapCounts,
     /// Why the run failed or was interrupted.
     pub error: Option<String>,
+    /// Pages of product test lists the run read (its share of the rolling verification included).
+    pub list_pages_read: i32,
+    /// Pages of all the tenant's product test lists: what a full run reads.
+    pub list_pages_total: i32,
+    /// When the run ended, every change TestIO had made before this time was in the mirror; `null` until every
+    /// product's list has been verified once.
+    pub verified_through: Option<DateTime<Utc>>,
 }
 
 impl From<sync_runs::Model> for SyncRunView {
@@ -157,6 +164,9 @@ impl From<sync_runs::Model> for SyncRunView {
             bugs: ChangeCounts { new: r.bugs_new, updated: r.bugs_updated, deleted: r.bugs_deleted },
             gaps: GapCounts { opened: r.gaps_opened, resolved: r.gaps_resolved },
             error: r.error,
+            list_pages_read: r.list_pages_read,
+            list_pages_total: r.list_pages_total,
+            verified_through: r.verified_through,
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub verified_at: DateTimeUtc,
     pub last_reconcile_at: Option<DateTimeUtc>,
+    /// Every change TestIO made before this time is in the mirror (the oldest of the products' last complete, clean
+    /// verification passes); `None` until the whole mirror has been verified once.
+    pub verified_through: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -129,6 +132,7 @@ pub async fn save(txn: &TenantTxn, new: NewConnection) -> Result<Model, DbErr> {
         updated_at: Set(now),
         verified_at: Set(now),
         last_reconcile_at: Set(None),
+        verified_through: Set(None),
     };
     Entity::insert(model)
         .on_conflict(
@@ -198,6 +202,17 @@ pub async fn mark_base_url_not_allowed(
 pub async fn set_reconciled(txn: &TenantTxn, at: DateTimeUtc) -> Result<(), DbErr> {
     Entity::update_many()
         .col_expr(Column::LastReconcileAt, sea_orm::sea_query::Expr::value(at))
+        .filter(Column::TenantId.eq(txn.tenant_id()))
+        .exec(txn.conn())
+        .await
+        .map(|_| ())
+}
+
+/// Records how far the whole mirror is verified (see [`Model::verified_through`]).
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn set_verified_through(txn: &TenantTxn, at: Option<DateTimeUtc>) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::VerifiedThrough, sea_orm::sea_query::Expr::value(at))
         .filter(Column::TenantId.eq(txn.tenant_id()))
         .exec(txn.conn())
         .await

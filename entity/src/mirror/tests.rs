@@ -1,10 +1,9 @@
 //! `testio_tests`: the tests (TestIO's exploratory tests) of the tenant's products.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use sea_orm::QueryOrder;
-use sea_orm::QuerySelect;
 use sea_orm::entity::prelude::*;
+use sea_orm::{PaginatorTrait, QueryOrder, QuerySelect};
 use serde::Serialize;
 use serde_json::Value as Json;
 use testio::model::TestStatus;
@@ -144,21 +143,108 @@ pub async fn open_tests(txn: &TenantTxn) -> Result<Vec<i64>, DbErr> {
     ids(rows, "testio_id")
 }
 
-/// Tests whose bugs must be read: never read, the test can still change (a locked test's bugs still move), or the
-/// test changed since its bugs were last read (it just became final).
+/// Tests whose bugs must be read every run: never read, the test can still change (a locked test's bugs still move),
+/// the test changed since its bugs were last read (it just became final), or it ended after `review_since` (customers
+/// accept and reject bugs in the weeks after a test ends). Bugs of the other tests are re-read as their part of the
+/// list is verified.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
-pub async fn tests_needing_bugs(txn: &TenantTxn) -> Result<Vec<i64>, DbErr> {
+pub async fn tests_needing_bugs(txn: &TenantTxn, review_since: DateTimeUtc) -> Result<Vec<i64>, DbErr> {
     let rows = txn
         .conn()
         .query_all_raw(stmt(
             "SELECT testio_id FROM testio_tests
               WHERE bugs_synced_at IS NULL OR bugs_synced_at < changed_at
                  OR status NOT IN (SELECT jsonb_array_elements_text($1::jsonb))
+                 OR end_at > $2
               ORDER BY testio_id",
-            [final_statuses()?],
+            [final_statuses()?, review_since.into()],
         ))
         .await?;
     ids(rows, "testio_id")
+}
+
+/// How many tests each product has in the mirror.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn counts_by_product(txn: &TenantTxn) -> Result<HashMap<i64, i64>, DbErr> {
+    let rows: Vec<(i64, i64)> = Entity::find()
+        .select_only()
+        .column(Column::ProductId)
+        .column_as(Column::TestioId.count(), "n")
+        .group_by(Column::ProductId)
+        .into_tuple()
+        .all(txn.conn())
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// How many of a product's mirrored tests end after `end_at`: where a test ending then stands in the product's list
+/// (which TestIO orders by `end_at`, newest first), as far as the mirror knows.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn count_ending_after(txn: &TenantTxn, product_id: i64, end_at: DateTimeUtc) -> Result<i64, DbErr> {
+    let n = Entity::find()
+        .filter(Column::ProductId.eq(product_id))
+        .filter(Column::EndAt.gt(end_at))
+        .count(txn.conn())
+        .await?;
+    Ok(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A product's mirrored tests that end strictly between `after` and `before` (`None`: unbounded on that side); tests
+/// without an `end_at` are not placed anywhere in the list, so they are never among them.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn ids_ending_between(
+    txn: &TenantTxn,
+    product_id: i64,
+    after: Option<DateTimeUtc>,
+    before: Option<DateTimeUtc>,
+) -> Result<Vec<i64>, DbErr> {
+    let mut query = Entity::find()
+        .select_only()
+        .column(Column::TestioId)
+        .filter(Column::ProductId.eq(product_id))
+        .filter(Column::EndAt.is_not_null());
+    if let Some(after) = after {
+        query = query.filter(Column::EndAt.gt(after));
+    }
+    if let Some(before) = before {
+        query = query.filter(Column::EndAt.lt(before));
+    }
+    query.order_by_asc(Column::TestioId).into_tuple().all(txn.conn()).await
+}
+
+/// An open test and where the mirror places it in its product's list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenTest {
+    pub testio_id: i64,
+    pub product_id: i64,
+    /// Mirrored tests of the product that end after it.
+    pub ending_after: i64,
+}
+
+/// Tests that can still change (their status is not final), with their place in their product's list.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn open_tests_placed(txn: &TenantTxn) -> Result<Vec<OpenTest>, DbErr> {
+    let rows = txn
+        .conn()
+        .query_all_raw(stmt(
+            "SELECT t.testio_id, t.product_id,
+                    (SELECT count(*) FROM testio_tests u
+                      WHERE u.product_id = t.product_id AND u.end_at > t.end_at) AS ending_after
+               FROM testio_tests t
+              WHERE t.status NOT IN (SELECT jsonb_array_elements_text($1::jsonb))
+              ORDER BY t.product_id, t.testio_id",
+            [final_statuses()?],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OpenTest {
+                testio_id: r.try_get("", "testio_id")?,
+                product_id: r.try_get("", "product_id")?,
+                ending_after: r.try_get("", "ending_after")?,
+            })
+        })
+        .collect()
 }
 
 /// Every mirrored test id.

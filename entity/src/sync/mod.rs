@@ -7,5 +7,8 @@ pub mod gaps;
 pub mod runs;
 pub mod schedule;
 
-pub use cursors::{BackfillCursor, BackfillProgress, backfill_cursor, set_backfill_cursor};
+pub use cursors::{
+    BackfillCursor, BackfillProgress, TenantVerification, Verification, backfill_cursor, save_verification,
+    set_backfill_cursor, tenant_verification, verifications,
+};
 pub use gaps::{Gap, GapKey, GapKind, OpenGap, open_gap, open_gaps, resolve_gaps, resolve_stale_gaps};

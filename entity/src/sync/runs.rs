@@ -104,6 +104,10 @@ pub struct Model {
     pub gaps_opened: i32,
     pub gaps_resolved: i32,
     pub error: Option<String>,
+    pub list_pages_read: i32,
+    pub list_pages_total: i32,
+    /// The tenant's `verified_through` when the run ended.
+    pub verified_through: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -125,6 +129,10 @@ pub struct Counts {
     pub bugs_deleted: i32,
     pub gaps_opened: i32,
     pub gaps_resolved: i32,
+    /// Pages of product test lists read (a page split after a failure counts once).
+    pub list_pages_read: i32,
+    /// Pages of all the tenant's product test lists, as far as the mirror knows them.
+    pub list_pages_total: i32,
 }
 
 /// Queues a run unless one is already queued or running; returns the run and whether it is new.
@@ -243,6 +251,9 @@ async fn start_new(txn: &TenantTxn, trigger: SyncTrigger, full_sync: bool, worke
         gaps_opened: Set(0),
         gaps_resolved: Set(0),
         error: Set(None),
+        list_pages_read: Set(0),
+        list_pages_total: Set(0),
+        verified_through: Set(None),
     }
     .insert(txn.conn())
     .await
@@ -289,4 +300,18 @@ fn set_counts(active: &mut ActiveModel, c: Counts) {
     active.bugs_deleted = Set(c.bugs_deleted);
     active.gaps_opened = Set(c.gaps_opened);
     active.gaps_resolved = Set(c.gaps_resolved);
+    active.list_pages_read = Set(c.list_pages_read);
+    active.list_pages_total = Set(c.list_pages_total);
+}
+
+/// Records on the run how far the tenant's mirror was verified when it ended.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn record_verified_through(txn: &TenantTxn, id: Uuid, at: Option<DateTimeUtc>) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::VerifiedThrough, sea_orm::sea_query::Expr::value(at))
+        .filter(Column::TenantId.eq(txn.tenant_id()))
+        .filter(Column::Id.eq(id))
+        .exec(txn.conn())
+        .await
+        .map(|_| ())
 }

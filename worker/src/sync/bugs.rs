@@ -32,13 +32,11 @@ fn should_split(e: &FetchError) -> bool {
     )
 }
 
-/// Fetches the bugs of `tests`, splitting on failure; returns the answers and the number of requests made.
-async fn fetch(source: Source, tests: Vec<i64>) -> (Vec<Batch>, i32) {
+/// Fetches the bugs of `tests`, splitting on failure.
+async fn fetch(source: Source, tests: Vec<i64>) -> Vec<Batch> {
     let mut out = Vec::new();
-    let mut requests = 0;
     let mut pending = vec![tests];
     while let Some(tests) = pending.pop() {
-        requests += 1;
         let ids = tests.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
         let result = source.get("bugs", &[("filter_test_cycle_ids", ids)]).await.and_then(|b| envelope_list(b, "bugs"));
         match result {
@@ -50,7 +48,7 @@ async fn fetch(source: Source, tests: Vec<i64>) -> (Vec<Batch>, i32) {
             result => out.push(Batch { tests, result }),
         }
     }
-    (out, requests)
+    out
 }
 
 pub(super) async fn sync(job: &mut Job<'_>, tests: Vec<i64>) -> Result<(), SyncError> {
@@ -62,8 +60,7 @@ pub(super) async fn sync(job: &mut Job<'_>, tests: Vec<i64>) -> Result<(), SyncE
     // union of complete answers is a complete answer for the union of their tests.
     let mut tests_pending: Vec<i64> = Vec::new();
     let mut items_pending: Vec<Value> = Vec::new();
-    while let Some((batches, requests)) = answers.next().await {
-        job.counts.requests += requests;
+    while let Some(batches) = answers.next().await {
         for batch in batches {
             match batch.result {
                 Ok(items) => {

@@ -1,30 +1,40 @@
 //! One sync of one tenant's mirror. The steps, in order:
 //!
 //! 1. **Products**: the complete list, in one response. Products gone from it are deleted with their tests and bugs.
-//! 2. **Tests, per product**: a newest-first scan (the API lists tests by `end_at` descending) that stops
-//!    `stop_after_known_pages` pages after the first page holding an already mirrored test, then the **backfill**:
-//!    a cursor per product that walks towards the oldest test, at most `max_pages_per_product` pages per run and
-//!    resumed by the next run (which is scheduled at once while a backfill is pending), so history of any depth is
-//!    eventually read and nothing is cut off silently. A page that fails (500, unreadable body) is fetched again in
-//!    halves down to single items; an item that still fails is recorded as a gap and retried by later runs.
-//! 3. **Refresh**: tests in a non-final status that the scan did not see are read one by one (their status changes
-//!    without any signal); a 404 deletes them.
-//! 4. **Reconcile** (a full run, or every `reconcile_every`): every product's whole list is scanned, and mirrored tests
-//!    that were not seen are read one by one, which catches moved and deleted tests.
-//! 5. **Bugs** of new, open, just-changed and gap-listed tests (of all tests on a reconcile), in batches of
-//!    `bug_batch_size` test ids, split in half on 524 or an unreadable body. A batch answer is complete for its tests,
-//!    so their bugs missing from it are deleted.
+//! 2. **Plan**: an incremental run whose estimated requests exceed a full run's does the full run instead.
+//! 3. **Tests, per product**: a newest-first scan (the API lists tests by `end_at` descending) that stops only after
+//!    `stop_after_quiet_pages` consecutive pages in which every test was already mirrored and unchanged, then the
+//!    **backfill**: a cursor per product that walks towards the oldest test, at most `max_pages_per_product` pages per
+//!    run and resumed by the next run (scheduled at once while a backfill is pending), so history of any depth is
+//!    eventually read. A page that fails (500, unreadable body) is fetched again in halves down to single items; an
+//!    item that still fails is recorded as a gap and retried by later runs.
+//! 4. **Verification** (see [`verify`]): every product whose history is read re-lists a slice of its list from a
+//!    persistent boundary, sized so that the whole list is re-read once per `verify_cycle`; mirrored tests that the
+//!    slice shows to be gone from their place are read one by one (a 404 deletes them). A pass that reaches the end
+//!    of the list without a gap moves the product's `verified_through` to the time the pass started.
+//! 5. **Open tests** that no page of this run showed are refreshed through the pages where the mirror places them
+//!    (one request per page, not per test); only those not found there are read one by one.
+//! 6. **Full run** (`{"full": true}`, or when cheaper): every product's whole list, then every mirrored test not seen
+//!    is read one by one (moved or deleted), and every test's bugs.
+//! 7. **Bugs** of new, changed, open and recently ended tests, of the tests of the verified slice and of gap-listed
+//!    tests, in batches of `bug_batch_size` test ids, split in half on 524 or an unreadable body. A batch answer is
+//!    complete for its tests, so their bugs missing from it are deleted.
 //!
 //! Every write is one short [`TenantTxn`] per page or batch that also renews (and so fences) the worker's lease; no
 //! transaction is open while an HTTP request is. A crash loses at most the page in flight, which the next run reads
-//! again: upserts make a re-read harmless.
+//! again: upserts make a re-read harmless. `requests` counts every HTTP request, retries included.
 
 mod bugs;
 mod rows;
 mod tests_scan;
+mod verify;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use entity::mirror::{self, RowCounts};
 use entity::sync::gaps::{self, Gap, GapKey, GapKind, OpenGap};
@@ -42,16 +52,18 @@ use testio::client::{Endpoint, FetchError, TestioClient, envelope_item, envelope
 pub struct SyncSettings {
     /// `per_page` of test list requests.
     pub page_size: usize,
-    /// Pages read after the first page that holds a known test before the newest-first scan stops.
-    pub stop_after_known_pages: usize,
+    /// Consecutive pages of known, unchanged tests after which the newest-first scan stops.
+    pub stop_after_quiet_pages: usize,
     /// Pages of one product read per run by the backfill; the rest waits for the next run.
     pub max_pages_per_product: usize,
     /// Test ids per bug request.
     pub bug_batch_size: usize,
     /// Bug requests of one tenant in flight at once.
     pub tenant_concurrency: usize,
-    /// Age after which the next run is a full reconcile.
-    pub reconcile_every: Duration,
+    /// Time in which the rolling verification re-reads every product's whole list.
+    pub verify_cycle: Duration,
+    /// Tests that ended this recently have their bugs read every run (customers accept and reject bugs then).
+    pub bug_review: Duration,
     /// Lease length; renewed on every write.
     pub lease_secs: i64,
 }
@@ -60,11 +72,12 @@ impl Default for SyncSettings {
     fn default() -> Self {
         Self {
             page_size: 50,
-            stop_after_known_pages: 1,
+            stop_after_quiet_pages: 1,
             max_pages_per_product: 500,
             bug_batch_size: 15,
             tenant_concurrency: 2,
-            reconcile_every: Duration::from_secs(24 * 3600),
+            verify_cycle: Duration::from_secs(24 * 3600),
+            bug_review: Duration::from_secs(30 * 24 * 3600),
             lease_secs: 300,
         }
     }
@@ -94,6 +107,16 @@ impl SyncError {
     }
 }
 
+/// What storing a page of tests found.
+pub(crate) struct Stored {
+    /// Every test was parsed and stored (none became a gap).
+    clean: bool,
+    /// Every test was parsed, already mirrored, and unchanged.
+    quiet: bool,
+    /// The stored tests and their `end_at`, in list order.
+    placed: Vec<(i64, Option<DateTime<Utc>>)>,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -104,16 +127,26 @@ pub struct Outcome {
     pub open_gaps: usize,
 }
 
-/// The TestIO side of a job: cheap to clone into concurrent requests.
+/// The TestIO side of a job: cheap to clone into concurrent requests, which all add to one request count.
 #[derive(Clone)]
 pub struct Source {
-    pub client: TestioClient,
-    pub endpoint: Endpoint,
+    client: TestioClient,
+    endpoint: Endpoint,
+    requests: Arc<AtomicU32>,
 }
 
 impl Source {
+    pub fn new(client: TestioClient, endpoint: Endpoint) -> Self {
+        Self { client, endpoint, requests: Arc::default() }
+    }
+
+    /// HTTP requests made so far, retries included.
+    fn requests(&self) -> i32 {
+        i32::try_from(self.requests.load(Ordering::Relaxed)).unwrap_or(i32::MAX)
+    }
+
     async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, FetchError> {
-        self.client.get(&self.endpoint, path, query).await
+        self.client.get_counted(&self.endpoint, path, query, &self.requests).await
     }
 
     async fn test_page(&self, product: i64, page: usize, per_page: usize) -> Result<Vec<Value>, FetchError> {
@@ -155,6 +188,12 @@ pub struct Job<'a> {
     /// Keys of the gaps open when the run started: a page or item read successfully closes its gap.
     open_gap_keys: HashSet<String>,
     backfill_pending: bool,
+    /// Pages of product lists this run read without a gap, by (product, page index).
+    pages: HashMap<(i64, usize), verify::Page>,
+    /// Products of which some page left a gap in this run.
+    unclean: HashSet<i64>,
+    /// When the run started.
+    started: DateTime<Utc>,
 }
 
 impl<'a> Job<'a> {
@@ -179,26 +218,22 @@ impl<'a> Job<'a> {
             bug_candidates: HashSet::new(),
             open_gap_keys: HashSet::new(),
             backfill_pending: false,
+            pages: HashMap::new(),
+            unclean: HashSet::new(),
+            started: Utc::now(),
         }
     }
 
     /// Counts so far (also when the run stopped with an error).
     pub fn counts(&self) -> Counts {
-        self.counts
+        Counts { requests: self.source.requests(), ..self.counts }
     }
 
+    /// Runs the sync. `full`: read everything; otherwise an incremental run (unless a full one would be cheaper).
+    /// `interval`: how often the tenant syncs, which sizes the verification slice.
     #[tracing::instrument(skip_all, fields(tenant_id = %self.tenant, run_id = %self.run_id, full))]
-    pub async fn run(
-        &mut self,
-        full: bool,
-        last_reconcile: Option<chrono::DateTime<chrono::Utc>>,
-    ) -> Result<Outcome, SyncError> {
-        let reconcile = full
-            || last_reconcile.is_none_or(|at| {
-                chrono::Utc::now().signed_duration_since(at).to_std().unwrap_or_default()
-                    >= self.settings.reconcile_every
-            });
-        let started = chrono::Utc::now();
+    pub async fn run(&mut self, full: bool, interval: Duration) -> Result<Outcome, SyncError> {
+        self.started = Utc::now();
         let gaps = {
             let txn = self.begin().await?;
             let gaps = gaps::open_gaps(&txn).await?;
@@ -207,7 +242,9 @@ impl<'a> Job<'a> {
         };
         self.open_gap_keys = gaps.iter().map(|g| g.key.clone()).collect();
 
-        self.sync_products(reconcile).await?;
+        self.sync_products(full).await?;
+        let reconcile = full || self.full_is_cheaper(interval).await?;
+        tracing::Span::current().record("full", reconcile);
         self.retry_gaps(&gaps, reconcile).await?;
         let mut products: Vec<i64> = self.products.iter().copied().collect();
         products.sort_unstable();
@@ -217,9 +254,12 @@ impl<'a> Job<'a> {
                 fully_read.push(*product);
             }
         }
-        self.refresh_open_tests().await?;
         if reconcile {
             self.reconcile_unseen(&fully_read).await?;
+            self.verified_by_full_scan(&fully_read).await?;
+        } else {
+            self.verify_slices(interval).await?;
+            self.refresh_open_tests().await?;
         }
         // The reconcile counts as done once every product's whole list was read in one run; only then are the bugs of
         // every test read too (during a long backfill, each run would otherwise re-read them all).
@@ -228,13 +268,17 @@ impl<'a> Job<'a> {
 
         let txn = self.begin().await?;
         let listed: Vec<i64> = self.products.iter().copied().collect();
-        self.counts.gaps_resolved += gaps::resolve_stale_gaps(&txn, started, &listed).await? as i32;
+        self.counts.gaps_resolved += gaps::resolve_stale_gaps(&txn, self.started, &listed).await? as i32;
         if reconciled {
-            testio_connections::set_reconciled(&txn, chrono::Utc::now()).await?;
+            testio_connections::set_reconciled(&txn, Utc::now()).await?;
         }
         let open_gaps = gaps::open_gaps(&txn).await?.len();
+        self.counts.list_pages_total = self.list_pages_total(&txn).await?;
+        let verified_through = self.verified_through(&txn, open_gaps).await?;
+        testio_connections::set_verified_through(&txn, verified_through).await?;
+        entity::sync_runs::record_verified_through(&txn, self.run_id, verified_through).await?;
         self.commit(txn).await?;
-        Ok(Outcome { counts: self.counts, backfill_pending: self.backfill_pending, open_gaps })
+        Ok(Outcome { counts: self.counts(), backfill_pending: self.backfill_pending, open_gaps })
     }
 
     /// A tenant transaction in which this worker still holds the lease.
@@ -249,13 +293,9 @@ impl<'a> Job<'a> {
 
     /// Commits with the run's progress, so that a crash still shows what was done.
     async fn commit(&self, txn: TenantTxn) -> Result<(), SyncError> {
-        entity::sync_runs::record_progress(&txn, self.run_id, self.counts).await?;
+        entity::sync_runs::record_progress(&txn, self.run_id, self.counts()).await?;
         txn.commit().await?;
         Ok(())
-    }
-
-    fn request(&mut self) {
-        self.counts.requests += 1;
     }
 
     /// Opens gaps (counting the new ones) and closes the open gaps among `resolved`.
@@ -290,7 +330,6 @@ impl<'a> Job<'a> {
     /// complete: an item without a readable id, or an empty list outside a full run (a product list does not empty
     /// by accident often, but an API hiccup might).
     async fn sync_products(&mut self, full: bool) -> Result<(), SyncError> {
-        self.request();
         let items = self.source.get("products", &[]).await.and_then(|b| envelope_list(b, "products"));
         let items = items.map_err(SyncError::from_fetch)?;
         let mut rows = Vec::new();
@@ -341,7 +380,6 @@ impl<'a> Job<'a> {
                         continue;
                     }
                     let offset = usize::try_from(offset).unwrap_or_default();
-                    self.request();
                     match self.source.test_page(product, offset + 1, 1).await {
                         Ok(items) => {
                             self.store_tests(Some(product), items, Vec::new(), vec![gap.key.clone()], None).await?;
@@ -371,8 +409,7 @@ impl<'a> Job<'a> {
     }
 
     /// Parses and stores tests in one transaction. `product`: the product whose list they came from (`None` for a
-    /// single test, whose own `product.id` decides). `cursor`: a backfill position to save with them. Returns how
-    /// many of the stored tests were already mirrored.
+    /// single test, whose own `product.id` decides). `cursor`: a backfill position to save with them.
     async fn store_tests(
         &mut self,
         product: Option<i64>,
@@ -380,7 +417,7 @@ impl<'a> Job<'a> {
         mut gaps: Vec<Gap>,
         mut resolved: Vec<String>,
         cursor: Option<(i64, BackfillProgress)>,
-    ) -> Result<usize, SyncError> {
+    ) -> Result<Stored, SyncError> {
         let mut rows = Vec::with_capacity(items.len());
         for item in &items {
             match rows::test(item, product) {
@@ -407,6 +444,7 @@ impl<'a> Job<'a> {
                 }
             }
         }
+        let gaps_left = !gaps.is_empty();
         let txn = self.begin().await?;
         let upserted = mirror::upsert_tests(&txn, &rows).await?;
         if let Some((product, cursor)) = cursor {
@@ -418,12 +456,15 @@ impl<'a> Job<'a> {
         self.counts.tests_updated += upserted.updated.len() as i32;
         self.commit(txn).await?;
         self.bug_candidates.extend(upserted.new.iter().chain(&upserted.updated));
-        Ok(rows.len() - upserted.new.len())
+        Ok(Stored {
+            clean: !gaps_left,
+            quiet: !gaps_left && !rows.is_empty() && upserted.new.is_empty() && upserted.updated.is_empty(),
+            placed: rows.iter().map(|r| (r.testio_id, r.end_at)).collect(),
+        })
     }
 
     /// Reads one test again: stored if readable, deleted from the mirror if TestIO no longer has it.
     async fn refresh_test(&mut self, id: i64) -> Result<(), SyncError> {
-        self.request();
         match self.source.test(id).await {
             Ok(Some(item)) => {
                 self.store_tests(None, vec![item], Vec::new(), Vec::new(), None).await?;
@@ -448,17 +489,6 @@ impl<'a> Job<'a> {
         Ok(())
     }
 
-    async fn refresh_open_tests(&mut self) -> Result<(), SyncError> {
-        let txn = self.begin().await?;
-        let open = mirror::open_tests(&txn).await?;
-        txn.commit().await?;
-        let unseen: Vec<i64> = open.into_iter().filter(|id| !self.seen_tests.contains(id)).collect();
-        for id in unseen {
-            self.refresh_test(id).await?;
-        }
-        Ok(())
-    }
-
     /// After full scans of `products`: mirrored tests their lists did not show have moved or are gone; reading each
     /// one tells which.
     async fn reconcile_unseen(&mut self, products: &[i64]) -> Result<(), SyncError> {
@@ -477,10 +507,13 @@ impl<'a> Job<'a> {
 
     async fn sync_bugs(&mut self, all: bool) -> Result<(), SyncError> {
         let txn = self.begin().await?;
-        let mut ids: HashSet<i64> =
-            if all { mirror::all_test_ids(&txn).await? } else { mirror::tests_needing_bugs(&txn).await? }
-                .into_iter()
-                .collect();
+        let mut ids: HashSet<i64> = if all {
+            mirror::all_test_ids(&txn).await?
+        } else {
+            mirror::tests_needing_bugs(&txn, self.review_since()).await?
+        }
+        .into_iter()
+        .collect();
         // Candidates must still be mirrored (a gap may name a deleted test).
         let extra: Vec<i64> = self.bug_candidates.iter().copied().filter(|id| !ids.contains(id)).collect();
         ids.extend(mirror::known_test_ids(&txn, &extra).await?);

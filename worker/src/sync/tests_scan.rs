@@ -1,14 +1,14 @@
-//! The scan of one product's test list: newest first, then the resumable backfill; failing pages are fetched again in
-//! smaller pages down to single items, and what still fails becomes a gap.
+//! The scan of one product's test list: newest first until enough quiet pages, then the resumable backfill; failing
+//! pages are fetched again in smaller pages down to single items, and what still fails becomes a gap.
 
 use entity::sync::{BackfillCursor, BackfillProgress, Gap, GapKey, backfill_cursor, set_backfill_cursor};
 use serde_json::Value;
 
-use super::{Job, SyncError};
+use super::{Job, Stored, SyncError, verify};
 
 /// What a range of the list gave.
 #[derive(Default)]
-struct Range {
+pub(super) struct Range {
     items: Vec<Value>,
     /// The list ended inside the range.
     ended: bool,
@@ -19,7 +19,7 @@ struct Range {
 
 impl Range {
     /// Every offset of the range failed.
-    fn unreadable(&self) -> bool {
+    pub(super) fn unreadable(&self) -> bool {
         self.items.is_empty() && !self.gaps.is_empty() && !self.ended
     }
 }
@@ -38,36 +38,35 @@ impl Job<'_> {
 
         let mut offset = 0usize;
         let mut pages = 0usize;
-        let mut after_known: Option<usize> = None;
+        let mut quiet_pages = 0usize;
         loop {
             let range = self.fetch_range(product, offset, page).await?;
             if range.unreadable() {
                 // Not one item of the page could be read: record the gaps and leave this product for a later run
                 // rather than walk the rest of its list item by item.
-                self.store_range(product, range, None).await?;
+                self.store_range(product, offset, range, None).await?;
                 return Ok(false);
             }
             pages += 1;
             let ended = range.ended;
-            offset += page;
             // The first scan of a product is its backfill: it saves its position with every page.
             let save = if ended {
                 Some((product, BackfillProgress::Done))
             } else if first {
-                Some((product, BackfillProgress::At(offset as i64)))
+                Some((product, BackfillProgress::At((offset + page) as i64)))
             } else {
                 None
             };
-            let known = self.store_range(product, range, save).await?;
+            let stored = self.store_range(product, offset, range, save).await?;
+            offset += page;
             if ended {
                 return Ok(true);
             }
-            if !full && (known > 0 || after_known.is_some()) {
-                let n = after_known.map_or(0, |n| n + 1);
-                after_known = Some(n);
-                if n >= self.settings.stop_after_known_pages {
-                    break;
-                }
+            // Only pages that hold nothing new and nothing changed stop the scan: new tests interleaved with known
+            // ones, and changes near the top, are all seen.
+            quiet_pages = if stored.quiet { quiet_pages + 1 } else { 0 };
+            if !full && quiet_pages >= self.settings.stop_after_quiet_pages.max(1) {
+                break;
             }
             if !full && pages >= self.settings.max_pages_per_product {
                 // More new tests than one run reads: the backfill restarts where this scan stopped, so that nothing
@@ -104,13 +103,13 @@ impl Job<'_> {
         for _ in 0..self.settings.max_pages_per_product {
             let range = self.fetch_range(product, offset, page).await?;
             if range.unreadable() {
-                self.store_range(product, range, None).await?;
+                self.store_range(product, offset, range, None).await?;
                 return Ok(());
             }
             let ended = range.ended;
+            let cursor = if ended { BackfillProgress::Done } else { BackfillProgress::At((offset + page) as i64) };
+            self.store_range(product, offset, range, Some((product, cursor))).await?;
             offset += page;
-            let cursor = if ended { BackfillProgress::Done } else { BackfillProgress::At(offset as i64) };
-            self.store_range(product, range, Some((product, cursor))).await?;
             if ended {
                 return Ok(());
             }
@@ -119,19 +118,32 @@ impl Job<'_> {
         Ok(())
     }
 
-    async fn store_range(
+    /// Stores the tests of a range read at `offset` (with a backfill position to save, if any). A range read without
+    /// a gap is remembered as a page of the list (for the verification and the open tests); one with a gap marks
+    /// its product as not verified by this run.
+    pub(super) async fn store_range(
         &mut self,
         product: i64,
+        offset: usize,
         range: Range,
         cursor: Option<(i64, BackfillProgress)>,
-    ) -> Result<usize, SyncError> {
+    ) -> Result<Stored, SyncError> {
         let resolved =
             range.read.iter().map(|&offset| GapKey::TestPage { product_id: product, offset }.to_string()).collect();
-        self.store_tests(Some(product), range.items, range.gaps, resolved, cursor).await
+        let (clean, ended) = (range.gaps.is_empty(), range.ended);
+        let stored = self.store_tests(Some(product), range.items, range.gaps, resolved, cursor).await?;
+        let page = self.settings.page_size.max(1);
+        if clean && stored.clean {
+            self.pages.insert((product, offset / page), verify::Page { tests: stored.placed.clone(), ended });
+        } else {
+            self.unclean.insert(product);
+        }
+        Ok(stored)
     }
 
     /// The tests at offsets `[offset, offset + len)`.
-    async fn fetch_range(&mut self, product: i64, offset: usize, len: usize) -> Result<Range, SyncError> {
+    pub(super) async fn fetch_range(&mut self, product: i64, offset: usize, len: usize) -> Result<Range, SyncError> {
+        self.counts.list_pages_read += 1;
         let mut range = Range::default();
         self.fetch_covering(product, offset, offset + len, len, &mut range).await?;
         Ok(range)
@@ -150,7 +162,6 @@ impl Job<'_> {
         let first = from / size;
         let last = to.div_ceil(size);
         for k in first..last {
-            self.request();
             match self.source.test_page(product, k + 1, size).await {
                 Ok(items) => {
                     let n = items.len();

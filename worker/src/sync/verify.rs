@@ -1,0 +1,277 @@
+//! Keeping the mirror honest between full runs.
+//!
+//! - **Rolling verification**: each run re-lists a slice of every product's list (whose history is read), starting
+//!   where the last slice ended (a boundary `end_at`, found again in the list through the mirror's count of tests
+//!   ending after it), so that the whole list is re-read once per `verify_cycle`. Tests the slice shows (new ones
+//!   below known ones, moved ones) are stored; mirrored tests that should have been in the slice's span but were not
+//!   are read one by one (moved, or a 404: deleted); the bugs of the slice's tests are read again.
+//! - **What it proves**: a pass runs from the top of a list to its end over several runs. If none of its slices left
+//!   a gap, every change TestIO made before the pass started is now mirrored: the product's `verified_through`.
+//! - **Open tests** the run did not see are refreshed through the pages where the mirror places them.
+//! - **The plan**: before scanning, the requests of this incremental run are estimated; if a full run would cost
+//!   fewer, the run is a full one.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::mirror;
+use entity::sync::{Verification, save_verification, tenant_verification, verifications};
+use entity::{TenantTxn, sync};
+
+use super::{Job, SyncError};
+
+/// A page of a product's list read by this run without a gap: its tests with their `end_at`, in list order.
+#[derive(Debug, Clone)]
+pub(crate) struct Page {
+    pub tests: Vec<(i64, Option<DateTime<Utc>>)>,
+    /// The list ended on this page.
+    pub ended: bool,
+}
+
+/// Pages before the estimated one tried, at most, to find the boundary again; past that the pass restarts from the
+/// top rather than walk a list whose mirror is far off.
+const MAX_STEPS_BACK: usize = 4;
+
+impl Job<'_> {
+    /// Pages of a list of `tests` tests: what a full scan reads (the last one short, or empty).
+    fn list_pages(&self, tests: i64) -> usize {
+        usize::try_from(tests).unwrap_or_default() / self.settings.page_size.max(1) + 1
+    }
+
+    /// Pages of a list of `tests` tests that one run verifies, so that the list is re-read once per cycle at this
+    /// sync interval.
+    fn slice_pages(&self, tests: i64, interval: Duration) -> usize {
+        let cycle = self.settings.verify_cycle.as_secs_f64().max(1.0);
+        let share = (interval.as_secs_f64() / cycle).min(1.0);
+        ((self.list_pages(tests) as f64 * share).ceil() as usize).max(1)
+    }
+
+    /// Tests that ended after this have their bugs read every run.
+    pub(super) fn review_since(&self) -> DateTime<Utc> {
+        self.started - chrono::Duration::from_std(self.settings.bug_review).unwrap_or(chrono::Duration::days(30))
+    }
+
+    /// Whether a full run costs fewer requests than this incremental one would, by the mirror's counts: a full run
+    /// reads every list page and the bugs of every test; an incremental one reads the top of each list, the
+    /// verification slices, the pages of the open tests, and the bugs of the tests that need them.
+    pub(super) async fn full_is_cheaper(&self, interval: Duration) -> Result<bool, SyncError> {
+        let txn = self.begin().await?;
+        let counts = mirror::counts_by_product(&txn).await?;
+        let verified = verifications(&txn).await?;
+        let open = mirror::open_tests_placed(&txn).await?;
+        let needing = mirror::tests_needing_bugs(&txn, self.review_since()).await?.len();
+        txn.commit().await?;
+        let page = self.settings.page_size.max(1);
+        let batch = self.settings.bug_batch_size.max(1);
+        let tests_of = |p: &i64| counts.get(p).copied().unwrap_or_default();
+        let all_tests: usize = self.products.iter().map(|p| usize::try_from(tests_of(p)).unwrap_or_default()).sum();
+        let full =
+            self.products.iter().map(|p| self.list_pages(tests_of(p))).sum::<usize>() + all_tests.div_ceil(batch);
+        let top = self.products.len() * (self.settings.stop_after_quiet_pages.max(1) + 1);
+        let slices: usize = self
+            .products
+            .iter()
+            .filter(|p| verified.contains_key(p))
+            .map(|p| self.slice_pages(tests_of(p), interval))
+            .sum();
+        let open_pages: BTreeSet<(i64, i64)> = open
+            .iter()
+            .filter(|t| self.products.contains(&t.product_id))
+            .map(|t| (t.product_id, t.ending_after / page as i64))
+            .collect();
+        let bugs = (needing + slices * page).min(all_tests).div_ceil(batch);
+        let incremental = top + slices + open_pages.len() + bugs;
+        tracing::debug!(full, incremental, "planned the run");
+        Ok(incremental > full)
+    }
+
+    /// A page of a product's list: from this run's reads, or fetched and stored now. `None` when it left a gap.
+    async fn page(&mut self, product: i64, index: usize) -> Result<Option<Page>, SyncError> {
+        if let Some(page) = self.pages.get(&(product, index)) {
+            return Ok(Some(page.clone()));
+        }
+        let size = self.settings.page_size.max(1);
+        let range = self.fetch_range(product, index * size, size).await?;
+        self.store_range(product, index * size, range, None).await?;
+        Ok(self.pages.get(&(product, index)).cloned())
+    }
+
+    /// One slice of every verifiable product (see the module).
+    pub(super) async fn verify_slices(&mut self, interval: Duration) -> Result<(), SyncError> {
+        let txn = self.begin().await?;
+        let states = verifications(&txn).await?;
+        let counts = mirror::counts_by_product(&txn).await?;
+        txn.commit().await?;
+        let mut products: Vec<i64> = states.keys().copied().filter(|p| self.products.contains(p)).collect();
+        products.sort_unstable();
+        for product in products {
+            let pages = self.slice_pages(counts.get(&product).copied().unwrap_or_default(), interval);
+            let state = states.get(&product).copied().unwrap_or_default();
+            self.verify_slice(product, state, pages).await?;
+        }
+        Ok(())
+    }
+
+    async fn verify_slice(&mut self, product: i64, state: Verification, pages: usize) -> Result<(), SyncError> {
+        let size = self.settings.page_size.max(1);
+        let mut first = match state.boundary {
+            None => 0,
+            Some(boundary) => {
+                let txn = self.begin().await?;
+                let above = mirror::count_ending_after(&txn, product, boundary).await?;
+                txn.commit().await?;
+                usize::try_from(above).unwrap_or_default() / size
+            }
+        };
+        // The slice must start at or above the boundary, or tests between the two would go unverified: step back
+        // while the first page starts below it (the mirror counted tests TestIO no longer lists above it).
+        let mut steps = 0;
+        let restart = loop {
+            let Some(boundary) = state.boundary else { break false };
+            if first == 0 {
+                break false;
+            }
+            let Some(page) = self.page(product, first).await? else { break false };
+            let below = page.tests.first().is_none_or(|(_, end)| end.is_some_and(|end| end < boundary));
+            if !below {
+                break false;
+            }
+            if steps == MAX_STEPS_BACK {
+                break true;
+            }
+            steps += 1;
+            first -= 1;
+        };
+        if restart {
+            tracing::warn!(product, "the verification boundary is far from where the mirror places it; restarting");
+            let state = Verification { boundary: None, pass_started_at: None, clean: true, ..state };
+            let txn = self.begin().await?;
+            save_verification(&txn, product, &state).await?;
+            return self.commit(txn).await;
+        }
+
+        // `pages` pages beyond those this run already read (the top of the list, usually).
+        let mut read: Vec<(i64, Option<DateTime<Utc>>)> = Vec::new();
+        let (mut clean, mut ended) = (true, false);
+        let mut fetched = 0;
+        for index in first.. {
+            let cached = self.pages.contains_key(&(product, index));
+            if !cached && fetched == pages {
+                break;
+            }
+            fetched += usize::from(!cached);
+            match self.page(product, index).await? {
+                Some(page) => {
+                    read.extend(page.tests);
+                    if page.ended {
+                        ended = true;
+                        break;
+                    }
+                }
+                None => {
+                    clean = false;
+                    break;
+                }
+            }
+        }
+        let ends = read.iter().filter_map(|(_, end)| *end);
+        let (highest, lowest) = (ends.clone().max(), ends.min());
+        if !clean && read.is_empty() {
+            let state = Verification { clean: false, ..state };
+            let txn = self.begin().await?;
+            save_verification(&txn, product, &state).await?;
+            return self.commit(txn).await;
+        }
+        // Mirrored tests that the pages read must have shown, since they end strictly inside the span they cover (at
+        // the top of the list, above it too; at its end, below it too), but did not: moved or deleted.
+        let above = if first == 0 { None } else { highest };
+        let below = if ended && clean { None } else { lowest };
+        let txn = self.begin().await?;
+        let inside = mirror::ids_ending_between(&txn, product, below, above).await?;
+        txn.commit().await?;
+        let missing: Vec<i64> = inside.into_iter().filter(|id| !self.seen_tests.contains(id)).collect();
+        for id in missing {
+            self.refresh_test(id).await?;
+        }
+        self.bug_candidates.extend(read.iter().map(|(id, _)| *id));
+
+        let clean = clean && !self.unclean.contains(&product);
+        let pass_started_at = state.pass_started_at.filter(|_| state.boundary.is_some()).or(Some(self.started));
+        let next = if ended && clean {
+            let verified_through = if state.clean { pass_started_at } else { state.verified_through };
+            Verification { boundary: None, pass_started_at: None, clean: true, verified_through }
+        } else {
+            Verification {
+                boundary: lowest.or(state.boundary),
+                pass_started_at,
+                clean: state.clean && clean,
+                verified_through: state.verified_through,
+            }
+        };
+        let txn = self.begin().await?;
+        save_verification(&txn, product, &next).await?;
+        self.commit(txn).await
+    }
+
+    /// A full run read the whole lists of `products`: those it read without a gap are verified as of its start.
+    pub(super) async fn verified_by_full_scan(&mut self, products: &[i64]) -> Result<(), SyncError> {
+        let txn = self.begin().await?;
+        for product in products.iter().filter(|p| !self.unclean.contains(p)) {
+            let state = Verification {
+                boundary: None,
+                pass_started_at: None,
+                clean: true,
+                verified_through: Some(self.started),
+            };
+            save_verification(&txn, *product, &state).await?;
+        }
+        self.commit(txn).await
+    }
+
+    /// Open tests this run did not see, read through the pages where the mirror places them; those not there are
+    /// read one by one.
+    pub(super) async fn refresh_open_tests(&mut self) -> Result<(), SyncError> {
+        let txn = self.begin().await?;
+        let open = mirror::open_tests_placed(&txn).await?;
+        txn.commit().await?;
+        let size = self.settings.page_size.max(1) as i64;
+        let unseen: Vec<_> = open.into_iter().filter(|t| !self.seen_tests.contains(&t.testio_id)).collect();
+        let pages: BTreeSet<(i64, usize)> = unseen
+            .iter()
+            .filter(|t| self.products.contains(&t.product_id))
+            .map(|t| (t.product_id, usize::try_from(t.ending_after / size).unwrap_or_default()))
+            .collect();
+        for (product, index) in pages {
+            self.page(product, index).await?;
+        }
+        let missing: Vec<i64> = unseen.iter().map(|t| t.testio_id).filter(|id| !self.seen_tests.contains(id)).collect();
+        for id in missing {
+            self.refresh_test(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Pages of all the lists, as far as the mirror knows them.
+    pub(super) async fn list_pages_total(&self, txn: &TenantTxn) -> Result<i32, SyncError> {
+        let counts = mirror::counts_by_product(txn).await?;
+        let pages: usize =
+            self.products.iter().map(|p| self.list_pages(counts.get(p).copied().unwrap_or_default())).sum();
+        Ok(i32::try_from(pages).unwrap_or(i32::MAX))
+    }
+
+    /// How far the tenant's whole mirror is verified: the oldest of its products' `verified_through`, `None` while one
+    /// of them has none. A tenant without products is verified as of this run when it left no gap.
+    pub(super) async fn verified_through(
+        &self,
+        txn: &TenantTxn,
+        open_gaps: usize,
+    ) -> Result<Option<DateTime<Utc>>, SyncError> {
+        let state: sync::TenantVerification = tenant_verification(txn).await?;
+        Ok(match state {
+            _ if state.products == 0 => (open_gaps == 0).then_some(self.started),
+            _ if state.all_verified => state.oldest,
+            _ => None,
+        })
+    }
+}
