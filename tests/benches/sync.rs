@@ -3,7 +3,10 @@
 //! 1. the initial sync of one tenant with 10,000 tests and 50,000 bugs, in rows per second, next to a raw bulk
 //!    `INSERT` of the very same rows (the floor Postgres sets);
 //! 2. an incremental sync with nothing new: list requests per product;
-//! 3. three worker processes over 200 tenants: time until every tenant is synced, and a check that no tenant was synced
+//! 3. fidelity costs on that tenant with 300 open tests spread through its history: requests and time of a
+//!    nothing-new incremental run, of an incremental run after 200 scattered changes, and of a full run (the
+//!    incremental ones must cost less), and how many runs re-verify the whole account at the default plan interval;
+//! 4. three worker processes over 200 tenants: time until every tenant is synced, and a check that no tenant was synced
 //!    by two workers at once.
 //!
 //! Run: `cargo bench -p tests --bench sync` (sizes: `BENCH_PRODUCTS`, `BENCH_TESTS_PER_PRODUCT`,
@@ -53,6 +56,21 @@ async fn main() {
         bugs_per_test: env_usize("BENCH_BUGS_PER_TEST", 5),
     };
     let f = SyncFixture::connected(shape).await;
+    // Open tests spread through the whole history, as real accounts have (locked tests linger).
+    let mut rng = 0x5eed_u64;
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    f.sim.modify(&f.token, |a| {
+        let ids: Vec<i64> = a.tests.keys().copied().collect();
+        for _ in 0..300 {
+            let id = ids[next(ids.len())];
+            a.set_test_status(id, if next(2) == 0 { "locked" } else { "running" });
+        }
+    });
     let superuser = f.app.db.superuser().await;
 
     // 1. Initial sync.
@@ -116,8 +134,8 @@ async fn main() {
     );
     assert_eq!(scalar(superuser, "SELECT count(*) AS n FROM testio_bugs").await as usize, bugs);
 
-    // 2. Incremental sync with nothing new. Open tests are re-read one by one by design; the list scans are what
-    //    must stay flat however deep the history is.
+    // 2. Incremental sync with nothing new: the top of each list, its verification slice, and the pages holding the
+    //    300 open tests.
     let (before, lists_before) = (f.sim.requests(), f.sim.list_requests());
     let started = Instant::now();
     let run = f.sync(false).await;
@@ -129,9 +147,68 @@ async fn main() {
         lists as f64 / products as f64,
         run["tests"]["updated"]
     );
-    assert!(lists as usize <= 2 * products);
+    // The open tests spread through the history are refreshed through their pages: never more than a full scan.
+    assert!(lists <= run["list_pages_total"].as_u64().unwrap(), "{run}");
 
-    // 3. Three workers over many tenants.
+    // 3. Fidelity costs.
+    let incremental = |label: &'static str| {
+        let f = &f;
+        async move {
+            let started = Instant::now();
+            let run = f.sync(false).await;
+            println!(
+                "{label}: {} requests in {:.0} ms ({} of {} list pages), status {}",
+                run["requests"],
+                started.elapsed().as_secs_f64() * 1e3,
+                run["list_pages_read"],
+                run["list_pages_total"],
+                run["status"]
+            );
+            run
+        }
+    };
+    let quiet = incremental("incremental, nothing new").await;
+    f.sim.modify(&f.token, |a| {
+        let ids: Vec<i64> = a.tests.keys().copied().collect();
+        let bugs: Vec<i64> = a.bugs.keys().copied().collect();
+        for i in 0..200 {
+            match i % 4 {
+                0 => a.set_test_status(ids[next(ids.len())], "archived"),
+                1 => {
+                    let bug = bugs[next(bugs.len())];
+                    a.set_bug_status(bug, "accepted");
+                }
+                2 => {
+                    let test = ids[next(ids.len())];
+                    a.add_bug(test, "forwarded");
+                }
+                _ => {
+                    let test = ids[next(ids.len())];
+                    let end = a.tests[&test].end_at - chrono::Duration::minutes(1);
+                    a.set_test_end_at(test, end);
+                }
+            }
+        }
+    });
+    let changed = incremental("incremental after 200 scattered changes").await;
+    let started = Instant::now();
+    let full = f.sync(true).await;
+    println!("full run: {} requests in {:.0} ms", full["requests"], started.elapsed().as_secs_f64() * 1e3);
+    assert_same(&f.mirror().await, &f.truth());
+    let cost = |run: &serde_json::Value| run["requests"].as_i64().unwrap();
+    assert!(cost(&quiet) < cost(&full) && cost(&changed) < cost(&full), "an incremental run cost more than a full one");
+    // The verification slice at the defaults (free plan: one run an hour, a 24 h cycle): its share of each list.
+    let total = quiet["list_pages_total"].as_i64().unwrap();
+    let per_product = total / products as i64;
+    let runs_per_cycle = 24;
+    let slice = (per_product + runs_per_cycle - 1) / runs_per_cycle;
+    println!(
+        "verification: {per_product} list pages a product, {slice} verified a run: the whole account is re-read in \
+         {} runs, within the {runs_per_cycle} runs of a cycle",
+        (per_product + slice - 1) / slice
+    );
+
+    // 4. Three workers over many tenants.
     let tenants = env_usize("BENCH_TENANTS", 200);
     let small = Shape { products: 1, tests_per_product: 20, bugs_per_test: 2 };
     for i in 0..tenants {

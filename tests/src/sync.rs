@@ -67,12 +67,24 @@ impl SyncFixture {
     /// A tenant connected to a generated account of `shape` on `sim`, the app and the workers allowing exactly
     /// `allowed_base_urls` (which must admit the simulator).
     pub async fn connected_to(sim: Simulator, shape: Shape, allowed_base_urls: &str) -> Self {
+        Self::connected_to_account(sim, Account::generate(1, shape), allowed_base_urls).await
+    }
+
+    /// A tenant connected to `account` on a new simulator; the app and the workers allow only the simulator.
+    pub async fn with_account(account: Account) -> Self {
+        let sim = Simulator::start().await;
+        let allowed = sim.base_url.clone();
+        Self::connected_to_account(sim, account, &allowed).await
+    }
+
+    /// [`SyncFixture::connected_to`] with a given account.
+    pub async fn connected_to_account(sim: Simulator, account: Account, allowed_base_urls: &str) -> Self {
         let allowed_base_urls = allowed_base_urls.to_owned();
         let app = spawn_app_with(|s| s.testio_allowed_base_urls = allowed_base_urls.clone()).await;
         let owner = app.register("owner@example.com").await;
         let tenant = app.create_tenant(&owner, "acme").await;
         let token = "token-acme-0001".to_owned();
-        sim.add_account(&token, Account::generate(1, shape));
+        sim.add_account(&token, account);
         let fixture = Self { app, sim, owner, tenant, token, allowed_base_urls };
         let response = fixture.connect(fixture.tenant, &fixture.token).await;
         assert_eq!(response.status(), 200, "connecting failed: {}", response.text().await.unwrap_or_default());
@@ -103,6 +115,47 @@ impl SyncFixture {
         let response = self.app.get_sync_run(&self.owner, tenant, run.id).await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// One sync of `tenant` by a fresh worker built with `settings`; returns the run as the API shows it.
+    pub async fn sync_tenant_with(&self, settings: &worker::Settings, tenant: uuid::Uuid, full: bool) -> Value {
+        self.sync_tenant_on(&build_worker(settings).await, tenant, full).await
+    }
+
+    /// One sync of `tenant` by `worker` (built once for many runs: building one checks the database role); returns
+    /// the run as the API shows it.
+    pub async fn sync_tenant_on(&self, worker: &worker::Worker, tenant: uuid::Uuid, full: bool) -> Value {
+        let finished = worker.sync_tenant(entity::TenantId(tenant), full).await.expect("the sync errored");
+        let run = finished.run.unwrap_or_else(|| panic!("no run: {}", finished.note));
+        let response = self.app.get_sync_run(&self.owner, tenant, run.id).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// One sync of the fixture's tenant by a fresh worker built with `settings`.
+    pub async fn sync_with(&self, settings: &worker::Settings, full: bool) -> Value {
+        self.sync_tenant_with(settings, self.tenant, full).await
+    }
+
+    /// `GET .../testio-connection` of `tenant` as the owner.
+    pub async fn connection_of(&self, tenant: uuid::Uuid) -> Value {
+        let response = self.app.get_connection(&self.owner, tenant).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// `GET .../testio-connection` of the fixture's tenant as the owner.
+    pub async fn connection(&self) -> Value {
+        self.connection_of(self.tenant).await
+    }
+
+    /// Another tenant of the owner, `slug`, connected to `account` on the fixture's simulator under `token`.
+    pub async fn add_tenant(&self, slug: &str, token: &str, account: Account) -> uuid::Uuid {
+        let tenant = self.app.create_tenant(&self.owner, slug).await;
+        self.sim.add_account(token, account);
+        let response = self.connect(tenant, token).await;
+        assert_eq!(response.status(), 200, "connecting failed: {}", response.text().await.unwrap_or_default());
+        tenant
     }
 
     /// The simulator's account behind `token`.

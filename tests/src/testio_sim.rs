@@ -17,6 +17,9 @@
 //!   fields, wrong types or huge payloads for one item, without teaching the data model to hold them;
 //! - revoked tokens (401).
 //!
+//! The successful answers can be recorded ([`Simulator::record_served`], [`Served`]), so that a test can tell what a
+//! sync was shown.
+//!
 //! Accounts can be large (100,000 tests): lists are served from an index per account (tests per product in list order,
 //! bugs per test) that is rebuilt on the first request after a change, not on every request.
 
@@ -91,6 +94,56 @@ pub struct Evolution {
     pub new_bug: Option<i64>,
     /// A `forwarded` bug that became `accepted`.
     pub accepted_bug: Option<i64>,
+}
+
+/// A generated account with a realistic history (see [`Account::with_history`]): `end_at` spread evenly back from a
+/// chosen instant, open tests on top and, optionally, spread through the history as real accounts have them (tests
+/// stay `locked` for weeks while their bugs are reviewed).
+#[derive(Debug, Clone, Copy)]
+pub struct History {
+    pub shape: Shape,
+    /// `end_at` of every product's newest test (keep it to whole seconds: the mirror stores microseconds).
+    pub newest_end: DateTime<Utc>,
+    /// Between the `end_at` of neighbours in a product's list.
+    pub spacing: Duration,
+    /// The newest tests of every product that are open (`running`, `locked`, `waiting`, in turn).
+    pub open_on_top: usize,
+    /// Below those, every n-th test of a product's list is `locked`; 0: none.
+    pub open_every: usize,
+}
+
+/// What one [`Account::scatter`] step changed: the changes a cheap newest-first scan does not see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scattered {
+    /// A new `archived` test at `position` of its product's list, below known ones, with one bug.
+    InsertedBelow { test: i64, position: usize },
+    /// The `end_at` of an `archived` or `cancelled` test moved (it may change places in its list).
+    MovedClosed { test: i64 },
+    /// A bug of a closed test changed status.
+    ClosedBugStatus { bug: i64 },
+    /// A new bug on a closed test.
+    BugOnClosed { bug: i64 },
+    /// A test was deleted with its bugs.
+    DeletedTest { test: i64 },
+    /// A bug was deleted.
+    DeletedBug { bug: i64 },
+    /// An open test moved one status along (or, when it cannot, got a new title).
+    OpenTestChanged { test: i64 },
+    /// Nothing to change of the kind drawn.
+    Nothing,
+}
+
+/// A successful answer as the simulator sent it (recorded while [`Simulator::record_served`] is on; truncated bodies
+/// are not recorded, and items replaced by a fault override are left out, since they were not sent as they are).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Served {
+    /// A page of a product's test list: the tests it listed.
+    TestPage { product: i64, tests: Vec<i64> },
+    /// One test.
+    Test { id: i64 },
+    /// A bug answer: the tests asked for (without those that have an overridden bug in the answer: their answer was
+    /// not sent as it is) and the bugs sent.
+    Bugs { tests: Vec<i64>, bugs: Vec<i64> },
 }
 
 /// A small deterministic generator (splitmix64), so that a seed always produces the same account.
@@ -370,6 +423,165 @@ impl Account {
     }
 }
 
+impl Account {
+    /// An account of `history.shape` from `seed` (ids, titles, bugs as [`Account::generate`] makes them) whose
+    /// products' lists end at `history.newest_end` and go back `history.spacing` per test, with open tests on top and
+    /// spread through the history as `history` says; every other test is `archived` or `cancelled`.
+    pub fn with_history(seed: u64, history: &History) -> Self {
+        let mut account = Self::generate(seed, history.shape);
+        let products: Vec<i64> = account.products.keys().copied().collect();
+        let newest = history.newest_end.with_nanosecond_zero();
+        for product in products {
+            let ids: Vec<i64> = account.tests_of(product).iter().map(|t| t.id).collect();
+            for (i, id) in ids.into_iter().enumerate() {
+                let test = account.test_mut(id);
+                let offset = *test.end_at.offset();
+                let end = newest - history.spacing * i32::try_from(i).unwrap_or(i32::MAX);
+                test.end_at = end.with_timezone(&offset);
+                test.start_at = (end - Duration::hours(48)).with_timezone(&offset);
+                test.status = if i < history.open_on_top {
+                    ["running", "locked", "waiting"][i % 3]
+                } else if history.open_every > 0 && i % history.open_every == 0 {
+                    "locked"
+                } else if next_status(test.status).is_some() {
+                    "archived"
+                } else {
+                    test.status
+                };
+            }
+        }
+        account
+    }
+
+    /// The id of the test at `position` (0: the newest) of a product's list, if the list is that long.
+    pub fn test_at(&self, product_id: i64, position: usize) -> Option<i64> {
+        self.tests_of(product_id).get(position).map(|t| t.id)
+    }
+
+    /// Where a test is in its product's list (0: the newest).
+    pub fn position_of(&self, test_id: i64) -> Option<usize> {
+        let product = self.tests.get(&test_id)?.product_id;
+        self.tests_of(product).iter().position(|t| t.id == test_id)
+    }
+
+    /// Adds a test that the product's list shows at `position` (0: on top; past the end: last), its `end_at` between
+    /// those of its neighbours (in whole seconds), and returns its id.
+    ///
+    /// # Panics
+    /// If the account has no such product.
+    #[track_caller]
+    pub fn insert_test_at(&mut self, product_id: i64, position: usize, status: &'static str) -> i64 {
+        let list: Vec<DateTime<FixedOffset>> = self.tests_of(product_id).iter().map(|t| t.end_at).collect();
+        let position = position.min(list.len());
+        let end_at = if list.is_empty() {
+            Utc::now().with_nanosecond_zero().fixed_offset()
+        } else if position == 0 {
+            list[0] + Duration::minutes(1)
+        } else if position == list.len() {
+            list[position - 1] - Duration::minutes(1)
+        } else {
+            let (above, below) = (list[position - 1], list[position]);
+            below + Duration::seconds((above - below).num_seconds() / 2)
+        };
+        self.add_test(product_id, status, end_at)
+    }
+
+    /// Changes a test's title.
+    ///
+    /// # Panics
+    /// If the account has no such test.
+    #[track_caller]
+    pub fn set_test_title(&mut self, id: i64, title: impl Into<String>) {
+        self.test_mut(id).title = title.into();
+    }
+
+    /// One random change of the kinds a newest-first scan that stops at known tests misses, chosen by `seed`: a test
+    /// inserted below known ones, a closed test's `end_at` moved, a closed test's bug changed or added, a test or a
+    /// bug deleted, an open test changed wherever it is. Kinds that find nothing to change give
+    /// [`Scattered::Nothing`].
+    pub fn scatter(&mut self, seed: u64) -> Scattered {
+        let mut rng = Rng(seed);
+        let closed: Vec<i64> = self.tests.values().filter(|t| next_status(t.status).is_none()).map(|t| t.id).collect();
+        let closed_bugs: Vec<i64> = self
+            .bugs
+            .values()
+            .filter(|b| self.tests.get(&b.test_id).is_some_and(|t| next_status(t.status).is_none()))
+            .map(|b| b.id)
+            .collect();
+        let products: Vec<i64> = self.products.keys().copied().collect();
+        match rng.below(7) {
+            0 if !products.is_empty() => {
+                let product = rng.pick(&products);
+                let len = self.tests.values().filter(|t| t.product_id == product).count();
+                if len < 2 {
+                    return Scattered::Nothing;
+                }
+                let position = 1 + rng.below(len as u64) as usize;
+                let test = self.insert_test_at(product, position, "archived");
+                self.add_bug(test, "forwarded");
+                Scattered::InsertedBelow { test, position }
+            }
+            1 if !closed.is_empty() => {
+                let test = rng.pick(&closed);
+                let minutes = rng.below(6 * 24 * 60) as i64 - 3 * 24 * 60;
+                let end_at = self.tests[&test].end_at + Duration::minutes(if minutes == 0 { 1 } else { minutes });
+                self.set_test_end_at(test, end_at);
+                Scattered::MovedClosed { test }
+            }
+            2 if !closed_bugs.is_empty() => {
+                let bug = rng.pick(&closed_bugs);
+                let status = match self.bugs[&bug].status {
+                    "accepted" => "rejected",
+                    _ => "accepted",
+                };
+                self.set_bug_status(bug, status);
+                Scattered::ClosedBugStatus { bug }
+            }
+            3 if !closed.is_empty() => {
+                let test = rng.pick(&closed);
+                Scattered::BugOnClosed { bug: self.add_bug(test, "forwarded") }
+            }
+            4 if !closed.is_empty() => {
+                let test = rng.pick(&closed);
+                self.delete_test(test);
+                Scattered::DeletedTest { test }
+            }
+            5 if !self.bugs.is_empty() => {
+                let ids: Vec<i64> = self.bugs.keys().copied().collect();
+                let bug = rng.pick(&ids);
+                self.delete_bug(bug);
+                Scattered::DeletedBug { bug }
+            }
+            6 => {
+                let open: Vec<i64> =
+                    self.tests.values().filter(|t| next_status(t.status).is_some()).map(|t| t.id).collect();
+                if open.is_empty() {
+                    return Scattered::Nothing;
+                }
+                let test = rng.pick(&open);
+                match next_status(self.tests[&test].status) {
+                    Some(status) if rng.below(2) == 0 => self.set_test_status(test, status),
+                    _ => self.set_test_title(test, format!("Renamed {test} ({seed})")),
+                }
+                Scattered::OpenTestChanged { test }
+            }
+            _ => Scattered::Nothing,
+        }
+    }
+}
+
+/// Whole seconds of an instant (the mirror keeps microseconds; whole seconds compare equal on both sides).
+trait NanosecondZero {
+    fn with_nanosecond_zero(self) -> Self;
+}
+
+impl<Tz: TimeZone> NanosecondZero for DateTime<Tz> {
+    fn with_nanosecond_zero(self) -> Self {
+        let nanos = i64::from(self.timestamp_subsec_nanos());
+        self - Duration::nanoseconds(nanos)
+    }
+}
+
 /// Injected faults; all are off by default.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
@@ -442,6 +654,8 @@ struct State {
     faults: Faults,
     requests: u64,
     list_requests: u64,
+    /// `Some` while answers are recorded.
+    served: Option<Vec<Served>>,
 }
 
 /// A running simulator.
@@ -530,6 +744,16 @@ impl Simulator {
         self.lock().list_requests
     }
 
+    /// Starts (`true`, with an empty record) or stops recording the successful answers; see [`Served`].
+    pub fn record_served(&self, on: bool) {
+        self.lock().served = on.then(Vec::new);
+    }
+
+    /// The answers recorded since the last call (or since recording started); empty while not recording.
+    pub fn take_served(&self) -> Vec<Served> {
+        self.lock().served.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
@@ -610,14 +834,49 @@ fn answer(req: &HttpRequest, s: &mut State, f: impl FnOnce(View<'_>) -> Answer) 
         Ok(body) => body,
         Err(refusal) => return refusal.response(),
     };
+    let served = s.served.is_some().then(|| served(req, &body, &entry.account, &s.faults)).flatten();
     let Ok(mut bytes) = serde_json::to_vec(&body) else {
         return HttpResponse::InternalServerError().finish();
     };
     if s.faults.truncate_responses > 0 {
         s.faults.truncate_responses -= 1;
         bytes.truncate(bytes.len() / 2);
+    } else if let (Some(record), Some(served)) = (s.served.as_mut(), served) {
+        record.push(served);
     }
     HttpResponse::Ok().content_type("application/json").body(bytes)
+}
+
+/// What a successful answer to `req` sent, for the record of [`Served`] answers.
+fn served(req: &HttpRequest, body: &Value, account: &Account, faults: &Faults) -> Option<Served> {
+    let ids = |key: &str| -> Vec<i64> {
+        body[key].as_array().map(|items| items.iter().filter_map(|i| i["id"].as_i64()).collect()).unwrap_or_default()
+    };
+    let path = req.path().trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments[..] {
+        [.., "products", product, "exploratory_tests"] => {
+            let tests = ids("exploratory_tests").into_iter().filter(|id| !faults.test_overrides.contains_key(id));
+            Some(Served::TestPage { product: product.parse().ok()?, tests: tests.collect() })
+        }
+        [.., "exploratory_tests", id] => {
+            let id: i64 = id.parse().ok()?;
+            (!faults.test_overrides.contains_key(&id)).then_some(Served::Test { id })
+        }
+        [.., "bugs"] => {
+            let filter = web::Query::<BugFilter>::from_query(req.query_string()).ok()?;
+            let asked = filter.filter_test_cycle_ids.as_deref().unwrap_or_default().split(',');
+            let spoiled: HashSet<i64> =
+                faults.bug_overrides.keys().filter_map(|bug| account.bugs.get(bug).map(|b| b.test_id)).collect();
+            let mut tests: Vec<i64> =
+                asked.filter_map(|s| s.trim().parse().ok()).filter(|t| !spoiled.contains(t)).collect();
+            tests.sort_unstable();
+            tests.dedup();
+            let bugs = ids("bugs").into_iter().filter(|id| !faults.bug_overrides.contains_key(id)).collect();
+            Some(Served::Bugs { tests, bugs })
+        }
+        _ => None,
+    }
 }
 
 /// `secs` from now as an HTTP date (IMF-fixdate), rounded up to the next whole second; `None` if out of range.

@@ -184,6 +184,10 @@ impl Runner {
             sync_runs::finish(&txn, run, status, counts, error.as_deref()).await.context("Failed to record the run")?;
         // A token saved while this run used the old one is not the token TestIO refused.
         let current = testio_connections::find(&txn).await.context("Failed to load the connection")?;
+        // Whatever the outcome, the run shows how far the mirror was verified when it ended.
+        sync_runs::record_verified_through(&txn, run.id, current.as_ref().and_then(|c| c.verified_through))
+            .await
+            .context("Failed to record the run")?;
         let same_token = current.as_ref().is_some_and(|c| c.token_ciphertext == connection.token_ciphertext);
         if matches!(result, Err(SyncError::Unauthorized)) && same_token {
             if let Some(current) = current {

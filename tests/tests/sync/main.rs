@@ -5,6 +5,7 @@ mod allowlist;
 mod bootstrap;
 mod connection;
 mod crash;
+mod fidelity;
 mod mirror;
 mod runs;
 mod simulator;
