@@ -6,8 +6,8 @@
 //!   (when the current pass read its first slice), `verify_pass_clean` (no slice of the pass left a gap) and
 //!   `verified_through` (the start of the last complete, clean pass: every change TestIO made before it is mirrored).
 //! - `testio_connections.verified_through`: the same for the whole tenant (the oldest of its products').
-//! - `sync_runs` records what a run verified: list pages read, list pages in all lists, and the tenant's
-//!   `verified_through` when it ended.
+//! - `sync_runs` records what a run verified: list pages read, list pages in all lists, the products whose slice (or
+//!   whole list) it read without a gap, and the tenant's `verified_through` when it ended.
 
 use sea_orm_migration::prelude::*;
 
@@ -31,6 +31,7 @@ impl MigrationTrait for Migration {
             ALTER TABLE sync_runs
                 ADD COLUMN list_pages_read  integer NOT NULL DEFAULT 0,
                 ADD COLUMN list_pages_total integer NOT NULL DEFAULT 0,
+                ADD COLUMN products_verified integer NOT NULL DEFAULT 0,
                 ADD COLUMN verified_through timestamptz;
             "#,
         )
@@ -42,7 +43,7 @@ impl MigrationTrait for Migration {
             manager,
             r#"
             ALTER TABLE sync_runs DROP COLUMN list_pages_read, DROP COLUMN list_pages_total,
-                                  DROP COLUMN verified_through;
+                                  DROP COLUMN products_verified, DROP COLUMN verified_through;
             ALTER TABLE testio_connections DROP COLUMN verified_through;
             ALTER TABLE testio_scan_cursors DROP COLUMN verify_boundary_end_at, DROP COLUMN verify_pass_started_at,
                                             DROP COLUMN verify_pass_clean, DROP COLUMN verified_through;

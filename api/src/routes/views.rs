@@ -140,6 +140,8 @@ pub struct SyncRunView {
     pub list_pages_read: i32,
     /// Pages of all the tenant's product test lists: what a full run reads.
     pub list_pages_total: i32,
+    /// Products whose share of the rolling verification (or whole list, on a full run) the run read without a gap.
+    pub products_verified: i32,
     /// When the run ended, every change TestIO had made before this time was in the mirror; `null` until every
     /// product's list has been verified once.
     pub verified_through: Option<DateTime<Utc>>,
@@ -166,6 +168,7 @@ impl From<sync_runs::Model> for SyncRunView {
             error: r.error,
             list_pages_read: r.list_pages_read,
             list_pages_total: r.list_pages_total,
+            products_verified: r.products_verified,
             verified_through: r.verified_through,
         }
     }

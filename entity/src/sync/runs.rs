@@ -106,6 +106,7 @@ pub struct Model {
     pub error: Option<String>,
     pub list_pages_read: i32,
     pub list_pages_total: i32,
+    pub products_verified: i32,
     /// The tenant's `verified_through` when the run ended.
     pub verified_through: Option<DateTimeUtc>,
 }
@@ -133,6 +134,8 @@ pub struct Counts {
     pub list_pages_read: i32,
     /// Pages of all the tenant's product test lists, as far as the mirror knows them.
     pub list_pages_total: i32,
+    /// Products whose verification slice (or whole list, on a full run) was read without a gap.
+    pub products_verified: i32,
 }
 
 /// Queues a run unless one is already queued or running; returns the run and whether it is new.
@@ -253,6 +256,7 @@ async fn start_new(txn: &TenantTxn, trigger: SyncTrigger, full_sync: bool, worke
         error: Set(None),
         list_pages_read: Set(0),
         list_pages_total: Set(0),
+        products_verified: Set(0),
         verified_through: Set(None),
     }
     .insert(txn.conn())
@@ -302,6 +306,7 @@ fn set_counts(active: &mut ActiveModel, c: Counts) {
     active.gaps_resolved = Set(c.gaps_resolved);
     active.list_pages_read = Set(c.list_pages_read);
     active.list_pages_total = Set(c.list_pages_total);
+    active.products_verified = Set(c.products_verified);
 }
 
 /// Records on the run how far the tenant's mirror was verified when it ended.

@@ -74,6 +74,7 @@ async fn an_incremental_sync_with_nothing_new_costs_at_most_two_list_requests_pe
     // 400 tests are 9 pages of 50; at the default interval and cycle, the slice is one page a product.
     assert!(lists <= (2 + 1) * 3, "{lists} list requests: {run}");
     assert_eq!(run["list_pages_read"], lists, "{run}");
+    assert_eq!(run["products_verified"], 3, "every product's slice was read: {run}");
     assert_eq!(run["tests"]["new"], 0);
     assert_eq!(run["tests"]["updated"], 0, "{run}");
     assert_same(&f.mirror().await, &f.truth());

@@ -197,6 +197,7 @@ impl Job<'_> {
         self.bug_candidates.extend(read.iter().map(|(id, _)| *id));
 
         let clean = clean && !self.unclean.contains(&product);
+        self.counts.products_verified += i32::from(clean);
         let pass_started_at = state.pass_started_at.filter(|_| state.boundary.is_some()).or(Some(self.started));
         let next = if ended && clean {
             let verified_through = if state.clean { pass_started_at } else { state.verified_through };
@@ -218,6 +219,7 @@ impl Job<'_> {
     pub(super) async fn verified_by_full_scan(&mut self, products: &[i64]) -> Result<(), SyncError> {
         let txn = self.begin().await?;
         for product in products.iter().filter(|p| !self.unclean.contains(p)) {
+            self.counts.products_verified += 1;
             let state = Verification {
                 boundary: None,
                 pass_started_at: None,
