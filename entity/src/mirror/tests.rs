@@ -212,6 +212,20 @@ pub async fn ids_ending_between(
     query.order_by_asc(Column::TestioId).into_tuple().all(txn.conn()).await
 }
 
+/// A product's mirrored tests without an `end_at`.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn ids_without_end_at(txn: &TenantTxn, product_id: i64) -> Result<Vec<i64>, DbErr> {
+    Entity::find()
+        .select_only()
+        .column(Column::TestioId)
+        .filter(Column::ProductId.eq(product_id))
+        .filter(Column::EndAt.is_null())
+        .order_by_asc(Column::TestioId)
+        .into_tuple()
+        .all(txn.conn())
+        .await
+}
+
 /// An open test and where the mirror places it in its product's list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenTest {
