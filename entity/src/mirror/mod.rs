@@ -22,8 +22,8 @@ pub use bugs::{BugRow, delete_bugs_except, mark_bugs_synced, upsert_bugs};
 pub use products::{ProductRow, delete_products_except, upsert_products};
 pub use tests::{
     OpenTest, TestRow, all_test_ids, count_ending_after, counts_by_product, delete_tests, ids_ending_between,
-    ids_without_end_at, known_test_ids, open_tests, open_tests_placed, test_ids_of_product, tests_needing_bugs,
-    upsert_tests,
+    ids_without_end_at, known_test_ids, latest_end_before, open_tests, open_tests_placed, test_ids_of_product,
+    tests_needing_bugs, upsert_tests,
 };
 
 use crate::TenantTxn;

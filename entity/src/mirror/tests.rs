@@ -189,6 +189,24 @@ pub async fn count_ending_after(txn: &TenantTxn, product_id: i64, end_at: DateTi
     Ok(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// The latest `end_at` of a product's mirrored tests that end before `end_at`: the test the list shows next after it.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn latest_end_before(
+    txn: &TenantTxn,
+    product_id: i64,
+    end_at: DateTimeUtc,
+) -> Result<Option<DateTimeUtc>, DbErr> {
+    Entity::find()
+        .select_only()
+        .column_as(Column::EndAt.max(), "latest")
+        .filter(Column::ProductId.eq(product_id))
+        .filter(Column::EndAt.lt(end_at))
+        .into_tuple::<Option<DateTimeUtc>>()
+        .one(txn.conn())
+        .await
+        .map(Option::flatten)
+}
+
 /// A product's mirrored tests that end strictly between `after` and `before` (`None`: unbounded on that side); tests
 /// without an `end_at` are not placed anywhere in the list, so they are never among them.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
@@ -241,12 +259,14 @@ pub async fn open_tests_placed(txn: &TenantTxn) -> Result<Vec<OpenTest>, DbErr> 
     let rows = txn
         .conn()
         .query_all_raw(stmt(
-            "SELECT t.testio_id, t.product_id,
-                    (SELECT count(*) FROM testio_tests u
-                      WHERE u.product_id = t.product_id AND u.end_at > t.end_at) AS ending_after
-               FROM testio_tests t
-              WHERE t.status NOT IN (SELECT jsonb_array_elements_text($1::jsonb))
-              ORDER BY t.product_id, t.testio_id",
+            "SELECT testio_id, product_id, ending_after FROM (
+                 SELECT testio_id, product_id, status,
+                        CASE WHEN end_at IS NULL THEN 0
+                             ELSE rank() OVER (PARTITION BY product_id ORDER BY end_at DESC NULLS LAST) - 1
+                        END AS ending_after
+                   FROM testio_tests) placed
+              WHERE status NOT IN (SELECT jsonb_array_elements_text($1::jsonb))
+              ORDER BY product_id, testio_id",
             [final_statuses()?],
         ))
         .await?;

@@ -69,6 +69,7 @@ pub(super) async fn sync(job: &mut Job<'_>, tests: Vec<i64>) -> Result<(), SyncE
                 }
                 Err(e @ (FetchError::Unauthorized | FetchError::Cancelled)) => return Err(SyncError::from_fetch(e)),
                 Err(e) => {
+                    job.bug_gaps = true;
                     let gaps: Vec<Gap> = batch.tests.iter().map(|t| Gap::bugs(*t, e.to_string())).collect();
                     let txn = job.begin().await?;
                     job.gaps(&txn, &gaps, []).await?;
@@ -133,6 +134,7 @@ async fn store(job: &mut Job<'_>, tests: &[i64], items: Vec<Value>) -> Result<()
     let mut resolved: Vec<String> = complete.iter().map(|&test_id| GapKey::Bugs { test_id }.to_string()).collect();
     resolved.extend(rows.iter().map(|r| GapKey::Bug { test_id: r.test_id, bug_id: Some(r.testio_id) }.to_string()));
 
+    job.bug_gaps |= !gaps.is_empty();
     let txn = job.begin().await?;
     let upserted = mirror::upsert_bugs(&txn, &rows).await?;
     let deleted = mirror::delete_bugs_except(&txn, &complete, &keep).await?;

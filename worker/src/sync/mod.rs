@@ -190,8 +190,14 @@ pub struct Job<'a> {
     backfill_pending: bool,
     /// Pages of product lists this run read without a gap, by (product, page index).
     pages: HashMap<(i64, usize), verify::Page>,
-    /// Products of which some page left a gap in this run.
+    /// Products of which some page or test left a gap in this run.
     unclean: HashSet<i64>,
+    /// Pages of product lists that left a gap in this run: not fetched again by it.
+    failed_pages: HashSet<(i64, usize)>,
+    /// Verification states to save once the bugs of the slices are read (see [`verify::Pending`]).
+    pending: Vec<verify::Pending>,
+    /// Some bug batch or bug left a gap in this run.
+    bug_gaps: bool,
     /// When the run started.
     started: DateTime<Utc>,
 }
@@ -220,6 +226,9 @@ impl<'a> Job<'a> {
             backfill_pending: false,
             pages: HashMap::new(),
             unclean: HashSet::new(),
+            failed_pages: HashSet::new(),
+            pending: Vec::new(),
+            bug_gaps: false,
             started: Utc::now(),
         }
     }
@@ -256,15 +265,19 @@ impl<'a> Job<'a> {
         }
         if reconcile {
             self.reconcile_unseen(&fully_read).await?;
-            self.verified_by_full_scan(&fully_read).await?;
         } else {
             self.verify_slices(interval).await?;
-            self.refresh_open_tests().await?;
         }
+        self.refresh_open_tests().await?;
         // The reconcile counts as done once every product's whole list was read in one run; only then are the bugs of
         // every test read too (during a long backfill, each run would otherwise re-read them all).
         let reconciled = reconcile && fully_read.len() == products.len();
         self.sync_bugs(reconciled).await?;
+        // Only now, with the bugs read, is what the run verified known.
+        if reconciled {
+            self.verified_by_full_scan(&fully_read).await?;
+        }
+        self.save_verifications().await?;
 
         let txn = self.begin().await?;
         let listed: Vec<i64> = self.products.iter().copied().collect();
@@ -392,7 +405,9 @@ impl<'a> Job<'a> {
                         Err(e) => return Err(SyncError::from_fetch(e)),
                     }
                 }
-                (GapKind::Test, _, _, Some(id)) => self.refresh_test(id).await?,
+                (GapKind::Test, _, _, Some(id)) => {
+                    self.refresh_test(id).await?;
+                }
                 (GapKind::Bugs | GapKind::Bug, _, _, Some(test_id)) => {
                     self.bug_candidates.insert(test_id);
                 }
@@ -458,16 +473,24 @@ impl<'a> Job<'a> {
         self.bug_candidates.extend(upserted.new.iter().chain(&upserted.updated));
         Ok(Stored {
             clean: !gaps_left,
-            quiet: !gaps_left && !rows.is_empty() && upserted.new.is_empty() && upserted.updated.is_empty(),
+            // A test that has not ended yet may still be joined by new ones just below it: its page never stops the
+            // scan.
+            quiet: !gaps_left
+                && !rows.is_empty()
+                && upserted.new.is_empty()
+                && upserted.updated.is_empty()
+                && rows.iter().all(|r| r.end_at.is_some_and(|end| end < self.started)),
             placed: rows.iter().map(|r| (r.testio_id, r.end_at)).collect(),
         })
     }
 
     /// Reads one test again: stored if readable, deleted from the mirror if TestIO no longer has it.
-    async fn refresh_test(&mut self, id: i64) -> Result<(), SyncError> {
+    /// Whether it was read (stored or deleted); `false`: it became a gap.
+    async fn refresh_test(&mut self, id: i64) -> Result<bool, SyncError> {
         match self.source.test(id).await {
             Ok(Some(item)) => {
-                self.store_tests(None, vec![item], Vec::new(), Vec::new(), None).await?;
+                let stored = self.store_tests(None, vec![item], Vec::new(), Vec::new(), None).await?;
+                return Ok(stored.clean);
             }
             Ok(None) => {
                 self.seen_tests.insert(id);
@@ -484,9 +507,10 @@ impl<'a> Job<'a> {
                 let txn = self.begin().await?;
                 self.gaps(&txn, &[Gap::test(None, id, e.to_string())], []).await?;
                 self.commit(txn).await?;
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// After full scans of `products`: mirrored tests their lists did not show have moved or are gone; reading each
@@ -496,11 +520,13 @@ impl<'a> Job<'a> {
         let txn = self.begin().await?;
         for product in products {
             let ids = mirror::test_ids_of_product(&txn, *product).await?;
-            unseen.extend(ids.into_iter().filter(|id| !self.seen_tests.contains(id)));
+            unseen.extend(ids.into_iter().filter(|id| !self.seen_tests.contains(id)).map(|id| (*product, id)));
         }
         txn.commit().await?;
-        for id in unseen {
-            self.refresh_test(id).await?;
+        for (product, id) in unseen {
+            if !self.refresh_test(id).await? {
+                self.unclean.insert(product);
+            }
         }
         Ok(())
     }

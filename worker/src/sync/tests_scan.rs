@@ -6,6 +6,9 @@ use serde_json::Value;
 
 use super::{Job, Stored, SyncError, verify};
 
+/// A full scan reads at most this many times `max_pages_per_product` pages of one list.
+const FULL_SCAN_PAGE_LIMIT: usize = 20;
+
 /// What a range of the list gave.
 #[derive(Default)]
 pub(super) struct Range {
@@ -67,6 +70,12 @@ impl Job<'_> {
             quiet_pages = if stored.quiet { quiet_pages + 1 } else { 0 };
             if !full && quiet_pages >= self.settings.stop_after_quiet_pages.max(1) {
                 break;
+            }
+            if full && pages >= FULL_SCAN_PAGE_LIMIT * self.settings.max_pages_per_product {
+                // A list that never ends (an API that answers every page number) must not hold the run forever.
+                tracing::warn!(product, pages, "the list did not end; leaving the product unverified");
+                self.unclean.insert(product);
+                return Ok(false);
             }
             if !full && pages >= self.settings.max_pages_per_product {
                 // More new tests than one run reads: the backfill restarts where this scan stopped, so that nothing

@@ -11,7 +11,7 @@
 //! - **The plan**: before scanning, the requests of this incremental run are estimated; if a full run would cost
 //!   fewer, the run is a full one.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -27,6 +27,14 @@ pub(crate) struct Page {
     pub tests: Vec<(i64, Option<DateTime<Utc>>)>,
     /// The list ended on this page.
     pub ended: bool,
+}
+
+/// A product's verification state to save at the end of the run: `next` if the bugs of its slice were read without a
+/// gap, `if_bug_gap` otherwise (the pass is then not clean).
+pub(crate) struct Pending {
+    product: i64,
+    next: Verification,
+    if_bug_gap: Verification,
 }
 
 /// Pages before the estimated one tried, at most, to find the boundary again; past that the pass restarts from the
@@ -49,7 +57,8 @@ impl Job<'_> {
 
     /// Tests that ended after this have their bugs read every run.
     pub(super) fn review_since(&self) -> DateTime<Utc> {
-        self.started - chrono::Duration::from_std(self.settings.bug_review).unwrap_or(chrono::Duration::days(30))
+        let window = chrono::Duration::from_std(self.settings.bug_review).unwrap_or(chrono::Duration::days(30));
+        self.started.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
     /// Whether a full run costs fewer requests than this incremental one would, by the mirror's counts: a full run
@@ -91,10 +100,17 @@ impl Job<'_> {
         if let Some(page) = self.pages.get(&(product, index)) {
             return Ok(Some(page.clone()));
         }
+        if self.failed_pages.contains(&(product, index)) {
+            return Ok(None);
+        }
         let size = self.settings.page_size.max(1);
         let range = self.fetch_range(product, index * size, size).await?;
         self.store_range(product, index * size, range, None).await?;
-        Ok(self.pages.get(&(product, index)).cloned())
+        let page = self.pages.get(&(product, index)).cloned();
+        if page.is_none() {
+            self.failed_pages.insert((product, index));
+        }
+        Ok(page)
     }
 
     /// One slice of every verifiable product (see the module).
@@ -115,26 +131,35 @@ impl Job<'_> {
 
     async fn verify_slice(&mut self, product: i64, state: Verification, pages: usize) -> Result<(), SyncError> {
         let size = self.settings.page_size.max(1);
-        let mut first = match state.boundary {
-            None => 0,
+        // A continuing slice starts on the page holding the first test after the boundary, as the mirror places it,
+        // and must not start below that test: the test the mirror knows next below the boundary (or one TestIO has
+        // inserted between them) has to open the page, or tests between the two would go unverified. While it does
+        // not (the mirror counts tests above that TestIO no longer lists), the slice steps back a page.
+        let (mut first, expected_first) = match state.boundary {
+            None => (0, None),
             Some(boundary) => {
                 let txn = self.begin().await?;
-                let above = mirror::count_ending_after(&txn, product, boundary).await?;
+                let through =
+                    mirror::count_ending_after(&txn, product, boundary - chrono::Duration::microseconds(1)).await?;
+                let next = mirror::latest_end_before(&txn, product, boundary).await?;
                 txn.commit().await?;
-                usize::try_from(above).unwrap_or_default() / size
+                (usize::try_from(through).unwrap_or_default() / size, Some(next.unwrap_or(boundary)))
             }
         };
-        // The slice must start at or above the boundary, or tests between the two would go unverified: step back
-        // while the first page starts below it (the mirror counted tests TestIO no longer lists above it).
+        // Pages this slice fetched (those of the step back included): only they count towards its size.
+        let mut fresh: HashSet<usize> = HashSet::new();
         let mut steps = 0;
         let restart = loop {
-            let Some(boundary) = state.boundary else { break false };
+            let Some(expected) = expected_first else { break false };
             if first == 0 {
                 break false;
             }
+            if !self.pages.contains_key(&(product, first)) {
+                fresh.insert(first);
+            }
             let Some(page) = self.page(product, first).await? else { break false };
-            let below = page.tests.first().is_none_or(|(_, end)| end.is_some_and(|end| end < boundary));
-            if !below {
+            let late = page.tests.first().is_none_or(|(_, end)| end.is_some_and(|end| end < expected));
+            if !late {
                 break false;
             }
             if steps == MAX_STEPS_BACK {
@@ -154,15 +179,29 @@ impl Job<'_> {
         // `pages` pages beyond those this run already read (the top of the list, usually).
         let mut read: Vec<(i64, Option<DateTime<Utc>>)> = Vec::new();
         let (mut clean, mut ended) = (true, false);
-        let mut fetched = 0;
+        // Progress: fresh pages that reach below the boundary. A page that does not (usually the one the last slice
+        // ended on) is overlap, up to a few of them.
+        let (mut progress, mut overlap) = (0, 0);
         for index in first.. {
             let cached = self.pages.contains_key(&(product, index));
-            if !cached && fetched == pages {
+            if !cached && progress >= pages {
                 break;
             }
-            fetched += usize::from(!cached);
+            if !cached {
+                fresh.insert(index);
+            }
             match self.page(product, index).await? {
                 Some(page) => {
+                    let reaches_below = state.boundary.is_none_or(|boundary| {
+                        page.tests.last().and_then(|(_, end)| *end).is_none_or(|end| end < boundary)
+                    });
+                    if fresh.contains(&index) {
+                        if reaches_below || overlap == MAX_STEPS_BACK {
+                            progress += 1;
+                        } else {
+                            overlap += 1;
+                        }
+                    }
                     read.extend(page.tests);
                     if page.ended {
                         ended = true;
@@ -177,15 +216,21 @@ impl Job<'_> {
         }
         let ends = read.iter().filter_map(|(_, end)| *end);
         let (highest, lowest) = (ends.clone().max(), ends.min());
+        // A new pass owes nothing to the one before it.
+        let state = if state.boundary.is_none() { Verification { clean: true, ..state } } else { state };
         if !clean && read.is_empty() {
             let state = Verification { clean: false, ..state };
-            let txn = self.begin().await?;
-            save_verification(&txn, product, &state).await?;
-            return self.commit(txn).await;
+            self.pending.push(Pending { product, next: state, if_bug_gap: state });
+            return Ok(());
         }
         // Mirrored tests that the pages read must have shown, since they end strictly inside the span they cover (at
-        // the top of the list, above it too; at its end, below it too), but did not: moved or deleted.
-        let above = if first == 0 { None } else { highest };
+        // the top of the list, above it too; at its end, below it too), but did not: moved or deleted. A slice that
+        // continues a pass covers everything below the boundary (the last slice covered what is above it).
+        let above = match state.boundary {
+            None if first == 0 => None,
+            None => highest,
+            Some(boundary) => Some(highest.map_or(boundary, |h| h.max(boundary))),
+        };
         let below = if ended && clean { None } else { lowest };
         let txn = self.begin().await?;
         let mut inside = mirror::ids_ending_between(&txn, product, below, above).await?;
@@ -196,31 +241,56 @@ impl Job<'_> {
         txn.commit().await?;
         let missing: Vec<i64> = inside.into_iter().filter(|id| !self.seen_tests.contains(id)).collect();
         for id in missing {
-            self.refresh_test(id).await?;
+            if !self.refresh_test(id).await? {
+                clean = false;
+            }
         }
         self.bug_candidates.extend(read.iter().map(|(id, _)| *id));
 
         let clean = clean && !self.unclean.contains(&product);
         self.counts.products_verified += i32::from(clean);
         let pass_started_at = state.pass_started_at.filter(|_| state.boundary.is_some()).or(Some(self.started));
-        let next = if ended && clean {
+        // The boundary only moves down: a slice that read nothing below it leaves it where it was.
+        let boundary = match (lowest, state.boundary) {
+            (Some(lowest), Some(boundary)) => Some(lowest.min(boundary)),
+            (lowest, boundary) => lowest.or(boundary),
+        };
+        let (next, if_bug_gap) = if ended && clean {
             let verified_through = if state.clean { pass_started_at } else { state.verified_through };
-            Verification { boundary: None, pass_started_at: None, clean: true, verified_through }
+            let next_pass = Verification { boundary: None, pass_started_at: None, clean: true, verified_through };
+            (next_pass, Verification { verified_through: state.verified_through, ..next_pass })
         } else {
-            Verification {
-                boundary: lowest.or(state.boundary),
+            let next = Verification {
+                boundary,
                 pass_started_at,
                 clean: state.clean && clean,
                 verified_through: state.verified_through,
-            }
+            };
+            (next, Verification { clean: false, ..next })
         };
+        self.pending.push(Pending { product, next, if_bug_gap });
+        Ok(())
+    }
+
+    /// Saves the verification states of this run's slices, now that their bugs are read.
+    pub(super) async fn save_verifications(&mut self) -> Result<(), SyncError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
         let txn = self.begin().await?;
-        save_verification(&txn, product, &next).await?;
+        for pending in std::mem::take(&mut self.pending) {
+            let state = if self.bug_gaps { pending.if_bug_gap } else { pending.next };
+            save_verification(&txn, pending.product, &state).await?;
+        }
         self.commit(txn).await
     }
 
-    /// A full run read the whole lists of `products`: those it read without a gap are verified as of its start.
+    /// A full run read the whole lists of `products` and every test's bugs: those it read without a gap are verified
+    /// as of its start.
     pub(super) async fn verified_by_full_scan(&mut self, products: &[i64]) -> Result<(), SyncError> {
+        if self.bug_gaps {
+            return Ok(());
+        }
         let txn = self.begin().await?;
         for product in products.iter().filter(|p| !self.unclean.contains(p)) {
             self.counts.products_verified += 1;
@@ -267,15 +337,17 @@ impl Job<'_> {
     }
 
     /// How far the tenant's whole mirror is verified: the oldest of its products' `verified_through`, `None` while one
-    /// of them has none. A tenant without products is verified as of this run when it left no gap.
+    /// of them has none or a gap is open. A tenant without products is verified as of this run.
     pub(super) async fn verified_through(
         &self,
         txn: &TenantTxn,
         open_gaps: usize,
     ) -> Result<Option<DateTime<Utc>>, SyncError> {
         let state: sync::TenantVerification = tenant_verification(txn).await?;
+        // An open gap is something the mirror may not have: no time can be vouched for until it is read.
         Ok(match state {
-            _ if state.products == 0 => (open_gaps == 0).then_some(self.started),
+            _ if open_gaps > 0 => None,
+            _ if state.products == 0 => Some(self.started),
             _ if state.all_verified => state.oldest,
             _ => None,
         })
