@@ -38,8 +38,9 @@ pub struct ConnectionView {
     /// The end of the last full reconcile.
     pub last_reconcile_at: Option<DateTime<Utc>>,
     /// Every change TestIO made before this time is in the mirror: each product's whole list (and its tests' bugs)
-    /// has been re-read since, without a gap. `null` until that happened once. Changes at the top of a list are
-    /// mirrored by the next sync; any change within one verify cycle (`SYNC_VERIFY_CYCLE_SECS`) plus one interval.
+    /// has been re-read since, without a gap. `null` until that happened once, and while a gap is open. Changes at the
+    /// top of a list are mirrored by the next sync; any change within one verify cycle (`SYNC_VERIFY_CYCLE_SECS`)
+    /// plus one interval.
     pub verified_through: Option<DateTime<Utc>>,
     /// When the next sync is due; `null` while the connection is not `active`.
     pub next_sync_at: Option<DateTime<Utc>>,
