@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
 use tests::sync::{SyncFixture, assert_same};
-use tests::testio_sim::{Account, Shape};
+use tests::testio_sim::{Account, Rng, Shape};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -57,13 +57,8 @@ async fn main() {
     };
     let f = SyncFixture::connected(shape).await;
     // Open tests spread through the whole history, as real accounts have (locked tests linger).
-    let mut rng = 0x5eed_u64;
-    let mut next = move |n: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % n as u64) as usize
-    };
+    let mut rng = Rng::new(0x5eed);
+    let mut next = move |n: usize| rng.below(n as u64) as usize;
     f.sim.modify(&f.token, |a| {
         let ids: Vec<i64> = a.tests.keys().copied().collect();
         for _ in 0..300 {

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use serde_json::{Value, json};
 use tests::sync::{Snapshot, SyncFixture, TestFields, assert_same};
-use tests::testio_sim::{Account, Faults, History, Scattered, Served, Shape};
+use tests::testio_sim::{Account, Faults, History, Rng, Scattered, Served, Shape};
 
 const PAGE: usize = 10;
 const BATCH: usize = 15;
@@ -222,6 +222,17 @@ impl<'a> Tenant<'a> {
     /// Interpretation: a full run made at the moment of an incremental one would also confirm each test that vanished
     /// from the lists with one read (a 404) and retry each open gap; those requests, which the full runs made before
     /// and after cannot show, are allowed on top (`tests.deleted + gaps.resolved` of the incremental run).
+    /// G2 and G3: a verify cycle of incremental runs makes the mirror equal TestIO, and none of them cost more than a
+    /// full run.
+    async fn assert_converges_within_a_cycle(&self, full_before: i64) {
+        let mut runs = Vec::new();
+        for _ in 0..CYCLE_RUNS {
+            runs.push(self.incremental().await);
+        }
+        assert_same(&self.mirror().await, &self.truth());
+        self.assert_never_dearer_than_full(full_before, &runs).await;
+    }
+
     async fn assert_never_dearer_than_full(&self, full_before: i64, runs: &[Run]) {
         let full = self.run(true).await;
         assert!(full.succeeded(), "{}", full.view);
@@ -376,12 +387,7 @@ async fn tests_inserted_below_known_ones_are_mirrored_within_one_verify_cycle() 
             }
         }
     });
-    let mut runs = Vec::new();
-    for _ in 0..CYCLE_RUNS {
-        runs.push(t.incremental().await);
-    }
-    assert_same(&t.mirror().await, &t.truth());
-    t.assert_never_dearer_than_full(full_before, &runs).await;
+    t.assert_converges_within_a_cycle(full_before).await;
 }
 
 /// Row 3 (G2): `end_at` moved on 3 archived tests (in place, 5 places up, 10 places down) is mirrored within one
@@ -404,12 +410,7 @@ async fn end_at_moved_on_archived_tests_is_mirrored_within_one_verify_cycle() {
             a.set_test_end_at(id, end_at);
         }
     });
-    let mut runs = Vec::new();
-    for _ in 0..CYCLE_RUNS {
-        runs.push(t.incremental().await);
-    }
-    assert_same(&t.mirror().await, &t.truth());
-    t.assert_never_dearer_than_full(full_before, &runs).await;
+    t.assert_converges_within_a_cycle(full_before).await;
 }
 
 /// Row 4 (G2): bug statuses changed (14), bugs added (20) and bugs deleted (3) on archived and cancelled tests that
@@ -451,12 +452,7 @@ async fn bug_changes_on_closed_tests_older_than_the_review_window_are_mirrored_w
             a.delete_bug(*bug);
         }
     });
-    let mut runs = Vec::new();
-    for _ in 0..CYCLE_RUNS {
-        runs.push(t.incremental().await);
-    }
-    assert_same(&t.mirror().await, &t.truth());
-    t.assert_never_dearer_than_full(full_before, &runs).await;
+    t.assert_converges_within_a_cycle(full_before).await;
 }
 
 /// Row 4b (G2): deleted tests, closed ones deep in history, an open one deep in history and one on top, leave the
@@ -480,12 +476,7 @@ async fn deleted_tests_leave_the_mirror_within_one_verify_cycle() {
             a.delete_test(id);
         }
     });
-    let mut runs = Vec::new();
-    for _ in 0..CYCLE_RUNS {
-        runs.push(t.incremental().await);
-    }
-    assert_same(&t.mirror().await, &t.truth());
-    t.assert_never_dearer_than_full(full_before, &runs).await;
+    t.assert_converges_within_a_cycle(full_before).await;
 }
 
 /// G1: status, title and `end_at` changes of open tests wherever they are in history are mirrored by the next run.
@@ -745,27 +736,6 @@ async fn verified_through_never_claims_a_freshness_the_mirror_does_not_have() {
 // The property test.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// splitmix64, for the property test's choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
 /// Faults for one run, drawn from `rng`: none (a third of the time), or one or two of 500 pages, 429s, 524s on bug
 /// batches, truncated bodies, a malformed test or bug, slow answers.
 fn random_faults(rng: &mut Rng, account: &Account) -> (Faults, Vec<&'static str>) {
@@ -823,7 +793,7 @@ fn random_faults(rng: &mut Rng, account: &Account) -> (Faults, Vec<&'static str>
 /// runs: the mirror must then equal TestIO, no run may ever claim a `verified_through` past an unmirrored change, every
 /// `succeeded` run must be honest (checked by [`Tenant::run`]), and the clean runs must cost no more than a full run.
 async fn property_case(f: &SyncFixture, case: usize, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let label = format!("case {case}, seed {seed:#x} (FIDELITY_SEED={seed:#x} FIDELITY_CASES=1 reproduces it)");
     let history = History {
         shape: Shape { products: 2, tests_per_product: 15 + rng.below(20) as usize, bugs_per_test: 2 },
@@ -859,7 +829,7 @@ async fn property_case(f: &SyncFixture, case: usize, seed: u64) {
         let mut changes = Vec::new();
         t.modify(|a| {
             for _ in 0..1 + rng.below(4) {
-                let step = rng.next();
+                let step = rng.next_u64();
                 if rng.chance(30) {
                     changes.push(format!("{:?}", a.evolve(step)));
                 } else {
