@@ -86,8 +86,7 @@ impl SyncFixture {
         let token = "token-acme-0001".to_owned();
         sim.add_account(&token, account);
         let fixture = Self { app, sim, owner, tenant, token, allowed_base_urls };
-        let response = fixture.connect(fixture.tenant, &fixture.token).await;
-        assert_eq!(response.status(), 200, "connecting failed: {}", response.text().await.unwrap_or_default());
+        fixture.connect_ok(fixture.tenant, &fixture.token).await;
         fixture
     }
 
@@ -109,12 +108,7 @@ impl SyncFixture {
     }
 
     pub async fn sync_tenant(&self, tenant: uuid::Uuid, full: bool) -> Value {
-        let worker = build_worker(&self.worker_settings()).await;
-        let finished = worker.sync_tenant(entity::TenantId(tenant), full).await.expect("the sync errored");
-        let run = finished.run.unwrap_or_else(|| panic!("no run: {}", finished.note));
-        let response = self.app.get_sync_run(&self.owner, tenant, run.id).await;
-        assert_eq!(response.status(), 200);
-        response.json().await.unwrap()
+        self.sync_tenant_with(&self.worker_settings(), tenant, full).await
     }
 
     /// One sync of `tenant` by a fresh worker built with `settings`; returns the run as the API shows it.
@@ -137,6 +131,12 @@ impl SyncFixture {
         self.sync_tenant_with(settings, self.tenant, full).await
     }
 
+    /// [`SyncFixture::connect`], which must succeed.
+    async fn connect_ok(&self, tenant: uuid::Uuid, token: &str) {
+        let response = self.connect(tenant, token).await;
+        assert_eq!(response.status(), 200, "connecting failed: {}", response.text().await.unwrap_or_default());
+    }
+
     /// `GET .../testio-connection` of `tenant` as the owner.
     pub async fn connection_of(&self, tenant: uuid::Uuid) -> Value {
         let response = self.app.get_connection(&self.owner, tenant).await;
@@ -153,8 +153,7 @@ impl SyncFixture {
     pub async fn add_tenant(&self, slug: &str, token: &str, account: Account) -> uuid::Uuid {
         let tenant = self.app.create_tenant(&self.owner, slug).await;
         self.sim.add_account(token, account);
-        let response = self.connect(tenant, token).await;
-        assert_eq!(response.status(), 200, "connecting failed: {}", response.text().await.unwrap_or_default());
+        self.connect_ok(tenant, token).await;
         tenant
     }
 

@@ -11,7 +11,7 @@
 //! - **The plan**: before scanning, the requests of this incremental run are estimated; if a full run would cost
 //!   fewer, the run is a full one.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -75,8 +75,7 @@ impl Job<'_> {
         let batch = self.settings.bug_batch_size.max(1);
         let tests_of = |p: &i64| counts.get(p).copied().unwrap_or_default();
         let all_tests: usize = self.products.iter().map(|p| usize::try_from(tests_of(p)).unwrap_or_default()).sum();
-        let full =
-            self.products.iter().map(|p| self.list_pages(tests_of(p))).sum::<usize>() + all_tests.div_ceil(batch);
+        let full = self.all_list_pages(&counts) + all_tests.div_ceil(batch);
         let top = self.products.len() * (self.settings.stop_after_quiet_pages.max(1) + 1);
         let slices: usize = self
             .products
@@ -331,9 +330,12 @@ impl Job<'_> {
     /// Pages of all the lists, as far as the mirror knows them.
     pub(super) async fn list_pages_total(&self, txn: &TenantTxn) -> Result<i32, SyncError> {
         let counts = mirror::counts_by_product(txn).await?;
-        let pages: usize =
-            self.products.iter().map(|p| self.list_pages(counts.get(p).copied().unwrap_or_default())).sum();
-        Ok(i32::try_from(pages).unwrap_or(i32::MAX))
+        Ok(i32::try_from(self.all_list_pages(&counts)).unwrap_or(i32::MAX))
+    }
+
+    /// Pages of the listed products' lists, given their test counts: what a full run reads.
+    fn all_list_pages(&self, counts: &HashMap<i64, i64>) -> usize {
+        self.products.iter().map(|p| self.list_pages(counts.get(p).copied().unwrap_or_default())).sum()
     }
 
     /// How far the tenant's whole mirror is verified: the oldest of its products' `verified_through`, `None` while one
