@@ -13,6 +13,7 @@ pub mod domain;
 pub mod error;
 pub mod mailer;
 pub mod openapi;
+pub mod pagination;
 pub mod request_context;
 pub mod routes;
 pub mod startup;

@@ -33,6 +33,7 @@ use crate::routes;
         (name = "invitations", description = "Invitations to join a tenant"),
         (name = "api-keys", description = "API keys for machine clients of a tenant"),
         (name = "testio", description = "The TestIO connection and the sync runs of the mirror"),
+        (name = "mirror", description = "The mirrored TestIO data: products, tests, bugs and statistics, filtered, sorted and paged"),
     ),
 )]
 pub struct ApiDoc;

@@ -73,6 +73,7 @@ impl Application {
             settings.password_hash_concurrency,
             Duration::from_millis(settings.password_hash_wait_ms),
         );
+        let cursors = crate::pagination::CursorKeys::from_config(settings.jwt_keys.as_ref())?;
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -83,6 +84,7 @@ impl Application {
             testio_allowlist: Arc::new(testio_allowlist),
             passwords,
             proxy_trust: Arc::new(proxy_trust),
+            cursors: Arc::new(cursors),
         };
         let server = serve(listener, state)?;
         tracing::info!(port, "listening");

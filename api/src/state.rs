@@ -11,6 +11,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::mailer::Mailer;
+use crate::pagination::CursorKeys;
 use crate::request_context::ProxyTrust;
 
 #[derive(Clone)]
@@ -30,4 +31,6 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     /// Which `X-Forwarded-For` to believe.
     pub proxy_trust: Arc<ProxyTrust>,
+    /// Signs and opens the lists' `next_cursor`.
+    pub cursors: Arc<CursorKeys>,
 }

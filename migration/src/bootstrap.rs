@@ -17,7 +17,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::RUNTIME_GROUP_ROLE;
+use crate::{RUNTIME_GROUP_ROLE, SEARCH_ROLE};
 
 /// What a connection URL says about the role and database it expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,8 +113,9 @@ pub fn database_privileges_sql(database: &str) -> String {
     )
 }
 
-/// Creates the owner role, the runtime group role and the runtime login role if missing, and makes the login role a
-/// member of the group. `admin` must be a superuser connection.
+/// Creates the owner role, the runtime group role, the text-search role and the runtime login role if missing, makes
+/// the login role a member of the group and the owner a member of the search role (so that the migrations can hand it
+/// the search functions). `admin` must be a superuser connection.
 pub async fn ensure_roles(admin: &DatabaseConnection, owner: &Target, runtime: &Target) -> anyhow::Result<()> {
     if owner.user == runtime.user {
         bail!("the owner role and the runtime role must differ (both are {:?})", owner.user);
@@ -127,6 +128,14 @@ pub async fn ensure_roles(admin: &DatabaseConnection, owner: &Target, runtime: &
         )
         .await?;
     }
+    if !role_exists(admin, SEARCH_ROLE).await? {
+        exec(
+            admin,
+            format!("CREATE ROLE {SEARCH_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOINHERIT"),
+        )
+        .await?;
+    }
+    exec(admin, format!("GRANT {SEARCH_ROLE} TO {}", quote_ident(&owner.user))).await?;
     ensure_role(admin, runtime, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB INHERIT").await?;
     exec(admin, format!("GRANT {RUNTIME_GROUP_ROLE} TO {}", quote_ident(&runtime.user))).await
 }

@@ -17,11 +17,16 @@ mod m20261123_000006_identity;
 mod m20261123_000007_testio_sync;
 pub mod m20261201_000008_security_hardening;
 mod m20261201_000009_sync_verification;
+pub mod m20261201_000010_mirror_queries;
 mod sql;
 
 /// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
 /// in it; the migrations grant to it and nothing else.
 pub const RUNTIME_GROUP_ROLE: &str = "testio_runtime";
+
+/// The NOLOGIN role that owns the text-search functions of the mirror (see `m20261201_000010_mirror_queries`): the
+/// only role for which the mirror's tables are readable across tenants, and only through those two functions.
+pub const SEARCH_ROLE: &str = "testio_search";
 
 /// A fingerprint of the migration sources, computed at build time. Test harnesses key their template database on it,
 /// so editing a migration rebuilds the template instead of silently reusing a stale one.
@@ -42,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_testio_sync::Migration),
             Box::new(m20261201_000008_security_hardening::Migration),
             Box::new(m20261201_000009_sync_verification::Migration),
+            Box::new(m20261201_000010_mirror_queries::Migration),
         ]
     }
 }

@@ -9,6 +9,7 @@ pub mod health;
 pub mod invitations;
 pub mod me;
 pub mod members;
+pub mod mirror;
 pub mod params;
 pub mod tenants;
 pub mod testio;
@@ -34,7 +35,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
                     .service(scope::scope("/invitations").configure(invitations::configure))
                     .service(scope::scope("/api-keys").configure(api_keys::configure))
                     .service(scope::scope("/testio-connection").configure(testio::connection::configure))
-                    .service(scope::scope("/sync-runs").configure(testio::sync_runs::configure)),
+                    .service(scope::scope("/sync-runs").configure(testio::sync_runs::configure))
+                    .configure(mirror::configure),
             ),
         );
 }

@@ -36,3 +36,27 @@ pub struct SyncRunPath {
     pub tenant_id: uuid::Uuid,
     pub sync_run_id: uuid::Uuid,
 }
+
+/// `/v1/tenants/{tenant_id}/products/{product_id}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ProductPath {
+    pub tenant_id: uuid::Uuid,
+    /// TestIO's id of the product.
+    pub product_id: i64,
+}
+
+/// `/v1/tenants/{tenant_id}/tests/{test_id}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct TestPath {
+    pub tenant_id: uuid::Uuid,
+    /// TestIO's id of the test.
+    pub test_id: i64,
+}
+
+/// `/v1/tenants/{tenant_id}/bugs/{bug_id}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct BugPath {
+    pub tenant_id: uuid::Uuid,
+    /// TestIO's id of the bug.
+    pub bug_id: i64,
+}

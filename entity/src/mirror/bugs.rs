@@ -32,6 +32,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub testio_id: i64,
     pub test_id: i64,
+    /// The product of its test.
+    pub product_id: i64,
     pub title: String,
     pub severity: Option<String>,
     pub status: Option<String>,
@@ -50,16 +52,20 @@ impl ActiveModelBehavior for ActiveModel {}
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id(), rows = rows.len()))]
 pub async fn upsert_bugs(txn: &TenantTxn, rows: &[BugRow]) -> Result<Upserted, DbErr> {
-    let sql = "INSERT INTO testio_bugs (tenant_id, testio_id, test_id, title, severity, status, known, auto_accepted,
-                                        reported_at, raw)
-               SELECT $1, r.testio_id, r.test_id, r.title, r.severity, r.status, r.known, r.auto_accepted,
-                      r.reported_at, r.raw
+    // The product is the test's (a missing test leaves it NULL, which the NOT NULL constraint refuses, as the
+    // foreign key did before the column existed).
+    let sql = "INSERT INTO testio_bugs (tenant_id, testio_id, test_id, product_id, title, severity, status, known,
+                                        auto_accepted, reported_at, raw)
+               SELECT $1, r.testio_id, r.test_id, t.product_id, r.title, r.severity, r.status, r.known,
+                      r.auto_accepted, r.reported_at, r.raw
                  FROM jsonb_to_recordset($2::jsonb) AS r(testio_id bigint, test_id bigint, title text, severity text,
                       status text, known boolean, auto_accepted boolean, reported_at timestamptz, raw jsonb)
+                 LEFT JOIN testio_tests t ON t.testio_id = r.test_id
                ON CONFLICT (tenant_id, testio_id) DO UPDATE
-                  SET test_id = EXCLUDED.test_id, title = EXCLUDED.title, severity = EXCLUDED.severity,
-                      status = EXCLUDED.status, known = EXCLUDED.known, auto_accepted = EXCLUDED.auto_accepted,
-                      reported_at = EXCLUDED.reported_at, raw = EXCLUDED.raw, changed_at = now()
+                  SET test_id = EXCLUDED.test_id, product_id = EXCLUDED.product_id, title = EXCLUDED.title,
+                      severity = EXCLUDED.severity, status = EXCLUDED.status, known = EXCLUDED.known,
+                      auto_accepted = EXCLUDED.auto_accepted, reported_at = EXCLUDED.reported_at, raw = EXCLUDED.raw,
+                      changed_at = now()
                 WHERE testio_bugs.raw IS DISTINCT FROM EXCLUDED.raw
                    OR testio_bugs.test_id IS DISTINCT FROM EXCLUDED.test_id
             RETURNING testio_id, (xmax = 0) AS inserted";

@@ -10,6 +10,7 @@
 
 pub mod bugs;
 pub mod products;
+pub mod query;
 pub mod tests;
 
 use std::collections::HashSet;

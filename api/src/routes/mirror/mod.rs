@@ -1,0 +1,79 @@
+//! The query API over the mirror: `/v1/tenants/{tenant_id}/{products,tests,bugs,stats}`, for every role of the
+//! tenant (and its API keys). Lists filter, sort and page with an opaque signed cursor (or `page`/`per_page` with a
+//! total); a detail adds counts; statistics come from the counters the database keeps in step with every sync write.
+//! Each request is one tenant transaction with one statement of its own (two for a page with a total).
+
+mod bugs;
+mod products;
+pub mod query_string;
+mod stats;
+mod tests;
+pub mod views;
+pub mod vocab;
+
+use actix_web::HttpResponse;
+use entity::TenantId;
+use entity::mirror::query::{Keyset, Page};
+use serde::Serialize;
+use utoipa_actix_web::scope;
+use utoipa_actix_web::service_config::ServiceConfig;
+
+use crate::auth::permissions::Permission;
+use crate::auth::principal::Principal;
+use crate::auth::tenant_access::TenantAccess;
+use crate::error::ApiError;
+use crate::pagination::{Asked, Cursor, CursorScope};
+use crate::state::AppState;
+
+/// Registers the handlers under the tenant scope (see `routes::configure`).
+pub fn configure(cfg: &mut ServiceConfig) {
+    cfg.service(scope::scope("/products").service(products::list_products).service(products::get_product))
+        .service(scope::scope("/tests").service(tests::list_tests).service(tests::get_test))
+        .service(scope::scope("/bugs").service(bugs::list_bugs).service(bugs::get_bug))
+        .service(stats::get_stats);
+}
+
+/// Opens the tenant transaction for a read of the mirror.
+async fn read_access(state: &AppState, principal: &Principal, tenant: TenantId) -> Result<TenantAccess, ApiError> {
+    TenantAccess::begin(state, principal, tenant, Permission::ReadSyncedData).await
+}
+
+/// The body of a page: its items, and the cursor of the next page (keyset) or the page numbers and total (offset).
+#[derive(Serialize)]
+struct PageBody<V> {
+    items: Vec<V>,
+    next_cursor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_page: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_exact: Option<bool>,
+}
+
+/// Answers a page: `keyset` gives the position after an item, `view` turns an item into its view.
+fn page_response<T, V: Serialize>(
+    state: &AppState,
+    page: Page<T>,
+    asked: &Asked,
+    scope: CursorScope,
+    keyset: impl Fn(&T) -> Keyset,
+    view: impl Fn(T) -> V,
+) -> Result<HttpResponse, ApiError> {
+    let next_cursor = match (page.more, page.items.last()) {
+        (true, Some(last)) => Some(state.cursors.seal(&Cursor { scope, after: keyset(last) })?),
+        _ => None,
+    };
+    let (page_number, per_page) = asked.offset_page.unzip();
+    let body = PageBody {
+        items: page.items.into_iter().map(view).collect(),
+        next_cursor,
+        page: page_number,
+        per_page,
+        total: page.total.map(|t| t.count),
+        total_exact: page.total.map(|t| t.exact),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}

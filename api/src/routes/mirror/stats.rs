@@ -1,0 +1,80 @@
+//! `GET /v1/tenants/{tenant_id}/stats`.
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use anyhow::Context;
+use entity::TenantId;
+use entity::mirror::query::{self, SyncState};
+
+use super::query_string::QueryString;
+use super::read_access;
+use super::views::{Freshness, ProductStats, StaleReason, StatsView, Summary};
+use crate::auth::principal::Principal;
+use crate::error::{ApiError, ProblemDetails};
+use crate::routes::params::TenantPath;
+use crate::state::AppState;
+
+/// How late a scheduled sync may be before the mirror counts as stale.
+const OVERDUE_AFTER: chrono::Duration = chrono::Duration::minutes(15);
+
+/// Tests and bugs counted overall and per product, and how fresh the mirror is (every member).
+#[utoipa::path(
+    tag = "mirror",
+    params(TenantPath),
+    responses((status = 200, body = StatsView), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails)),
+)]
+#[get("/stats")]
+pub async fn get_stats(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<TenantPath>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    QueryString::parse(req.query_string(), &[])?;
+    let access = read_access(&state, &principal, TenantId(path.tenant_id)).await?;
+    let stats = query::stats(&access.txn).await.context("Failed to read the statistics")?;
+    access.commit().await?;
+    let products = stats
+        .products
+        .iter()
+        .map(|(id, name)| ProductStats {
+            product_id: *id,
+            name: name.clone(),
+            summary: Summary::of(stats.counters.iter().filter(|c| c.product_id == *id)),
+        })
+        .collect();
+    let body = StatsView { overall: Summary::of(&stats.counters), products, sync: freshness(&stats.sync) };
+    Ok(HttpResponse::Ok().json(body))
+}
+
+fn freshness(sync: &SyncState) -> Freshness {
+    let mut reasons = Vec::new();
+    match sync.connection_status.as_deref() {
+        None => reasons.push(StaleReason::NoConnection),
+        Some("needs_token") => reasons.push(StaleReason::NeedsToken),
+        Some(_) => {}
+    }
+    if sync.last_success_at.is_none() {
+        reasons.push(StaleReason::NeverSynced);
+    }
+    if !sync.running && sync.sync_due_at.is_some_and(|due| due + OVERDUE_AFTER < sync.now) {
+        reasons.push(StaleReason::SyncOverdue);
+    }
+    if matches!(sync.last_run_status.as_deref(), Some("failed" | "interrupted")) {
+        reasons.push(StaleReason::LastSyncFailed);
+    }
+    if sync.open_gaps > 0 {
+        reasons.push(StaleReason::OpenGaps);
+    }
+    Freshness {
+        connected: sync.connection_status.is_some(),
+        connection_status: sync.connection_status.clone(),
+        last_successful_sync_at: sync.last_success_at,
+        last_sync_status: sync.last_run_status.clone(),
+        last_sync_finished_at: sync.last_run_finished_at,
+        verified_through: sync.verified_through,
+        next_sync_due_at: sync.sync_due_at,
+        open_gaps: u64::try_from(sync.open_gaps).unwrap_or_default(),
+        stale: !reasons.is_empty(),
+        stale_reasons: reasons,
+    }
+}

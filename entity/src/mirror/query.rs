@@ -1,0 +1,832 @@
+//! The query API's reads of the mirror: filtered, sorted, paged lists of products, tests and bugs, one item with its
+//! counts, and the tenant's statistics. Every function takes a [`TenantTxn`] (row-level security confines it to one
+//! tenant) and runs **one** statement, except a page with a total (two).
+//!
+//! Lists are built as SQL with bound values: each filter adds a condition, each sort key is an indexed expression
+//! that is never NULL (a missing timestamp is `+infinity`, a missing word `''`, as in the indexes of migration 10),
+//! and a page after a [`Keyset`] is the row comparison `(key, testio_id) > ($k, $id)` (or `<`), one index range scan
+//! whatever the depth. Text search goes through `testio_tests_matching` / `testio_bugs_matching` (see the migration:
+//! `ILIKE` cannot use an index under RLS).
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::TenantTxn;
+use crate::db::stmt;
+
+/// Largest total counted exactly; past it a total is "at least this many".
+pub const TOTAL_CAP: u64 = 10_000;
+
+/// Sort direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+impl Direction {
+    fn sql(self) -> &'static str {
+        match self {
+            Self::Asc => "ASC",
+            Self::Desc => "DESC",
+        }
+    }
+
+    fn after(self) -> &'static str {
+        match self {
+            Self::Asc => ">",
+            Self::Desc => "<",
+        }
+    }
+}
+
+/// The value of a row's sort key, as the keyset of the next page carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SortValue {
+    /// A timestamp key; `None` is a missing timestamp, which sorts as `+infinity`.
+    Time(Option<DateTime<Utc>>),
+    /// A text key; a missing word is `""`.
+    Text(String),
+    /// The key is the id itself.
+    Id,
+}
+
+/// Where the previous page ended: the sort key and id of its last row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyset {
+    pub value: SortValue,
+    pub id: i64,
+}
+
+/// Which rows of the sorted list a page holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Window {
+    /// The first `limit` rows, or those after a keyset.
+    Keyset { after: Option<Keyset>, limit: u64 },
+    /// `limit` rows from `offset`, with the total of the list.
+    Offset { offset: u64, limit: u64 },
+}
+
+impl Window {
+    fn limit(&self) -> u64 {
+        match self {
+            Self::Keyset { limit, .. } | Self::Offset { limit, .. } => *limit,
+        }
+    }
+}
+
+/// How many rows a list has: exact up to [`TOTAL_CAP`], else at least that many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Total {
+    pub count: u64,
+    pub exact: bool,
+}
+
+/// A page of a list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// More rows follow the last one (keyset pages).
+    pub more: bool,
+    /// Offset pages only.
+    pub total: Option<Total>,
+}
+
+/// An inclusive range of timestamps; either end may be open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TimeRange {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// SQL assembly
+
+/// SQL text with its bound values (`$1`, `$2`... in order of [`Sql::bind`]).
+#[derive(Default)]
+struct Sql {
+    conditions: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    /// Binds `value` and returns its placeholder.
+    fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        format!("${}", self.values.len())
+    }
+
+    fn condition(&mut self, sql: String) {
+        self.conditions.push(sql);
+    }
+
+    fn any_of_ids(&mut self, column: &str, ids: &[i64]) {
+        if !ids.is_empty() {
+            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+            let p = self.bind(format!("{{{}}}", list.join(",")));
+            self.condition(format!("{column} = ANY({p}::bigint[])"));
+        }
+    }
+
+    fn any_of_words(&mut self, column: &str, words: &[String]) {
+        if !words.is_empty() {
+            let p = self.bind(text_array(words));
+            self.condition(format!("{column} = ANY({p}::text[])"));
+        }
+    }
+
+    fn range(&mut self, column: &str, range: &TimeRange) {
+        if let Some(from) = range.from {
+            let p = self.bind(from);
+            self.condition(format!("{column} >= {p}"));
+        }
+        if let Some(to) = range.to {
+            let p = self.bind(to);
+            self.condition(format!("{column} <= {p}"));
+        }
+    }
+
+    fn search(&mut self, function: &str, q: &Option<String>) {
+        if let Some(q) = q {
+            let p = self.bind(like_pattern(q));
+            self.condition(format!("testio_id IN (SELECT testio_id FROM {function}({p}))"));
+        }
+    }
+
+    fn after(&mut self, key_sql: &str, direction: Direction, keyset: &Keyset) {
+        let id = self.bind(keyset.id);
+        let op = direction.after();
+        match &keyset.value {
+            SortValue::Id => self.condition(format!("testio_id {op} {id}")),
+            SortValue::Time(t) => {
+                let v = self.bind(t.map_or_else(|| "infinity".to_owned(), |t| t.to_rfc3339()));
+                self.condition(format!("({key_sql}, testio_id) {op} ({v}::timestamptz, {id})"));
+            }
+            SortValue::Text(s) => {
+                let v = self.bind(s.clone());
+                self.condition(format!("({key_sql}, testio_id) {op} ({v}::text, {id})"));
+            }
+        }
+    }
+
+    fn where_clause(&self) -> String {
+        if self.conditions.is_empty() { String::new() } else { format!("WHERE {}", self.conditions.join(" AND ")) }
+    }
+}
+
+/// A Postgres array literal of `words`, each quoted.
+fn text_array(words: &[String]) -> String {
+    let quoted: Vec<String> =
+        words.iter().map(|w| format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+/// `%q%` with LIKE's metacharacters taken literally.
+pub fn like_pattern(q: &str) -> String {
+    let mut pattern = String::with_capacity(q.len() + 2);
+    pattern.push('%');
+    for c in q.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The page statement of a list: `select` columns from `table` under `sql`'s conditions, sorted by `key_sql` then id.
+fn page_statement(
+    mut sql: Sql,
+    select: &str,
+    table: &str,
+    key_sql: &str,
+    direction: Direction,
+    window: &Window,
+) -> Statement {
+    if let Window::Keyset { after: Some(keyset), .. } = window {
+        sql.after(key_sql, direction, keyset);
+    }
+    let dir = direction.sql();
+    let order =
+        if key_sql == "testio_id" { format!("testio_id {dir}") } else { format!("{key_sql} {dir}, testio_id {dir}") };
+    let where_clause = sql.where_clause();
+    let tail = match window {
+        Window::Keyset { limit, .. } => format!("LIMIT {}", limit + 1),
+        Window::Offset { offset, limit } => format!("LIMIT {limit} OFFSET {offset}"),
+    };
+    stmt(&format!("SELECT {select} FROM {table} {where_clause} ORDER BY {order} {tail}"), sql.values)
+}
+
+/// The capped count of a list (offset pages).
+fn count_statement(sql: Sql, table: &str) -> Statement {
+    let where_clause = sql.where_clause();
+    stmt(
+        &format!("SELECT count(*) AS n FROM (SELECT 1 FROM {table} {where_clause} LIMIT {}) AS capped", TOTAL_CAP + 1),
+        sql.values,
+    )
+}
+
+async fn run_page<T: FromQueryResult>(
+    txn: &TenantTxn,
+    page: Statement,
+    count: Option<Statement>,
+    window: &Window,
+) -> Result<Page<T>, DbErr> {
+    let mut items = T::find_by_statement(page).all(txn.conn()).await?;
+    let limit = usize::try_from(window.limit()).unwrap_or(usize::MAX);
+    let more = matches!(window, Window::Keyset { .. }) && items.len() > limit;
+    items.truncate(limit);
+    let total = match count {
+        Some(count) => {
+            let row = txn.conn().query_one_raw(count).await?;
+            let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or_default();
+            let n = u64::try_from(n).unwrap_or_default();
+            Some(Total { count: n.min(TOTAL_CAP), exact: n <= TOTAL_CAP })
+        }
+        None => None,
+    };
+    Ok(Page { items, more, total })
+}
+
+/// `EXPLAIN (FORMAT JSON)` of `statement` in `txn`, for the plan checks.
+pub async fn explain(txn: &TenantTxn, statement: &Statement) -> Result<Json, DbErr> {
+    let explained = Statement { sql: format!("EXPLAIN (FORMAT JSON) {}", statement.sql), ..statement.clone() };
+    let row = txn.conn().query_one_raw(explained).await?;
+    row.map(|r| r.try_get::<Json>("", "QUERY PLAN")).transpose().map(Option::unwrap_or_default)
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Products
+
+/// How products are sorted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProductSort {
+    Name,
+    Id,
+}
+
+/// A list of products.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProductQuery {
+    pub sort: ProductSort,
+    pub direction: Direction,
+    pub window: Window,
+    pub include_raw: bool,
+}
+
+/// A product with its totals.
+#[derive(Clone, Debug, PartialEq, FromQueryResult)]
+pub struct ProductItem {
+    pub testio_id: i64,
+    pub name: String,
+    pub product_type: Option<String>,
+    pub first_synced_at: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+    pub tests_total: i64,
+    pub bugs_total: i64,
+    pub raw: Option<Json>,
+}
+
+impl ProductItem {
+    pub fn keyset(&self, sort: ProductSort) -> Keyset {
+        let value = match sort {
+            ProductSort::Name => SortValue::Text(self.name.clone()),
+            ProductSort::Id => SortValue::Id,
+        };
+        Keyset { value, id: self.testio_id }
+    }
+}
+
+const PRODUCT_TOTALS: &str = "coalesce((SELECT sum(c.n) FROM testio_stat_counts c
+                                      WHERE c.product_id = p.testio_id AND c.metric = 'test_status'), 0)::bigint
+                                 AS tests_total,
+                             coalesce((SELECT sum(c.n) FROM testio_stat_counts c
+                                      WHERE c.product_id = p.testio_id AND c.metric = 'bug_status'), 0)::bigint
+                                 AS bugs_total";
+
+fn product_select(include_raw: bool) -> String {
+    let raw = if include_raw { "p.raw" } else { "NULL::jsonb" };
+    format!("p.testio_id, p.name, p.product_type, p.first_synced_at, p.changed_at, {PRODUCT_TOTALS}, {raw} AS raw")
+}
+
+impl ProductQuery {
+    fn key_sql(&self) -> &'static str {
+        match self.sort {
+            ProductSort::Name => "name",
+            ProductSort::Id => "testio_id",
+        }
+    }
+
+    /// The statement of the page.
+    pub fn statement(&self) -> Statement {
+        // The product list is small; its page is read from `testio_products p` so the totals can correlate.
+        let inner = page_statement(
+            Sql::default(),
+            "testio_id, name",
+            "testio_products",
+            self.key_sql(),
+            self.direction,
+            &self.window,
+        );
+        let dir = self.direction.sql();
+        let order = match self.sort {
+            ProductSort::Name => format!("p.name {dir}, p.testio_id {dir}"),
+            ProductSort::Id => format!("p.testio_id {dir}"),
+        };
+        Statement {
+            sql: format!(
+                "SELECT {} FROM ({}) AS page JOIN testio_products p ON p.testio_id = page.testio_id ORDER BY {order}",
+                product_select(self.include_raw),
+                inner.sql
+            ),
+            ..inner
+        }
+    }
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn list_products(txn: &TenantTxn, query: &ProductQuery) -> Result<Page<ProductItem>, DbErr> {
+    let count =
+        matches!(query.window, Window::Offset { .. }).then(|| count_statement(Sql::default(), "testio_products"));
+    run_page(txn, query.statement(), count, &query.window).await
+}
+
+/// One counter of the statistics: `n` rows of `product_id` have `value` for `metric`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, FromQueryResult)]
+pub struct Counter {
+    pub product_id: i64,
+    /// `test_status`, `test_testing_type`, `bug_severity`, `bug_status` or `bug_auto_accepted`.
+    pub metric: String,
+    /// The stored word (`""` for none; `"true"`/`"false"` for `bug_auto_accepted`).
+    pub value: String,
+    pub n: i64,
+}
+
+/// A product with its counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductDetail {
+    pub product: ProductItem,
+    pub counters: Vec<Counter>,
+}
+
+#[derive(FromQueryResult)]
+struct ProductDetailRow {
+    #[sea_orm(nested)]
+    product: ProductItem,
+    counters: Json,
+}
+
+/// The statement of [`product`] (for the benchmark and the plan checks).
+pub fn product_statement(id: i64, include_raw: bool) -> Statement {
+    let sql = format!(
+        "SELECT {}, coalesce((SELECT jsonb_agg(c) FROM testio_stat_counts c WHERE c.product_id = p.testio_id),
+                               '[]') AS counters
+           FROM testio_products p WHERE p.testio_id = $1",
+        product_select(include_raw)
+    );
+    stmt(&sql, [id.into()])
+}
+
+/// One product with its counters, in one statement.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn product(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<ProductDetail>, DbErr> {
+    let Some(row) = ProductDetailRow::find_by_statement(product_statement(id, include_raw)).one(txn.conn()).await?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ProductDetail { product: row.product, counters: counters(row.counters)? }))
+}
+
+fn counters(json: Json) -> Result<Vec<Counter>, DbErr> {
+    serde_json::from_value(json).map_err(|e| DbErr::Custom(format!("Failed to read the counters: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Tests
+
+/// What a test's `q` searches (the expression of the index in migration 10).
+pub const TEST_SEARCH: &str =
+    "(title || ' ' || coalesce(raw->>'goal_text', '') || ' ' || coalesce(raw->>'instructions_text', ''))";
+
+/// Which tests a list holds. Empty lists and `None` filter nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TestFilter {
+    pub product_ids: Vec<i64>,
+    pub statuses: Vec<String>,
+    pub testing_types: Vec<String>,
+    pub start: TimeRange,
+    pub end: TimeRange,
+    pub q: Option<String>,
+}
+
+/// How tests are sorted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TestSort {
+    EndAt,
+    StartAt,
+    Title,
+    Status,
+}
+
+/// A list of tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestQuery {
+    pub filter: TestFilter,
+    pub sort: TestSort,
+    pub direction: Direction,
+    pub window: Window,
+    pub include_raw: bool,
+}
+
+/// A test as the query API shows it.
+#[derive(Clone, Debug, PartialEq, FromQueryResult)]
+pub struct TestItem {
+    pub testio_id: i64,
+    pub product_id: i64,
+    pub title: String,
+    pub status: String,
+    pub testing_type: Option<String>,
+    pub review_status: Option<String>,
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub first_synced_at: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+    pub raw: Option<Json>,
+}
+
+impl TestItem {
+    pub fn keyset(&self, sort: TestSort) -> Keyset {
+        let value = match sort {
+            TestSort::EndAt => SortValue::Time(self.end_at),
+            TestSort::StartAt => SortValue::Time(self.start_at),
+            TestSort::Title => SortValue::Text(self.title.clone()),
+            TestSort::Status => SortValue::Text(self.status.clone()),
+        };
+        Keyset { value, id: self.testio_id }
+    }
+}
+
+fn test_select(include_raw: bool) -> String {
+    let raw = if include_raw { "raw" } else { "NULL::jsonb" };
+    format!(
+        "testio_id, product_id, title, status, testing_type, review_status, start_at, end_at, first_synced_at, \
+         changed_at, {raw} AS raw"
+    )
+}
+
+impl TestFilter {
+    fn sql(&self) -> Sql {
+        let mut sql = Sql::default();
+        sql.any_of_ids("product_id", &self.product_ids);
+        sql.any_of_words("status", &self.statuses);
+        sql.any_of_words("testing_type", &self.testing_types);
+        sql.range("start_at", &self.start);
+        sql.range("end_at", &self.end);
+        sql.search("testio_tests_matching", &self.q);
+        sql
+    }
+}
+
+impl TestQuery {
+    fn key_sql(&self) -> &'static str {
+        match self.sort {
+            TestSort::EndAt => "coalesce(end_at, 'infinity')",
+            TestSort::StartAt => "coalesce(start_at, 'infinity')",
+            TestSort::Title => "title",
+            TestSort::Status => "status",
+        }
+    }
+
+    /// The statement of the page.
+    pub fn statement(&self) -> Statement {
+        page_statement(
+            self.filter.sql(),
+            &test_select(self.include_raw),
+            "testio_tests",
+            self.key_sql(),
+            self.direction,
+            &self.window,
+        )
+    }
+
+    /// The statement counting the list (capped).
+    pub fn count_statement(&self) -> Statement {
+        count_statement(self.filter.sql(), "testio_tests")
+    }
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn list_tests(txn: &TenantTxn, query: &TestQuery) -> Result<Page<TestItem>, DbErr> {
+    let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement());
+    run_page(txn, query.statement(), count, &query.window).await
+}
+
+/// One bug count of a test: `n` bugs with this severity, status and auto-acceptance.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct BugCount {
+    pub severity: String,
+    pub status: String,
+    pub auto_accepted: bool,
+    pub n: i64,
+}
+
+/// A test with the counts of its bugs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TestDetail {
+    pub test: TestItem,
+    pub bugs: Vec<BugCount>,
+}
+
+#[derive(FromQueryResult)]
+struct TestDetailRow {
+    #[sea_orm(nested)]
+    test: TestItem,
+    bugs: Json,
+}
+
+/// The statement of [`test`] (for the benchmark and the plan checks).
+pub fn test_statement(id: i64, include_raw: bool) -> Statement {
+    let sql = format!(
+        "SELECT {}, coalesce((SELECT jsonb_agg(g) FROM (
+                    SELECT coalesce(b.severity, '') AS severity, coalesce(b.status, '') AS status,
+                           coalesce(b.auto_accepted, false) AS auto_accepted, count(*) AS n
+                      FROM testio_bugs b WHERE b.test_id = testio_tests.testio_id GROUP BY 1, 2, 3) g), '[]') AS bugs
+           FROM testio_tests WHERE testio_id = $1",
+        test_select(include_raw)
+    );
+    stmt(&sql, [id.into()])
+}
+
+/// One test with its bug counts, in one statement.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn test(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<TestDetail>, DbErr> {
+    let Some(row) = TestDetailRow::find_by_statement(test_statement(id, include_raw)).one(txn.conn()).await? else {
+        return Ok(None);
+    };
+    let bugs =
+        serde_json::from_value(row.bugs).map_err(|e| DbErr::Custom(format!("Failed to read bug counts: {e}")))?;
+    Ok(Some(TestDetail { test: row.test, bugs }))
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bugs
+
+/// What a bug's `q` searches (the expression of the index in migration 10).
+pub const BUG_SEARCH: &str =
+    "(title || ' ' || coalesce(raw->>'expected_result', '') || ' ' || coalesce(raw->>'actual_result', ''))";
+
+/// Which bugs a list holds. Empty lists and `None` filter nothing; `statuses` and `auto_accepted` are alternatives
+/// (a bug matches either).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BugFilter {
+    pub test_ids: Vec<i64>,
+    pub product_ids: Vec<i64>,
+    pub severities: Vec<String>,
+    pub statuses: Vec<String>,
+    /// Also (or only, when `statuses` is empty) the auto-accepted bugs.
+    pub auto_accepted: bool,
+    pub known: Option<bool>,
+    pub reported: TimeRange,
+    pub q: Option<String>,
+}
+
+/// How bugs are sorted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BugSort {
+    ReportedAt,
+    Severity,
+    Status,
+    Title,
+}
+
+/// A list of bugs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BugQuery {
+    pub filter: BugFilter,
+    pub sort: BugSort,
+    pub direction: Direction,
+    pub window: Window,
+    pub include_raw: bool,
+}
+
+/// A bug as the query API shows it.
+#[derive(Clone, Debug, PartialEq, FromQueryResult)]
+pub struct BugItem {
+    pub testio_id: i64,
+    pub test_id: i64,
+    pub product_id: i64,
+    pub title: String,
+    pub severity: Option<String>,
+    pub status: Option<String>,
+    pub known: Option<bool>,
+    pub auto_accepted: Option<bool>,
+    pub reported_at: Option<DateTime<Utc>>,
+    pub first_synced_at: DateTime<Utc>,
+    pub changed_at: DateTime<Utc>,
+    pub raw: Option<Json>,
+}
+
+impl BugItem {
+    pub fn keyset(&self, sort: BugSort) -> Keyset {
+        let value = match sort {
+            BugSort::ReportedAt => SortValue::Time(self.reported_at),
+            BugSort::Severity => SortValue::Text(self.severity.clone().unwrap_or_default()),
+            BugSort::Status => SortValue::Text(self.status.clone().unwrap_or_default()),
+            BugSort::Title => SortValue::Text(self.title.clone()),
+        };
+        Keyset { value, id: self.testio_id }
+    }
+}
+
+fn bug_select(include_raw: bool) -> String {
+    let raw = if include_raw { "raw" } else { "NULL::jsonb" };
+    format!(
+        "testio_id, test_id, product_id, title, severity, status, known, auto_accepted, reported_at, \
+         first_synced_at, changed_at, {raw} AS raw"
+    )
+}
+
+impl BugFilter {
+    fn sql(&self) -> Sql {
+        let mut sql = Sql::default();
+        sql.any_of_ids("test_id", &self.test_ids);
+        sql.any_of_ids("product_id", &self.product_ids);
+        sql.any_of_words("coalesce(severity, '')", &self.severities);
+        match (self.statuses.is_empty(), self.auto_accepted) {
+            (true, false) => {}
+            (true, true) => sql.condition("auto_accepted".to_owned()),
+            (false, false) => sql.any_of_words("coalesce(status, '')", &self.statuses),
+            (false, true) => {
+                let p = sql.bind(text_array(&self.statuses));
+                sql.condition(format!("(coalesce(status, '') = ANY({p}::text[]) OR auto_accepted)"));
+            }
+        }
+        if let Some(known) = self.known {
+            let p = sql.bind(known);
+            sql.condition(format!("known = {p}"));
+        }
+        sql.range("reported_at", &self.reported);
+        sql.search("testio_bugs_matching", &self.q);
+        sql
+    }
+}
+
+impl BugQuery {
+    fn key_sql(&self) -> &'static str {
+        match self.sort {
+            BugSort::ReportedAt => "coalesce(reported_at, 'infinity')",
+            BugSort::Severity => "coalesce(severity, '')",
+            BugSort::Status => "coalesce(status, '')",
+            BugSort::Title => "title",
+        }
+    }
+
+    /// The statement of the page.
+    pub fn statement(&self) -> Statement {
+        page_statement(
+            self.filter.sql(),
+            &bug_select(self.include_raw),
+            "testio_bugs",
+            self.key_sql(),
+            self.direction,
+            &self.window,
+        )
+    }
+
+    /// The statement counting the list (capped).
+    pub fn count_statement(&self) -> Statement {
+        count_statement(self.filter.sql(), "testio_bugs")
+    }
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn list_bugs(txn: &TenantTxn, query: &BugQuery) -> Result<Page<BugItem>, DbErr> {
+    let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement());
+    run_page(txn, query.statement(), count, &query.window).await
+}
+
+/// One bug.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn bug(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<BugItem>, DbErr> {
+    BugItem::find_by_statement(bug_statement(id, include_raw)).one(txn.conn()).await
+}
+
+/// The statement of [`bug`] (for the benchmark and the plan checks).
+pub fn bug_statement(id: i64, include_raw: bool) -> Statement {
+    stmt(&format!("SELECT {} FROM testio_bugs WHERE testio_id = $1", bug_select(include_raw)), [id.into()])
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Statistics
+
+/// The tenant's counters and the state of its sync, read in one statement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    /// Every product (id, name), with or without counters.
+    pub products: Vec<(i64, String)>,
+    pub counters: Vec<Counter>,
+    pub sync: SyncState,
+}
+
+/// What the statistics say about freshness.
+#[derive(Clone, Debug, PartialEq, Eq, FromQueryResult)]
+pub struct SyncState {
+    /// `active` or `needs_token`; `None` without a connection.
+    pub connection_status: Option<String>,
+    pub verified_through: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    /// Status of the last finished run.
+    pub last_run_status: Option<String>,
+    pub last_run_finished_at: Option<DateTime<Utc>>,
+    /// When the next scheduled run is due (`None`: not scheduled).
+    pub sync_due_at: Option<DateTime<Utc>>,
+    pub open_gaps: i64,
+    /// A run is running now.
+    pub running: bool,
+    /// The database's clock, to judge `sync_due_at` by.
+    pub now: DateTime<Utc>,
+}
+
+#[derive(FromQueryResult)]
+struct StatsRow {
+    #[sea_orm(nested)]
+    sync: SyncState,
+    products: Json,
+    counters: Json,
+}
+
+#[derive(Deserialize)]
+struct ProductName {
+    testio_id: i64,
+    name: String,
+}
+
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn stats(txn: &TenantTxn) -> Result<Stats, DbErr> {
+    let row = StatsRow::find_by_statement(stats_statement(txn.tenant_id()))
+        .one(txn.conn())
+        .await?
+        .ok_or_else(|| DbErr::Custom("the statistics query returned no row".to_owned()))?;
+    let products: Vec<ProductName> =
+        serde_json::from_value(row.products).map_err(|e| DbErr::Custom(format!("Failed to read the products: {e}")))?;
+    Ok(Stats {
+        products: products.into_iter().map(|p| (p.testio_id, p.name)).collect(),
+        counters: counters(row.counters)?,
+        sync: row.sync,
+    })
+}
+
+/// The statement of [`stats`] for `tenant_id` (for the benchmark and the plan checks).
+pub fn stats_statement(tenant_id: crate::TenantId) -> Statement {
+    let sql = "SELECT (SELECT status FROM testio_connections) AS connection_status,
+                      (SELECT verified_through FROM testio_connections) AS verified_through,
+                      (SELECT max(finished_at) FROM sync_runs WHERE status = 'succeeded') AS last_success_at,
+                      last.status AS last_run_status, last.finished_at AS last_run_finished_at,
+                      (SELECT sync_due_at FROM tenants WHERE id = $1) AS sync_due_at,
+                      (SELECT count(*) FROM sync_gaps WHERE resolved_at IS NULL) AS open_gaps,
+                      EXISTS (SELECT 1 FROM sync_runs WHERE status = 'running') AS running,
+                      now() AS now,
+                      coalesce((SELECT jsonb_agg(jsonb_build_object('testio_id', p.testio_id, 'name', p.name)
+                                                 ORDER BY p.name, p.testio_id)
+                                  FROM testio_products p), '[]') AS products,
+                      coalesce((SELECT jsonb_agg(c) FROM testio_stat_counts c WHERE c.n <> 0), '[]') AS counters
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN LATERAL (SELECT status, finished_at FROM sync_runs WHERE finished_at IS NOT NULL
+                                     ORDER BY created_at DESC LIMIT 1) AS last ON true";
+    stmt(sql, [tenant_id.0.into()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_metacharacters_are_literal() {
+        assert_eq!(like_pattern("100%_a\\b"), "%100\\%\\_a\\\\b%");
+        assert_eq!(like_pattern("plain"), "%plain%");
+    }
+
+    #[test]
+    fn words_are_quoted_in_array_literals() {
+        assert_eq!(text_array(&["a".into(), "b\"c".into(), "d\\".into()]), r#"{"a","b\"c","d\\"}"#);
+    }
+
+    #[test]
+    fn a_keyset_page_compares_key_and_id_in_the_sort_direction() {
+        let query = TestQuery {
+            filter: TestFilter { product_ids: vec![1, 2], statuses: vec!["running".into()], ..Default::default() },
+            sort: TestSort::EndAt,
+            direction: Direction::Desc,
+            window: Window::Keyset { after: Some(Keyset { value: SortValue::Time(None), id: 9 }), limit: 10 },
+            include_raw: false,
+        };
+        let statement = query.statement();
+        assert!(statement.sql.contains("product_id = ANY($1::bigint[])"), "{}", statement.sql);
+        assert!(statement.sql.contains("(coalesce(end_at, 'infinity'), testio_id) < ($4::timestamptz, $3)"));
+        assert!(statement.sql.ends_with("ORDER BY coalesce(end_at, 'infinity') DESC, testio_id DESC LIMIT 11"));
+        assert_eq!(statement.values.as_ref().map(|v| v.0.len()), Some(4));
+    }
+}
