@@ -3,8 +3,10 @@
 //!
 //! - **Sort indexes.** Every sort key of the lists has a btree index `(tenant_id, key, testio_id)`, so a keyset page
 //!   (`(key, testio_id) > ($1, $2)`) is one index range scan in either direction. A missing timestamp sorts as
-//!   `+infinity` (`coalesce(end_at, 'infinity')`) and a missing word as `''`: the sort keys are never NULL, so the row
-//!   comparison of a keyset page is total.
+//!   `+infinity` and a missing word as `''`: the sort keys are never NULL, so the row comparison of a keyset page is
+//!   total. The keys of nullable columns are stored generated columns (`end_key = coalesce(end_at, 'infinity')`...)
+//!   rather than index expressions: under row-level security Postgres only lets *leakproof* conditions into an index
+//!   scan, and it does not count `coalesce(..)` as such, whereas a comparison of a plain column is.
 //! - **Text search.** `q` is a case-insensitive substring match (`ILIKE`) over a test's title, goal and instructions
 //!   (a bug's title, expected and actual result), served by a trigram GIN index that also holds `tenant_id`
 //!   (`btree_gin`), so RLS's tenant condition and the pattern use one index. `pg_trgm` and `btree_gin` are trusted
@@ -62,27 +64,34 @@ impl MigrationTrait for Migration {
             ALTER TABLE testio_bugs ADD CONSTRAINT testio_bugs_test_fkey FOREIGN KEY (tenant_id, test_id, product_id)
                 REFERENCES testio_tests (tenant_id, testio_id, product_id) ON DELETE CASCADE ON UPDATE CASCADE;
 
+            -- Sort keys that are never NULL (see the module comment).
+            ALTER TABLE testio_tests
+                ADD COLUMN end_key   timestamptz NOT NULL GENERATED ALWAYS AS (coalesce(end_at, 'infinity')) STORED,
+                ADD COLUMN start_key timestamptz NOT NULL GENERATED ALWAYS AS (coalesce(start_at, 'infinity')) STORED;
+            ALTER TABLE testio_bugs
+                ADD COLUMN reported_key timestamptz NOT NULL
+                    GENERATED ALWAYS AS (coalesce(reported_at, 'infinity')) STORED,
+                ADD COLUMN severity_key text NOT NULL GENERATED ALWAYS AS (coalesce(severity, '')) STORED,
+                ADD COLUMN status_key   text NOT NULL GENERATED ALWAYS AS (coalesce(status, '')) STORED;
+
             -- Tests: one index per sort key (and the product filter with the default sort), plus the filters.
-            CREATE INDEX testio_tests_end_at_sort ON testio_tests (tenant_id, (coalesce(end_at, 'infinity')), testio_id);
-            CREATE INDEX testio_tests_start_at_sort
-                ON testio_tests (tenant_id, (coalesce(start_at, 'infinity')), testio_id);
+            CREATE INDEX testio_tests_end_at_sort ON testio_tests (tenant_id, end_key, testio_id);
+            CREATE INDEX testio_tests_start_at_sort ON testio_tests (tenant_id, start_key, testio_id);
             CREATE INDEX testio_tests_title_sort ON testio_tests (tenant_id, title, testio_id);
             DROP INDEX testio_tests_status_idx;
             CREATE INDEX testio_tests_status_sort ON testio_tests (tenant_id, status, testio_id);
-            CREATE INDEX testio_tests_product_end_at_sort
-                ON testio_tests (tenant_id, product_id, (coalesce(end_at, 'infinity')), testio_id);
+            CREATE INDEX testio_tests_product_end_at_sort ON testio_tests (tenant_id, product_id, end_key, testio_id);
             CREATE INDEX testio_tests_testing_type_idx ON testio_tests (tenant_id, testing_type);
             CREATE INDEX testio_tests_search ON testio_tests USING gin (tenant_id, {TEST_SEARCH} gin_trgm_ops);
 
             -- Bugs: the same shape.
-            CREATE INDEX testio_bugs_reported_at_sort
-                ON testio_bugs (tenant_id, (coalesce(reported_at, 'infinity')), testio_id);
+            CREATE INDEX testio_bugs_reported_at_sort ON testio_bugs (tenant_id, reported_key, testio_id);
             CREATE INDEX testio_bugs_title_sort ON testio_bugs (tenant_id, title, testio_id);
-            CREATE INDEX testio_bugs_severity_sort ON testio_bugs (tenant_id, (coalesce(severity, '')), testio_id);
+            CREATE INDEX testio_bugs_severity_sort ON testio_bugs (tenant_id, severity_key, testio_id);
             DROP INDEX testio_bugs_status_idx;
-            CREATE INDEX testio_bugs_status_sort ON testio_bugs (tenant_id, (coalesce(status, '')), testio_id);
+            CREATE INDEX testio_bugs_status_sort ON testio_bugs (tenant_id, status_key, testio_id);
             CREATE INDEX testio_bugs_product_reported_at_sort
-                ON testio_bugs (tenant_id, product_id, (coalesce(reported_at, 'infinity')), testio_id);
+                ON testio_bugs (tenant_id, product_id, reported_key, testio_id);
             CREATE INDEX testio_bugs_auto_accepted_idx ON testio_bugs (tenant_id, testio_id) WHERE auto_accepted;
             CREATE INDEX testio_bugs_known_idx ON testio_bugs (tenant_id, known);
             CREATE INDEX testio_bugs_search ON testio_bugs USING gin (tenant_id, {BUG_SEARCH} gin_trgm_ops);
@@ -290,6 +299,8 @@ impl MigrationTrait for Migration {
             DROP INDEX testio_tests_title_sort;
             DROP INDEX testio_tests_start_at_sort;
             DROP INDEX testio_tests_end_at_sort;
+            ALTER TABLE testio_tests DROP COLUMN end_key, DROP COLUMN start_key;
+            ALTER TABLE testio_bugs DROP COLUMN reported_key, DROP COLUMN severity_key, DROP COLUMN status_key;
             ALTER TABLE testio_bugs DROP CONSTRAINT testio_bugs_test_fkey;
             ALTER TABLE testio_bugs ADD CONSTRAINT testio_bugs_tenant_id_test_id_fkey FOREIGN KEY (tenant_id, test_id)
                 REFERENCES testio_tests (tenant_id, testio_id) ON DELETE CASCADE;

@@ -1,7 +1,8 @@
 //! TestIO's items (products, tests, bugs) and its vocabulary (test statuses, testing types, bug severities and
-//! statuses). Each item is parsed on its own, so one malformed item (unknown enum value, missing field, wrong type,
-//! oversized) becomes an [`Invalid`] with its id and reason (the sync records it as a gap) while the rest of the page
-//! is used. Credentials of test environments are removed from the JSON kept with a test.
+//! statuses). Each item is parsed on its own, so one malformed item (missing field, wrong type, oversized) becomes an
+//! [`Invalid`] with its id and reason (the sync records it as a gap) while the rest of the page is used. A word of the
+//! vocabulary that we do not know (TestIO added a status) is not malformed: it is kept as sent, as a [`Word::Other`].
+//! Credentials of test environments are removed from the JSON kept with a test.
 //!
 //! An item is read in two steps: its id first, straight from the JSON, so that even an item whose other fields are
 //! broken can be named; then the fields, through a serde DTO per kind of item, with `serde_path_to_error` naming the
@@ -54,7 +55,136 @@ macro_rules! vocabulary {
                 self.into()
             }
         }
+
+        impl Vocabulary for $name {
+            fn as_str(self) -> &'static str {
+                self.into()
+            }
+
+            fn from_word(word: &str) -> Option<Self> {
+                word.parse().ok()
+            }
+        }
     };
+}
+
+/// One of TestIO's enumerations (declared by `vocabulary!`): the words we know.
+pub trait Vocabulary: Copy + 'static {
+    /// The word TestIO uses (and the mirror stores).
+    fn as_str(self) -> &'static str;
+
+    /// The value named by `word`, `None` for a word we do not know.
+    fn from_word(word: &str) -> Option<Self>;
+}
+
+/// Longest word of TestIO's vocabulary kept when we do not know it; a longer one is junk, not a status, and makes its
+/// item [`Invalid`] rather than bloat the mirror.
+pub const MAX_WORD_CHARS: usize = 100;
+
+/// A word of one of TestIO's enumerations as sent: one we know, or one we do not (TestIO added a status since this
+/// was written), kept as it is so that the item is still mirrored. Read from and written as a JSON string; anything
+/// else (a number, an object) is refused, as is an unknown word over [`MAX_WORD_CHARS`].
+///
+/// Two words are equal when they are the same word, so `Other("running")` (which [`Word::new`] never makes) equals
+/// `Known(Running)`.
+#[derive(Debug, Clone)]
+pub enum Word<T> {
+    Known(T),
+    Other(String),
+}
+
+impl<T: Vocabulary> Word<T> {
+    /// The word as a [`Word`]: `Known` when it is one of `T`'s, else `Other`, whatever its length (for words already
+    /// stored; reading TestIO's JSON checks the length).
+    pub fn new(word: impl Into<String> + AsRef<str>) -> Self {
+        match T::from_word(word.as_ref()) {
+            Some(known) => Self::Known(known),
+            None => Self::Other(word.into()),
+        }
+    }
+
+    /// The word as TestIO sent it (and the mirror stores it).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Known(known) => known.as_str(),
+            Self::Other(word) => word,
+        }
+    }
+
+    /// The value, when the word is one we know.
+    pub fn known(&self) -> Option<T> {
+        match self {
+            Self::Known(known) => Some(*known),
+            Self::Other(word) => T::from_word(word),
+        }
+    }
+}
+
+impl Word<TestStatus> {
+    /// Whether the test no longer changes: only a known final status is; a test with a status we do not know is
+    /// still read again by the sync.
+    pub fn is_final(&self) -> bool {
+        self.known().is_some_and(TestStatus::is_final)
+    }
+}
+
+impl<T: Vocabulary> From<T> for Word<T> {
+    fn from(known: T) -> Self {
+        Self::Known(known)
+    }
+}
+
+impl<T: Vocabulary> TryFrom<String> for Word<T> {
+    type Error = String;
+
+    /// A word read from TestIO: any word up to [`MAX_WORD_CHARS`].
+    fn try_from(word: String) -> Result<Self, String> {
+        match Self::new(word) {
+            Self::Other(other) if other.chars().count() > MAX_WORD_CHARS => {
+                let quoted = truncate(other, MAX_WORD_CHARS);
+                Err(format!("unknown value over {MAX_WORD_CHARS} characters: {quoted:?}"))
+            }
+            word => Ok(word),
+        }
+    }
+}
+
+impl<T: Vocabulary> PartialEq for Word<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<T: Vocabulary> Eq for Word<T> {}
+
+impl<T: Vocabulary> PartialEq<T> for Word<T> {
+    fn eq(&self, other: &T) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl<T: Vocabulary> std::hash::Hash for Word<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl<T: Vocabulary> std::fmt::Display for Word<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<T: Vocabulary> serde::Serialize for Word<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de, T: Vocabulary> Deserialize<'de> for Word<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Self::try_from(String::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
 }
 
 vocabulary! {
@@ -112,8 +242,9 @@ pub struct Test {
     pub id: i64,
     pub product_id: i64,
     pub title: String,
-    pub status: TestStatus,
-    pub testing_type: Option<TestingType>,
+    /// Required; a status we do not know is kept as sent (and is not final).
+    pub status: Word<TestStatus>,
+    pub testing_type: Option<Word<TestingType>>,
     pub review_status: Option<String>,
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,
@@ -127,8 +258,8 @@ pub struct Bug {
     pub id: i64,
     pub test_id: i64,
     pub title: String,
-    pub severity: Option<BugSeverity>,
-    pub status: Option<BugStatus>,
+    pub severity: Option<Word<BugSeverity>>,
+    pub status: Option<Word<BugStatus>>,
     pub known: Option<bool>,
     pub auto_accepted: Option<bool>,
     pub reported_at: Option<DateTime<Utc>>,
@@ -155,8 +286,8 @@ mod wire {
         /// Sent instead of `title` (which is then `null`) by some tests; read only when `title` is missing, so that
         /// it is type-checked only then (see [`super::test`]).
         pub test_title: Option<Value>,
-        pub status: Option<TestStatus>,
-        pub testing_type: Option<TestingType>,
+        pub status: Option<Word<TestStatus>>,
+        pub testing_type: Option<Word<TestingType>>,
         pub review_status: Option<String>,
         #[serde(default, deserialize_with = "rfc3339")]
         pub start_at: Option<DateTime<Utc>>,
@@ -171,8 +302,8 @@ mod wire {
     pub(super) struct Bug {
         pub test: Option<Ref>,
         pub title: Option<String>,
-        pub severity: Option<BugSeverity>,
-        pub status: Option<BugStatus>,
+        pub severity: Option<Word<BugSeverity>>,
+        pub status: Option<Word<BugStatus>>,
         pub known: Option<bool>,
         pub auto_accepted: Option<bool>,
         #[serde(default, deserialize_with = "rfc3339")]
@@ -382,7 +513,8 @@ mod tests {
     #[test]
     fn a_test_is_stored_in_utc_without_environment_credentials() {
         let row = test(&a_test(), Some(3)).unwrap();
-        assert_eq!((row.id, row.product_id, row.status), (7, 3, TestStatus::Running));
+        assert_eq!((row.id, row.product_id, row.status), (7, 3, Word::Known(TestStatus::Running)));
+        assert_eq!(row.testing_type, Some(Word::Known(TestingType::Rapid)));
         assert_eq!(row.end_at.unwrap().to_rfc3339(), "2026-11-02T08:00:00+00:00");
         let env = &row.raw["test_environment"];
         assert_eq!(env, &json!({"id": 1, "url": "https://x/", "access": {"note": "n"}}));
@@ -392,14 +524,13 @@ mod tests {
     #[test]
     fn each_kind_of_bad_item_gives_its_reason_and_id() {
         let cases = [
-            (
-                json!({"status": "weird"}),
-                "status: unknown value \"weird\", expected one of initialized, customer_finalized",
-            ),
+            (json!({"status": 3}), "status: invalid type: integer `3`, expected a string"),
+            (json!({"status": {"running": null}}), "status: invalid type: map, expected a string"),
             (json!({"status": null}), "status is missing"),
             (json!({"end_at": "yesterday"}), "end_at: invalid value: string \"yesterday\", expected an RFC 3339"),
             (json!({"title": 5, "test_title": null}), "title: invalid type: integer `5`, expected a string"),
-            (json!({"testing_type": "brand_new"}), "testing_type: unknown value \"brand_new\""),
+            (json!({"testing_type": ["rapid"]}), "testing_type: invalid type: sequence, expected a string"),
+            (json!({"testing_type": "y".repeat(101)}), "testing_type: unknown value over 100 characters"),
             (json!({"requirements": "x"}), "requirements: invalid type: string \"x\", expected a sequence"),
             (json!({"filler": "x".repeat(MAX_ITEM_BYTES)}), "bytes, over"),
         ];
@@ -440,8 +571,8 @@ mod tests {
         b["steps"] = json!({"1": "a"});
         assert!(bug(&b).unwrap_err().reason.contains("steps: invalid type: map, expected text or a list of text"));
         b = base;
-        b["severity"] = json!("catastrophic");
-        assert!(bug(&b).unwrap_err().reason.contains("severity: unknown value \"catastrophic\""));
+        b["severity"] = json!(4);
+        assert!(bug(&b).unwrap_err().reason.contains("severity: invalid type: integer `4`, expected a string"));
     }
 
     #[test]
@@ -463,10 +594,106 @@ mod tests {
     #[test]
     fn a_long_refused_value_is_cut_in_the_reason() {
         let mut value = a_test();
+        value["end_at"] = json!("z".repeat(10_000));
+        let reason = test(&value, Some(3)).unwrap_err().reason;
+        assert!(reason.starts_with("end_at: invalid value: string \"zzz") && reason.ends_with('…'), "{reason}");
+        assert_eq!(reason.chars().count(), MAX_REASON_CHARS + 1);
+    }
+
+    #[test]
+    fn an_unknown_word_is_kept_as_sent() {
+        let mut value = a_test();
+        value["status"] = json!("paused");
+        value["testing_type"] = json!("Rapid");
+        let row = test(&value, Some(3)).unwrap();
+        assert_eq!(row.status, Word::Other("paused".into()));
+        assert_eq!((row.status.as_str(), row.status.known()), ("paused", None));
+        assert!(!row.status.is_final(), "a status we do not know is not final: the test is read again");
+        let testing_type = row.testing_type.unwrap();
+        assert_eq!((testing_type.as_str(), testing_type.known()), ("Rapid", None), "words are not normalised");
+        assert_eq!(row.raw["status"], "paused");
+
+        let mut b = json!({"id": 1, "title": "b", "severity": "blocker", "status": "in_review", "test": {"id": 7}});
+        let row = bug(&b).unwrap();
+        assert_eq!(row.severity.as_ref().map(Word::as_str), Some("blocker"));
+        assert_eq!(row.status.as_ref().map(Word::as_str), Some("in_review"));
+        assert_eq!(row.severity.and_then(|s| s.known()), None);
+        b["status"] = json!("");
+        assert_eq!(bug(&b).unwrap().status, Some(Word::Other(String::new())), "even an empty word is as sent");
+    }
+
+    #[test]
+    fn a_known_word_reads_as_before() {
+        for status in TestStatus::ALL {
+            let mut value = a_test();
+            value["status"] = json!(status.as_str());
+            let row = test(&value, Some(3)).unwrap();
+            assert_eq!(row.status, Word::Known(*status));
+            assert_eq!(row.status.known(), Some(*status));
+            assert_eq!(row.status.is_final(), status.is_final());
+        }
+        let b = json!({"id": 1, "title": "b", "severity": "critical", "status": "accepted", "test": {"id": 7}});
+        let row = bug(&b).unwrap();
+        assert_eq!(row.severity.and_then(|s| s.known()), Some(BugSeverity::Critical));
+        assert!(matches!(row.status, Some(Word::Known(BugStatus::Accepted))));
+    }
+
+    #[test]
+    fn a_word_that_is_not_a_string_or_missing_still_makes_the_item_invalid() {
+        for status in [json!(1), json!(true), json!(["running"]), json!({"running": null})] {
+            let mut value = a_test();
+            value["status"] = status.clone();
+            let err = test(&value, Some(3)).unwrap_err();
+            assert_eq!(err.id, Some(7));
+            assert!(err.reason.starts_with("status: invalid type:"), "{status}: {}", err.reason);
+        }
+        let mut value = a_test();
+        value.as_object_mut().unwrap().remove("status");
+        assert_eq!(test(&value, Some(3)).unwrap_err().reason, "status is missing");
+        let b = json!({"id": 1, "title": "b", "status": {"name": "accepted"}, "test": {"id": 7}});
+        assert!(bug(&b).unwrap_err().reason.starts_with("status: invalid type: map, expected a string"));
+    }
+
+    #[test]
+    fn an_over_long_unknown_word_is_refused_naming_its_field() {
+        let mut value = a_test();
         value["status"] = json!("x".repeat(10_000));
         let reason = test(&value, Some(3)).unwrap_err().reason;
-        assert!(reason.starts_with("status: unknown value \"xxx") && reason.ends_with('…'), "{reason}");
-        assert_eq!(reason.chars().count(), MAX_REASON_CHARS + 1);
+        let quoted = format!("\"{}…\"", "x".repeat(MAX_WORD_CHARS));
+        assert_eq!(reason, format!("status: unknown value over {MAX_WORD_CHARS} characters: {quoted}"));
+        value["status"] = json!("é".repeat(MAX_WORD_CHARS));
+        assert_eq!(test(&value, Some(3)).unwrap().status.as_str().chars().count(), MAX_WORD_CHARS, "chars, not bytes");
+        value["status"] = json!("é".repeat(MAX_WORD_CHARS + 1));
+        assert!(test(&value, Some(3)).is_err());
+
+        let b = json!({"id": 1, "title": "b", "severity": "s".repeat(101), "test": {"id": 7}});
+        let err = bug(&b).unwrap_err();
+        assert_eq!(err.id, Some(1));
+        assert!(err.reason.starts_with("severity: unknown value over 100 characters: \"sss"), "{}", err.reason);
+        let b = json!({"id": 1, "title": "b", "status": "s".repeat(101), "test": {"id": 7}});
+        assert!(bug(&b).unwrap_err().reason.starts_with("status: unknown value over"));
+    }
+
+    #[test]
+    fn a_word_round_trips_through_serde_as_a_string() {
+        let words: [Word<TestStatus>; 3] =
+            [Word::Known(TestStatus::Archived), Word::Other("paused".into()), Word::Other("x y \"z\"".into())];
+        for word in words {
+            let json = serde_json::to_value(&word).unwrap();
+            assert_eq!(json, json!(word.as_str()));
+            assert_eq!(serde_json::from_value::<Word<TestStatus>>(json).unwrap(), word);
+        }
+        let read: Word<TestStatus> = serde_json::from_value(json!("archived")).unwrap();
+        assert!(matches!(read, Word::Known(TestStatus::Archived)), "a known word reads as known");
+        assert!(read.is_final());
+        assert_eq!(Word::<TestStatus>::new("cancelled"), TestStatus::Cancelled);
+        assert_eq!(Word::<TestStatus>::new("running"), Word::Other("running".into()), "equal as words");
+        assert_eq!(Word::<TestStatus>::Other("running".into()).known(), Some(TestStatus::Running));
+        assert_eq!(Word::from(BugStatus::Rejected).to_string(), "rejected");
+        assert_eq!(serde_json::to_string(&Some(Word::<BugSeverity>::new("blocker"))).unwrap(), "\"blocker\"");
+        assert!(serde_json::from_value::<Word<TestStatus>>(json!(null)).is_err());
+        assert!(serde_json::from_value::<Word<TestStatus>>(json!({"running": null})).is_err());
+        assert!(serde_json::from_value::<Word<TestStatus>>(json!("w".repeat(MAX_WORD_CHARS + 1))).is_err());
     }
 
     #[test]

@@ -693,3 +693,31 @@ impl std::ops::Deref for AuditLog {
         &self.0
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// query API (issue 12): the mirror's products, tests, bugs and stats.
+
+/// The query API's routes: `GET /v1/tenants/{tenant_id}/{products|tests|bugs|stats}[/{id}][?query]`.
+impl TestApp {
+    /// `GET /v1/tenants/{tenant_id}/{path_and_query}`, the path and query sent as they are (`tests?status=running`,
+    /// `bugs/5001`, `stats`), so that a test can send any query string, malformed ones included.
+    pub async fn get_mirror(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        path_and_query: &str,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &format!("{}/{path_and_query}", paths::tenant(tenant)), who, None).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}/{list}` with `query`'s names and values form-encoded.
+    pub async fn get_mirror_list(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        list: &str,
+        query: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.get_mirror(who, tenant, &with_query(list, query)).await
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod database;
+pub mod mirror;
 pub mod proxy;
 pub mod smtp_sink;
 pub mod spec;

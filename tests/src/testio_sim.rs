@@ -13,8 +13,9 @@
 //! - 524 on bug requests naming more test ids than a limit;
 //! - a delay before every response, which does not hold up other requests (slow upstream, client timeouts);
 //! - the next N successful JSON bodies cut in half: status 200 with invalid JSON (a dropped connection mid-body);
-//! - per-id overrides of the JSON of a test or a bug, wherever that item is rendered: unknown enum values, missing
-//!   fields, wrong types or huge payloads for one item, without teaching the data model to hold them;
+//! - per-id overrides of the JSON of a test or a bug, wherever that item is rendered: missing fields, wrong types or
+//!   huge payloads for one item, without teaching the data model to hold them (a status or severity TestIO might add
+//!   needs no override: the data model holds any word, see [`Account::set_test_status`]);
 //! - revoked tokens (401).
 //!
 //! The successful answers can be recorded ([`Simulator::record_served`], [`Served`]), so that a test can tell what a
@@ -376,6 +377,16 @@ impl Account {
     #[track_caller]
     pub fn set_bug_status(&mut self, id: i64, status: &'static str) {
         self.bug_mut(id).status = status;
+    }
+
+    /// Changes a bug's severity (`low`, `high`, `critical`, `visual`, `content`, `custom`, or anything else, such as a
+    /// severity TestIO might add).
+    ///
+    /// # Panics
+    /// If the account has no such bug.
+    #[track_caller]
+    pub fn set_bug_severity(&mut self, id: i64, severity: &'static str) {
+        self.bug_mut(id).severity = severity;
     }
 
     /// Deletes a bug.

@@ -2,10 +2,12 @@
 //! counts, and the tenant's statistics. Every function takes a [`TenantTxn`] (row-level security confines it to one
 //! tenant) and runs **one** statement, except a page with a total (two).
 //!
-//! Lists are built as SQL with bound values: each filter adds a condition, each sort key is an indexed expression
-//! that is never NULL (a missing timestamp is `+infinity`, a missing word `''`, as in the indexes of migration 10),
-//! and a page after a [`Keyset`] is the row comparison `(key, testio_id) > ($k, $id)` (or `<`), one index range scan
-//! whatever the depth. Text search goes through `testio_tests_matching` / `testio_bugs_matching` (see the migration:
+//! Lists are built as SQL with bound values: each filter adds a condition, each sort key is an indexed column that is
+//! never NULL (`end_key` is `coalesce(end_at, 'infinity')`, `status_key` `coalesce(status, '')`..., generated columns
+//! of migration 10), and a page after a [`Keyset`] is the row comparison `(key, testio_id) > ($k, $id)` (or `<`), one
+//! index range scan whatever the depth. Every condition compares plain columns with leakproof operators, so that
+//! Postgres may use it inside an index scan under row-level security; a filter with one value is an equality (which
+//! an ordered index scan can use), with several an `= ANY(..)`. Text search goes through `testio_tests_matching` / `testio_bugs_matching` (see the migration:
 //! `ILIKE` cannot use an index under RLS).
 
 use chrono::{DateTime, Utc};
@@ -123,17 +125,31 @@ impl Sql {
     }
 
     fn any_of_ids(&mut self, column: &str, ids: &[i64]) {
-        if !ids.is_empty() {
-            let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-            let p = self.bind(format!("{{{}}}", list.join(",")));
-            self.condition(format!("{column} = ANY({p}::bigint[])"));
+        match ids {
+            [] => {}
+            [id] => {
+                let p = self.bind(*id);
+                self.condition(format!("{column} = {p}"));
+            }
+            _ => {
+                let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+                let p = self.bind(format!("{{{}}}", list.join(",")));
+                self.condition(format!("{column} = ANY({p}::bigint[])"));
+            }
         }
     }
 
     fn any_of_words(&mut self, column: &str, words: &[String]) {
-        if !words.is_empty() {
-            let p = self.bind(text_array(words));
-            self.condition(format!("{column} = ANY({p}::text[])"));
+        match words {
+            [] => {}
+            [word] => {
+                let p = self.bind(word.clone());
+                self.condition(format!("{column} = {p}"));
+            }
+            _ => {
+                let p = self.bind(text_array(words));
+                self.condition(format!("{column} = ANY({p}::text[])"));
+            }
         }
     }
 
@@ -493,8 +509,8 @@ impl TestFilter {
 impl TestQuery {
     fn key_sql(&self) -> &'static str {
         match self.sort {
-            TestSort::EndAt => "coalesce(end_at, 'infinity')",
-            TestSort::StartAt => "coalesce(start_at, 'infinity')",
+            TestSort::EndAt => "end_key",
+            TestSort::StartAt => "start_key",
             TestSort::Title => "title",
             TestSort::Status => "status",
         }
@@ -654,14 +670,14 @@ impl BugFilter {
         let mut sql = Sql::default();
         sql.any_of_ids("test_id", &self.test_ids);
         sql.any_of_ids("product_id", &self.product_ids);
-        sql.any_of_words("coalesce(severity, '')", &self.severities);
+        sql.any_of_words("severity_key", &self.severities);
         match (self.statuses.is_empty(), self.auto_accepted) {
             (true, false) => {}
             (true, true) => sql.condition("auto_accepted".to_owned()),
-            (false, false) => sql.any_of_words("coalesce(status, '')", &self.statuses),
+            (false, false) => sql.any_of_words("status_key", &self.statuses),
             (false, true) => {
                 let p = sql.bind(text_array(&self.statuses));
-                sql.condition(format!("(coalesce(status, '') = ANY({p}::text[]) OR auto_accepted)"));
+                sql.condition(format!("(status_key = ANY({p}::text[]) OR auto_accepted)"));
             }
         }
         if let Some(known) = self.known {
@@ -677,9 +693,9 @@ impl BugFilter {
 impl BugQuery {
     fn key_sql(&self) -> &'static str {
         match self.sort {
-            BugSort::ReportedAt => "coalesce(reported_at, 'infinity')",
-            BugSort::Severity => "coalesce(severity, '')",
-            BugSort::Status => "coalesce(status, '')",
+            BugSort::ReportedAt => "reported_key",
+            BugSort::Severity => "severity_key",
+            BugSort::Status => "status_key",
             BugSort::Title => "title",
         }
     }
@@ -825,8 +841,9 @@ mod tests {
         };
         let statement = query.statement();
         assert!(statement.sql.contains("product_id = ANY($1::bigint[])"), "{}", statement.sql);
-        assert!(statement.sql.contains("(coalesce(end_at, 'infinity'), testio_id) < ($4::timestamptz, $3)"));
-        assert!(statement.sql.ends_with("ORDER BY coalesce(end_at, 'infinity') DESC, testio_id DESC LIMIT 11"));
+        assert!(statement.sql.contains("status = $2"), "{}", statement.sql);
+        assert!(statement.sql.contains("(end_key, testio_id) < ($4::timestamptz, $3)"));
+        assert!(statement.sql.ends_with("ORDER BY end_key DESC, testio_id DESC LIMIT 11"));
         assert_eq!(statement.values.as_ref().map(|v| v.0.len()), Some(4));
     }
 }

@@ -6,7 +6,7 @@ use sea_orm::entity::prelude::*;
 use sea_orm::{PaginatorTrait, QueryOrder, QuerySelect};
 use serde::Serialize;
 use serde_json::Value as Json;
-use testio::model::TestStatus;
+use testio::model::{TestStatus, Word};
 
 use super::{RowCounts, Upserted, count, ids, ids_param, json_param, upsert};
 use crate::db::stmt;
@@ -18,7 +18,8 @@ pub struct TestRow {
     pub testio_id: i64,
     pub product_id: i64,
     pub title: String,
-    pub status: TestStatus,
+    /// Serialized as the word: a status we do not know is stored as TestIO sent it (and is not final).
+    pub status: Word<TestStatus>,
     pub testing_type: Option<String>,
     pub review_status: Option<String>,
     pub start_at: Option<DateTimeUtc>,
@@ -36,7 +37,7 @@ pub struct Model {
     pub testio_id: i64,
     pub product_id: i64,
     pub title: String,
-    /// A [`TestStatus`] word.
+    /// A [`TestStatus`] word, or one we do not know as TestIO sent it (read it with [`Word::new`]).
     pub status: String,
     pub testing_type: Option<String>,
     pub review_status: Option<String>,
@@ -54,7 +55,8 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-/// The statuses after which a test no longer changes, as a query parameter.
+/// The statuses after which a test no longer changes, as a query parameter: any other word (including one we do not
+/// know) is open.
 fn final_statuses() -> Result<Value, DbErr> {
     json_param(&TestStatus::FINAL)
 }

@@ -38,6 +38,10 @@ async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() 
         ("invitation_id", invite["invitation"]["id"].as_str().unwrap().to_owned()),
         ("api_key_id", key["api_key"]["id"].as_str().unwrap().to_owned()),
         ("sync_run_id", run_id),
+        // The query API (issue 12): the TestIO ids of the victim's account (mirrored or not, the answer is 404).
+        ("product_id", "10000001".to_owned()),
+        ("test_id", "11000000".to_owned()),
+        ("bug_id", "15000000".to_owned()),
     ]);
     // A valid body for each operation (its schema's examples, with the attacker's choices where they matter): the
     // refusal must come from the tenant check, not from the body.

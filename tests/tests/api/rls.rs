@@ -87,7 +87,7 @@ async fn seed_mirror(txn: &TenantTxn, name: &str) {
         testio_id: 10,
         product_id: 1,
         title: name.into(),
-        status: testio::model::TestStatus::Running,
+        status: testio::model::TestStatus::Running.into(),
         testing_type: None,
         review_status: None,
         start_at: None,

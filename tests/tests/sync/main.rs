@@ -7,5 +7,6 @@ mod connection;
 mod crash;
 mod fidelity;
 mod mirror;
+mod mirror_paging;
 mod runs;
 mod simulator;

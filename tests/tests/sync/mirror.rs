@@ -246,8 +246,9 @@ async fn malformed_items_become_gaps_and_the_rest_of_the_sync_goes_on() {
         });
         out
     };
-    let mut unknown_status = valid(test_ids[0]);
-    unknown_status["status"] = json!("teleported");
+    // A status that is not a word (an unknown word is no gap: see `words_testio_adds_are_mirrored_as_sent`).
+    let mut status_not_a_word = valid(test_ids[0]);
+    status_not_a_word["status"] = json!({ "name": "teleported" });
     let mut wrong_type = valid(test_ids[1]);
     wrong_type["end_at"] = json!(12345);
     let mut huge = valid(test_ids[2]);
@@ -255,7 +256,7 @@ async fn malformed_items_become_gaps_and_the_rest_of_the_sync_goes_on() {
     let mut missing_title = valid(test_ids[3]);
     missing_title.as_object_mut().unwrap().remove("title");
     test_overrides.extend([
-        (test_ids[0], unknown_status),
+        (test_ids[0], status_not_a_word),
         (test_ids[1], wrong_type),
         (test_ids[2], huge),
         (test_ids[3], missing_title),
@@ -283,6 +284,62 @@ async fn malformed_items_become_gaps_and_the_rest_of_the_sync_goes_on() {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["gaps"]["resolved"], 5, "{run}");
     assert_same(&f.mirror().await, &f.truth());
+}
+
+#[tokio::test]
+async fn words_testio_adds_are_mirrored_as_sent() {
+    let f = SyncFixture::connected(Shape { products: 1, tests_per_product: 10, bugs_per_test: 2 }).await;
+    f.sync(false).await;
+    let truth = f.truth();
+    let open = |t: &tests::sync::TestFields| !["archived", "cancelled"].contains(&t.1.as_str());
+    let test = truth.tests.iter().find(|(_, t)| open(t)).map(|(id, _)| *id).expect("an open test");
+    let bug = truth.bugs.iter().find(|(_, b)| b.0 == test).map(|(id, _)| *id).expect("a bug of it");
+    let other_bug = truth.bugs.iter().find(|(id, b)| b.0 == test && **id != bug).map(|(id, _)| *id).unwrap();
+    f.sim.modify(&f.token, |a| {
+        a.set_test_status(test, "paused");
+        a.set_bug_severity(bug, "blocker");
+        a.set_bug_status(bug, "in_review");
+        a.set_bug_status(other_bug, "duplicate");
+    });
+
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["gaps"]["opened"], 0, "{run}");
+    let mirror = f.mirror().await;
+    assert_eq!(mirror.tests[&test].1, "paused");
+    assert_eq!(mirror.bugs[&bug], (test, "in_review".to_owned(), "blocker".to_owned()));
+    assert_eq!(mirror.bugs[&other_bug].1, "duplicate");
+    assert_same(&mirror, &f.truth());
+    let runtime = f.app.db.connect_runtime().await;
+    let txn = entity::TenantTxn::begin(&runtime, entity::TenantId(f.tenant)).await.unwrap();
+    assert!(entity::sync::open_gaps(&txn).await.unwrap().is_empty());
+    assert!(
+        entity::mirror::open_tests(&txn).await.unwrap().contains(&test),
+        "a status we do not know is not final: the test is still read every run"
+    );
+    let row = entity::mirror::tests::all(&txn).await.unwrap().into_iter().find(|t| t.testio_id == test).unwrap();
+    assert_eq!((row.status.as_str(), row.raw["status"].as_str()), ("paused", Some("paused")));
+    drop(txn);
+
+    // The next run finds nothing wrong with those words either, and still follows the paused test.
+    f.sim.modify(&f.token, |a| a.set_test_title(test, "Renamed while paused"));
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["gaps"]["opened"], 0, "{run}");
+    assert_eq!(f.mirror().await.tests[&test].2, "Renamed while paused");
+
+    // Back to words we know.
+    f.sim.modify(&f.token, |a| {
+        a.set_test_status(test, "running");
+        a.set_bug_severity(bug, "critical");
+        a.set_bug_status(bug, "accepted");
+    });
+    let run = f.sync(false).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let mirror = f.mirror().await;
+    assert_eq!(mirror.tests[&test].1, "running");
+    assert_eq!(mirror.bugs[&bug], (test, "accepted".to_owned(), "critical".to_owned()));
+    assert_same(&mirror, &f.truth());
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
 //! TestIO items as mirror rows: what of each parsed item the mirror keeps in columns (the rest stays in `raw`).
+//! Words of TestIO's vocabulary (statuses, severities, testing types) are stored as sent, known or not.
 
 use entity::mirror::{BugRow, ProductRow, TestRow};
 use serde_json::Value;
