@@ -40,6 +40,56 @@ pub const TEST_SEARCH: &str =
 pub const BUG_SEARCH: &str =
     "(title || ' ' || coalesce(raw->>'expected_result', '') || ' ' || coalesce(raw->>'actual_result', ''))";
 
+/// The counters of a test row: (metric, value) pairs.
+const TEST_METRICS: &str = "('test_status', status), ('test_testing_type', coalesce(testing_type, ''))";
+/// The counters of a bug row.
+const BUG_METRICS: &str = "('bug_severity', coalesce(severity, '')), ('bug_status', coalesce(status, '')), \
+                           ('bug_auto_accepted', coalesce(auto_accepted, false)::text)";
+
+/// `rows` counted by product and `metrics`, as (tenant_id, product_id, metric, value, n) with `sign` before the count.
+fn counted(rows: &str, metrics: &str, sign: &str) -> String {
+    format!(
+        "SELECT tenant_id, product_id, m.metric, m.value, {sign}count(*) AS n
+           FROM {rows}, LATERAL (VALUES {metrics}) AS m(metric, value)
+          GROUP BY 1, 2, 3, 4"
+    )
+}
+
+/// The statement-level triggers that keep the counters of `table` in step: the rows a statement inserted count up,
+/// the rows it deleted count down, and an update does both (old rows down, new rows up).
+fn count_trigger(table: &str, metrics: &str) -> String {
+    let delta = |rows: &str, sign: &str| {
+        format!("delta := delta || coalesce((SELECT jsonb_agg(x) FROM ({}) AS x), '[]');", counted(rows, metrics, sign))
+    };
+    let (up, down) = (delta("new_rows", ""), delta("old_rows", "-"));
+    format!(
+        r#"
+        CREATE FUNCTION {table}_count() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        DECLARE
+            delta jsonb := '[]';
+        BEGIN
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN
+                {up}
+            END IF;
+            IF TG_OP IN ('UPDATE', 'DELETE') THEN
+                {down}
+            END IF;
+            IF jsonb_array_length(delta) > 0 THEN
+                PERFORM testio_stat_apply(delta);
+            END IF;
+            RETURN NULL;
+        END
+        $fn$;
+        CREATE TRIGGER {table}_count_insert AFTER INSERT ON {table}
+            REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {table}_count();
+        CREATE TRIGGER {table}_count_update AFTER UPDATE ON {table}
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION {table}_count();
+        CREATE TRIGGER {table}_count_delete AFTER DELETE ON {table}
+            REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION {table}_count();
+        "#
+    )
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -161,102 +211,30 @@ impl MigrationTrait for Migration {
                 ON CONFLICT (tenant_id, product_id, metric, value) DO UPDATE SET n = c.n + EXCLUDED.n;
             $fn$;
 
-            CREATE FUNCTION testio_tests_count() RETURNS trigger LANGUAGE plpgsql AS $fn$
-            DECLARE
-                delta jsonb := '[]';
-            BEGIN
-                IF TG_OP IN ('INSERT', 'UPDATE') THEN
-                    delta := delta || coalesce((SELECT jsonb_agg(x) FROM (
-                        SELECT tenant_id, product_id, m.metric, m.value, count(*) AS n
-                          FROM new_rows, LATERAL (VALUES ('test_status', status),
-                                                         ('test_testing_type', coalesce(testing_type, ''))) m(metric, value)
-                         GROUP BY 1, 2, 3, 4) x), '[]');
-                END IF;
-                IF TG_OP IN ('UPDATE', 'DELETE') THEN
-                    delta := delta || coalesce((SELECT jsonb_agg(x) FROM (
-                        SELECT tenant_id, product_id, m.metric, m.value, -count(*) AS n
-                          FROM old_rows, LATERAL (VALUES ('test_status', status),
-                                                         ('test_testing_type', coalesce(testing_type, ''))) m(metric, value)
-                         GROUP BY 1, 2, 3, 4) x), '[]');
-                END IF;
-                IF jsonb_array_length(delta) > 0 THEN
-                    PERFORM testio_stat_apply(delta);
-                END IF;
-                RETURN NULL;
-            END
-            $fn$;
-
-            CREATE FUNCTION testio_bugs_count() RETURNS trigger LANGUAGE plpgsql AS $fn$
-            DECLARE
-                delta jsonb := '[]';
-            BEGIN
-                IF TG_OP IN ('INSERT', 'UPDATE') THEN
-                    delta := delta || coalesce((SELECT jsonb_agg(x) FROM (
-                        SELECT tenant_id, product_id, m.metric, m.value, count(*) AS n
-                          FROM new_rows, LATERAL (VALUES ('bug_severity', coalesce(severity, '')),
-                                                         ('bug_status', coalesce(status, '')),
-                                                         ('bug_auto_accepted', coalesce(auto_accepted, false)::text))
-                                         m(metric, value)
-                         GROUP BY 1, 2, 3, 4) x), '[]');
-                END IF;
-                IF TG_OP IN ('UPDATE', 'DELETE') THEN
-                    delta := delta || coalesce((SELECT jsonb_agg(x) FROM (
-                        SELECT tenant_id, product_id, m.metric, m.value, -count(*) AS n
-                          FROM old_rows, LATERAL (VALUES ('bug_severity', coalesce(severity, '')),
-                                                         ('bug_status', coalesce(status, '')),
-                                                         ('bug_auto_accepted', coalesce(auto_accepted, false)::text))
-                                         m(metric, value)
-                         GROUP BY 1, 2, 3, 4) x), '[]');
-                END IF;
-                IF jsonb_array_length(delta) > 0 THEN
-                    PERFORM testio_stat_apply(delta);
-                END IF;
-                RETURN NULL;
-            END
-            $fn$;
-
-            CREATE TRIGGER testio_tests_count_insert AFTER INSERT ON testio_tests
-                REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION testio_tests_count();
-            CREATE TRIGGER testio_tests_count_update AFTER UPDATE ON testio_tests
-                REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-                FOR EACH STATEMENT EXECUTE FUNCTION testio_tests_count();
-            CREATE TRIGGER testio_tests_count_delete AFTER DELETE ON testio_tests
-                REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION testio_tests_count();
-            CREATE TRIGGER testio_bugs_count_insert AFTER INSERT ON testio_bugs
-                REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION testio_bugs_count();
-            CREATE TRIGGER testio_bugs_count_update AFTER UPDATE ON testio_bugs
-                REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-                FOR EACH STATEMENT EXECUTE FUNCTION testio_bugs_count();
-            CREATE TRIGGER testio_bugs_count_delete AFTER DELETE ON testio_bugs
-                REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION testio_bugs_count();
             "#
             ),
         )
         .await?;
+        run(manager, &count_trigger("testio_tests", TEST_METRICS)).await?;
+        run(manager, &count_trigger("testio_bugs", BUG_METRICS)).await?;
         run(manager, &tenant_rls("testio_stat_counts")).await?;
         // Counters for the rows already mirrored (the owner must see every tenant's rows).
         run(
             manager,
-            r#"
+            &format!(
+                r#"
             ALTER TABLE testio_stat_counts NO FORCE ROW LEVEL SECURITY;
             ALTER TABLE testio_bugs NO FORCE ROW LEVEL SECURITY;
             ALTER TABLE testio_tests NO FORCE ROW LEVEL SECURITY;
             INSERT INTO testio_stat_counts (tenant_id, product_id, metric, value, n)
-            SELECT tenant_id, product_id, m.metric, m.value, count(*)
-              FROM testio_tests, LATERAL (VALUES ('test_status', status),
-                                                 ('test_testing_type', coalesce(testing_type, ''))) m(metric, value)
-             GROUP BY 1, 2, 3, 4
-            UNION ALL
-            SELECT tenant_id, product_id, m.metric, m.value, count(*)
-              FROM testio_bugs, LATERAL (VALUES ('bug_severity', coalesce(severity, '')),
-                                                ('bug_status', coalesce(status, '')),
-                                                ('bug_auto_accepted', coalesce(auto_accepted, false)::text))
-                                m(metric, value)
-             GROUP BY 1, 2, 3, 4;
+            {tests} UNION ALL {bugs};
             ALTER TABLE testio_stat_counts FORCE ROW LEVEL SECURITY;
             ALTER TABLE testio_bugs FORCE ROW LEVEL SECURITY;
             ALTER TABLE testio_tests FORCE ROW LEVEL SECURITY;
             "#,
+                tests = counted("testio_tests", TEST_METRICS, ""),
+                bugs = counted("testio_bugs", BUG_METRICS, ""),
+            ),
         )
         .await
     }
