@@ -8,9 +8,10 @@
 //!   rather than index expressions: under row-level security Postgres only lets *leakproof* conditions into an index
 //!   scan, and it does not count `coalesce(..)` as such, whereas a comparison of a plain column is.
 //! - **Text search.** `q` is a case-insensitive substring match (`ILIKE`) over a test's title, goal and instructions
-//!   (a bug's title, expected and actual result), served by a trigram GIN index that also holds `tenant_id`
-//!   (`btree_gin`), so RLS's tenant condition and the pattern use one index. `pg_trgm` and `btree_gin` are trusted
-//!   extensions: the database owner may create them.
+//!   (a bug's title, expected and actual result), served by a trigram GIN index (`pg_trgm`, a trusted extension:
+//!   the database owner may create it). The index holds only the text: with `tenant_id` in it too (`btree_gin`),
+//!   every search of a large tenant intersected that tenant's whole posting list, and a search of 500,000 bugs took
+//!   0.8 s instead of 0.06 s; the tenant is checked on the matching rows instead.
 //!   Row-level security does not let a pattern reach that index, though: `ILIKE` is not leakproof, so under RLS
 //!   Postgres may only test it after the tenant filter, row by row. The search therefore runs in two SECURITY
 //!   DEFINER functions, `testio_tests_matching(pattern)` and `testio_bugs_matching(pattern)`, owned by the NOLOGIN
@@ -98,7 +99,6 @@ impl MigrationTrait for Migration {
             &format!(
                 r#"
             CREATE EXTENSION IF NOT EXISTS pg_trgm;
-            CREATE EXTENSION IF NOT EXISTS btree_gin;
 
             -- A bug's product: filled from its test (the owner must see every tenant's rows for that).
             ALTER TABLE testio_bugs NO FORCE ROW LEVEL SECURITY;
@@ -132,7 +132,7 @@ impl MigrationTrait for Migration {
             CREATE INDEX testio_tests_status_sort ON testio_tests (tenant_id, status, testio_id);
             CREATE INDEX testio_tests_product_end_at_sort ON testio_tests (tenant_id, product_id, end_key, testio_id);
             CREATE INDEX testio_tests_testing_type_idx ON testio_tests (tenant_id, testing_type);
-            CREATE INDEX testio_tests_search ON testio_tests USING gin (tenant_id, {TEST_SEARCH} gin_trgm_ops);
+            CREATE INDEX testio_tests_search ON testio_tests USING gin ({TEST_SEARCH} gin_trgm_ops);
 
             -- Bugs: the same shape.
             CREATE INDEX testio_bugs_reported_at_sort ON testio_bugs (tenant_id, reported_key, testio_id);
@@ -144,7 +144,7 @@ impl MigrationTrait for Migration {
                 ON testio_bugs (tenant_id, product_id, reported_key, testio_id);
             CREATE INDEX testio_bugs_auto_accepted_idx ON testio_bugs (tenant_id, testio_id) WHERE auto_accepted;
             CREATE INDEX testio_bugs_known_idx ON testio_bugs (tenant_id, known);
-            CREATE INDEX testio_bugs_search ON testio_bugs USING gin (tenant_id, {BUG_SEARCH} gin_trgm_ops);
+            CREATE INDEX testio_bugs_search ON testio_bugs USING gin ({BUG_SEARCH} gin_trgm_ops);
 
             -- Index-backed text search for the tenant of the transaction (see the module comment).
             -- The role is cluster-wide: `migration bootstrap` creates it and makes the owner a member.
@@ -284,7 +284,6 @@ impl MigrationTrait for Migration {
                 REFERENCES testio_tests (tenant_id, testio_id) ON DELETE CASCADE;
             DROP INDEX testio_tests_product_key;
             ALTER TABLE testio_bugs DROP COLUMN product_id;
-            DROP EXTENSION IF EXISTS btree_gin;
             DROP EXTENSION IF EXISTS pg_trgm;
             "#,
         )

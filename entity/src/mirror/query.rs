@@ -153,14 +153,20 @@ impl Sql {
         }
     }
 
-    fn range(&mut self, column: &str, range: &TimeRange) {
+    /// A range on a timestamp, written on its sort key (`key` is the timestamp, or `+infinity` when it is missing),
+    /// so that the sort index serves it: `from <= key <= to`, and `key < infinity` for "the timestamp is present".
+    fn range(&mut self, key: &str, range: &TimeRange) {
         if let Some(from) = range.from {
             let p = self.bind(from);
-            self.condition(format!("{column} >= {p}"));
+            self.condition(format!("{key} >= {p}"));
         }
-        if let Some(to) = range.to {
-            let p = self.bind(to);
-            self.condition(format!("{column} <= {p}"));
+        match range.to {
+            Some(to) => {
+                let p = self.bind(to);
+                self.condition(format!("{key} <= {p}"));
+            }
+            None if range.from.is_some() => self.condition(format!("{key} < 'infinity'")),
+            None => {}
         }
     }
 
@@ -499,8 +505,8 @@ impl TestFilter {
         sql.any_of_ids("product_id", &self.product_ids);
         sql.any_of_words("status", &self.statuses);
         sql.any_of_words("testing_type", &self.testing_types);
-        sql.range("start_at", &self.start);
-        sql.range("end_at", &self.end);
+        sql.range("start_key", &self.start);
+        sql.range("end_key", &self.end);
         sql.search("testio_tests_matching", &self.q);
         sql
     }
@@ -684,7 +690,7 @@ impl BugFilter {
             let p = sql.bind(known);
             sql.condition(format!("known = {p}"));
         }
-        sql.range("reported_at", &self.reported);
+        sql.range("reported_key", &self.reported);
         sql.search("testio_bugs_matching", &self.q);
         sql
     }
