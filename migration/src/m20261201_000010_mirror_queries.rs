@@ -13,11 +13,14 @@
 //!   every search of a large tenant intersected that tenant's whole posting list, and a search of 500,000 bugs took
 //!   0.8 s instead of 0.06 s; the tenant is checked on the matching rows instead.
 //!   Row-level security does not let a pattern reach that index, though: `ILIKE` is not leakproof, so under RLS
-//!   Postgres may only test it after the tenant filter, row by row. The search therefore runs in two SECURITY
-//!   DEFINER functions, `testio_tests_matching(pattern)` and `testio_bugs_matching(pattern)`, owned by the NOLOGIN
-//!   role `testio_search`, for which a SELECT-only policy on the two tables is `true`; each function returns the ids
-//!   of the *transaction's* tenant (`app.tenant_id`, the setting RLS uses) whose text matches. The runtime role may
-//!   only execute them; the rows themselves are then read under RLS as always.
+//!   Postgres may only test it after the tenant filter, row by row. The search therefore runs in SECURITY DEFINER
+//!   functions owned by the NOLOGIN role `testio_search`, for which a SELECT-only policy on the two tables is `true`:
+//!   `testio_tests_matching(pattern, max_rows)` returns (at most `max_rows`) ids of the *transaction's* tenant
+//!   (`app.tenant_id`, the setting RLS uses) whose text matches, through the trigram index; `testio_tests_match(id,
+//!   pattern)` tells whether one test of that tenant matches (and the same two for bugs). The runtime role may only
+//!   execute them; the rows themselves are then read under RLS as always. A rare pattern's few ids are looked up
+//!   directly; a common one's rows are checked one by one while the list's sort index is walked, which stops after
+//!   one page of matches (see `entity::mirror::query`).
 //! - **A bug's product.** `testio_bugs.product_id` is the product of its test, kept by the foreign key
 //!   `(tenant_id, test_id, product_id) → testio_tests` with `ON UPDATE CASCADE`: a test that moves to another product
 //!   takes its bugs along, and a bug can be filtered and sorted by product without a join.
@@ -160,22 +163,41 @@ impl MigrationTrait for Migration {
             GRANT SELECT ON testio_tests, testio_bugs TO testio_search;
             CREATE POLICY testio_tests_search ON testio_tests FOR SELECT TO testio_search USING (true);
             CREATE POLICY testio_bugs_search ON testio_bugs FOR SELECT TO testio_search USING (true);
-            CREATE FUNCTION testio_tests_matching(pattern text) RETURNS TABLE (testio_id bigint)
+            CREATE FUNCTION testio_tests_matching(pattern text, max_rows integer) RETURNS TABLE (testio_id bigint)
                 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
                 SELECT testio_id FROM testio_tests
                  WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid
-                   AND {TEST_SEARCH} ILIKE pattern;
+                   AND {TEST_SEARCH} ILIKE pattern
+                 LIMIT max_rows;
             $fn$;
-            CREATE FUNCTION testio_bugs_matching(pattern text) RETURNS TABLE (testio_id bigint)
+            CREATE FUNCTION testio_tests_match(id bigint, pattern text) RETURNS boolean
+                LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+                SELECT EXISTS (SELECT 1 FROM testio_tests
+                                WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid
+                                  AND testio_id = id AND {TEST_SEARCH} ILIKE pattern);
+            $fn$;
+            CREATE FUNCTION testio_bugs_matching(pattern text, max_rows integer) RETURNS TABLE (testio_id bigint)
                 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
                 SELECT testio_id FROM testio_bugs
                  WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid
-                   AND {BUG_SEARCH} ILIKE pattern;
+                   AND {BUG_SEARCH} ILIKE pattern
+                 LIMIT max_rows;
             $fn$;
-            ALTER FUNCTION testio_tests_matching(text) OWNER TO testio_search;
-            ALTER FUNCTION testio_bugs_matching(text) OWNER TO testio_search;
-            REVOKE ALL ON FUNCTION testio_tests_matching(text), testio_bugs_matching(text) FROM PUBLIC;
-            GRANT EXECUTE ON FUNCTION testio_tests_matching(text), testio_bugs_matching(text) TO testio_runtime;
+            CREATE FUNCTION testio_bugs_match(id bigint, pattern text) RETURNS boolean
+                LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+                SELECT EXISTS (SELECT 1 FROM testio_bugs
+                                WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid
+                                  AND testio_id = id AND {BUG_SEARCH} ILIKE pattern);
+            $fn$;
+            ALTER FUNCTION testio_tests_matching(text, integer) OWNER TO testio_search;
+            ALTER FUNCTION testio_tests_match(bigint, text) OWNER TO testio_search;
+            ALTER FUNCTION testio_bugs_matching(text, integer) OWNER TO testio_search;
+            ALTER FUNCTION testio_bugs_match(bigint, text) OWNER TO testio_search;
+            REVOKE ALL ON FUNCTION testio_tests_matching(text, integer), testio_tests_match(bigint, text),
+                                   testio_bugs_matching(text, integer), testio_bugs_match(bigint, text) FROM PUBLIC;
+            GRANT EXECUTE ON FUNCTION testio_tests_matching(text, integer), testio_tests_match(bigint, text),
+                                      testio_bugs_matching(text, integer), testio_bugs_match(bigint, text)
+                TO testio_runtime;
 
             -- Products: the list's sort.
             CREATE INDEX testio_products_name_sort ON testio_products (tenant_id, name, testio_id);
@@ -243,8 +265,10 @@ impl MigrationTrait for Migration {
         run(
             manager,
             r#"
-            DROP FUNCTION testio_tests_matching(text);
-            DROP FUNCTION testio_bugs_matching(text);
+            DROP FUNCTION testio_tests_matching(text, integer);
+            DROP FUNCTION testio_tests_match(bigint, text);
+            DROP FUNCTION testio_bugs_matching(text, integer);
+            DROP FUNCTION testio_bugs_match(bigint, text);
             DROP POLICY testio_tests_search ON testio_tests;
             DROP POLICY testio_bugs_search ON testio_bugs;
             REVOKE SELECT ON testio_tests, testio_bugs FROM testio_search;

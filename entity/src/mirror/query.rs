@@ -1,20 +1,21 @@
 //! The query API's reads of the mirror: filtered, sorted, paged lists of products, tests and bugs, one item with its
 //! counts, and the tenant's statistics. Every function takes a [`TenantTxn`] (row-level security confines it to one
-//! tenant) and runs **one** statement, except a page with a total (two).
+//! tenant) and runs **one** statement, plus one for a page with a total and one to look up a `q`.
 //!
 //! Lists are built as SQL with bound values: each filter adds a condition, each sort key is an indexed column that is
 //! never NULL (`end_key` is `coalesce(end_at, 'infinity')`, `status_key` `coalesce(status, '')`..., generated columns
 //! of migration 10), and a page after a [`Keyset`] is the row comparison `(key, testio_id) > ($k, $id)` (or `<`), one
 //! index range scan whatever the depth. Every condition compares plain columns with leakproof operators, so that
 //! Postgres may use it inside an index scan under row-level security; a filter with one value is an equality (which
-//! an ordered index scan can use), with several an `= ANY(..)`. Text search goes through `testio_tests_matching` / `testio_bugs_matching` (see the migration:
-//! `ILIKE` cannot use an index under RLS).
+//! an ordered index scan can use), with several an `= ANY(..)`. Text search goes through the definer functions of
+//! migration 10 (`ILIKE` cannot use an index under RLS), in two steps: see [`Search`].
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
+use super::ids;
 use crate::TenantTxn;
 use crate::db::stmt;
 
@@ -170,10 +171,20 @@ impl Sql {
         }
     }
 
-    fn search(&mut self, function: &str, q: &Option<String>) {
-        if let Some(q) = q {
-            let p = self.bind(like_pattern(q));
-            self.condition(format!("testio_id IN (SELECT testio_id FROM {function}({p}))"));
+    /// `q` on `table` (`testio_tests`, `testio_bugs`), as `search` says.
+    fn search(&mut self, table: &str, q: &Option<String>, search: &Search) {
+        let Some(q) = q else { return };
+        match search {
+            Search::Ids(ids) if ids.is_empty() => self.condition("false".to_owned()),
+            Search::Ids(ids) => self.any_of_ids("testio_id", ids),
+            Search::Common => {
+                let p = self.bind(like_pattern(q));
+                self.condition(format!("{table}_match(testio_id, {p})"));
+            }
+            Search::Unresolved => {
+                let p = self.bind(like_pattern(q));
+                self.condition(format!("testio_id IN (SELECT testio_id FROM {table}_matching({p}, 2147483647))"));
+            }
         }
     }
 
@@ -196,6 +207,42 @@ impl Sql {
     fn where_clause(&self) -> String {
         if self.conditions.is_empty() { String::new() } else { format!("WHERE {}", self.conditions.join(" AND ")) }
     }
+}
+
+/// How a list applies its `q`. A pattern is first looked up through the trigram index, for at most
+/// [`RARE_MATCHES`] + 1 ids ([`resolve_search`]): when it matches that few, the list takes those ids (`Ids`); when
+/// it matches more, the list walks its sort index and checks each row (`Common`), which stops after one page since
+/// matches are then frequent. Either way the cost is bounded by the page, not by how many rows match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// The ids of every matching row.
+    Ids(Vec<i64>),
+    /// The pattern matches many rows: check each candidate.
+    Common,
+    /// Not looked up: one statement with the search as a subquery (for plans and benchmarks).
+    Unresolved,
+}
+
+/// How many matches still count as "rare" (looked up by id).
+pub const RARE_MATCHES: usize = 1000;
+
+/// Looks `q` up in `table` (`testio_tests` or `testio_bugs`).
+async fn resolve_search(txn: &TenantTxn, table: &str, q: &Option<String>) -> Result<Search, DbErr> {
+    let Some(q) = q else { return Ok(Search::Unresolved) };
+    let limit = i32::try_from(RARE_MATCHES + 1).unwrap_or(i32::MAX);
+    let rows = txn
+        .conn()
+        .query_all_raw(stmt(
+            &format!("SELECT testio_id FROM {table}_matching($1, $2)"),
+            [like_pattern(q).into(), limit.into()],
+        ))
+        .await?;
+    let mut found = ids(rows, "testio_id")?;
+    if found.len() > RARE_MATCHES {
+        return Ok(Search::Common);
+    }
+    found.sort_unstable();
+    Ok(Search::Ids(found))
 }
 
 /// A Postgres array literal of `words`, each quoted.
@@ -500,14 +547,14 @@ fn test_select(include_raw: bool) -> String {
 }
 
 impl TestFilter {
-    fn sql(&self) -> Sql {
+    fn sql(&self, search: &Search) -> Sql {
         let mut sql = Sql::default();
         sql.any_of_ids("product_id", &self.product_ids);
         sql.any_of_words("status", &self.statuses);
         sql.any_of_words("testing_type", &self.testing_types);
         sql.range("start_key", &self.start);
         sql.range("end_key", &self.end);
-        sql.search("testio_tests_matching", &self.q);
+        sql.search("testio_tests", &self.q, search);
         sql
     }
 }
@@ -522,10 +569,15 @@ impl TestQuery {
         }
     }
 
-    /// The statement of the page.
+    /// The statement of the page, with `q` as a subquery.
     pub fn statement(&self) -> Statement {
+        self.statement_with(&Search::Unresolved)
+    }
+
+    /// The statement of the page, with `q` applied as `search` says.
+    pub fn statement_with(&self, search: &Search) -> Statement {
         page_statement(
-            self.filter.sql(),
+            self.filter.sql(search),
             &test_select(self.include_raw),
             "testio_tests",
             self.key_sql(),
@@ -536,14 +588,19 @@ impl TestQuery {
 
     /// The statement counting the list (capped).
     pub fn count_statement(&self) -> Statement {
-        count_statement(self.filter.sql(), "testio_tests")
+        self.count_statement_with(&Search::Unresolved)
+    }
+
+    fn count_statement_with(&self, search: &Search) -> Statement {
+        count_statement(self.filter.sql(search), "testio_tests")
     }
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list_tests(txn: &TenantTxn, query: &TestQuery) -> Result<Page<TestItem>, DbErr> {
-    let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement());
-    run_page(txn, query.statement(), count, &query.window).await
+    let search = resolve_search(txn, "testio_tests", &query.filter.q).await?;
+    let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement_with(&search));
+    run_page(txn, query.statement_with(&search), count, &query.window).await
 }
 
 /// One bug count of a test: `n` bugs with this severity, status and auto-acceptance.
@@ -672,7 +729,7 @@ fn bug_select(include_raw: bool) -> String {
 }
 
 impl BugFilter {
-    fn sql(&self) -> Sql {
+    fn sql(&self, search: &Search) -> Sql {
         let mut sql = Sql::default();
         sql.any_of_ids("test_id", &self.test_ids);
         sql.any_of_ids("product_id", &self.product_ids);
@@ -691,7 +748,7 @@ impl BugFilter {
             sql.condition(format!("known = {p}"));
         }
         sql.range("reported_key", &self.reported);
-        sql.search("testio_bugs_matching", &self.q);
+        sql.search("testio_bugs", &self.q, search);
         sql
     }
 }
@@ -706,10 +763,15 @@ impl BugQuery {
         }
     }
 
-    /// The statement of the page.
+    /// The statement of the page, with `q` as a subquery.
     pub fn statement(&self) -> Statement {
+        self.statement_with(&Search::Unresolved)
+    }
+
+    /// The statement of the page, with `q` applied as `search` says.
+    pub fn statement_with(&self, search: &Search) -> Statement {
         page_statement(
-            self.filter.sql(),
+            self.filter.sql(search),
             &bug_select(self.include_raw),
             "testio_bugs",
             self.key_sql(),
@@ -720,14 +782,19 @@ impl BugQuery {
 
     /// The statement counting the list (capped).
     pub fn count_statement(&self) -> Statement {
-        count_statement(self.filter.sql(), "testio_bugs")
+        self.count_statement_with(&Search::Unresolved)
+    }
+
+    fn count_statement_with(&self, search: &Search) -> Statement {
+        count_statement(self.filter.sql(search), "testio_bugs")
     }
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list_bugs(txn: &TenantTxn, query: &BugQuery) -> Result<Page<BugItem>, DbErr> {
-    let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement());
-    run_page(txn, query.statement(), count, &query.window).await
+    let search = resolve_search(txn, "testio_bugs", &query.filter.q).await?;
+    let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement_with(&search));
+    run_page(txn, query.statement_with(&search), count, &query.window).await
 }
 
 /// One bug.

@@ -384,6 +384,7 @@ async fn no_list_statement_scans_tests_or_bugs_sequentially_and_search_uses_the_
     let searched = app.get_mirror_list(&owner, big, "tests", &[("q", "NEEDLE"), ("limit", "200")]).await;
     let searched: Value = searched.json().await.unwrap();
     assert_eq!(ids(&searched).len() as i64, BIG_TESTS / 1000, "every 1,000th test mentions the needle");
+    searches_page_like_the_database(&app, &owner, big).await;
     let stats = app.get_mirror(&owner, big, "stats").await;
     let stats: Value = stats.json().await.unwrap();
     assert_eq!(
@@ -392,4 +393,53 @@ async fn no_list_statement_scans_tests_or_bugs_sequentially_and_search_uses_the_
     );
     runtime.close().await.unwrap();
     eprintln!("done in {:?}", started.elapsed());
+}
+
+/// A `q` that matches thousands of rows (checked row by row along the sort index) and one that matches a few hundred
+/// (looked up by id) page exactly like the same search run by the superuser, with and without another filter.
+async fn searches_page_like_the_database(app: &TestApp, owner: &tests::app::TestUser, big: uuid::Uuid) {
+    let cases: [(&str, &str, &[(&str, &str)], &str); 6] = [
+        ("tests", "goal", &[], "end_key DESC, testio_id DESC"),
+        ("tests", "test 1", &[("sort", "title")], "title ASC, testio_id ASC"),
+        ("tests", "test 123", &[("sort", "-start_at")], "start_key DESC, testio_id DESC"),
+        ("tests", "test 2", &[("status", "running")], "end_key DESC, testio_id DESC"),
+        ("bugs", "expected", &[("status", "accepted"), ("sort", "-severity")], "severity_key DESC, testio_id DESC"),
+        ("bugs", "bug 4", &[], "reported_key DESC, testio_id DESC"),
+    ];
+    for (list, q, extra, order) in cases {
+        let (table, text) = match list {
+            "tests" => ("testio_tests", query::TEST_SEARCH),
+            _ => ("testio_bugs", query::BUG_SEARCH),
+        };
+        let mut conditions = vec![format!("tenant_id = '{big}'"), format!("{text} ILIKE '%{q}%'")];
+        for (name, value) in extra.iter().filter(|(n, _)| *n != "sort") {
+            conditions.push(format!("{name} = '{value}'"));
+        }
+        let sql =
+            format!("SELECT testio_id FROM {table} WHERE {} ORDER BY {order} LIMIT 150", conditions.join(" AND "));
+        let rows =
+            app.db.superuser().await.query_all_raw(Statement::from_string(DbBackend::Postgres, sql)).await.unwrap();
+        let expected: Vec<i64> = rows.iter().map(|r| r.try_get::<i64>("", "testio_id").unwrap()).collect();
+        assert!(expected.len() >= 100, "{list} q={q}: the case needs matches, has {}", expected.len());
+
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..3 {
+            let mut params: Vec<(&str, &str)> = vec![("q", q), ("limit", "50")];
+            params.extend_from_slice(extra);
+            if let Some(c) = &cursor {
+                params.push(("cursor", c));
+            }
+            let page = app.get_mirror_list(owner, big, list, &params).await;
+            assert_eq!(page.status(), 200, "{list} q={q}");
+            let page: Value = page.json().await.unwrap();
+            seen.extend(ids(&page));
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let n = seen.len().min(expected.len());
+        assert_eq!(seen[..n], expected[..n], "{list} q={q} {extra:?}");
+    }
 }
