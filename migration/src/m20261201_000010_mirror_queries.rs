@@ -15,12 +15,11 @@
 //!   Row-level security does not let a pattern reach that index, though: `ILIKE` is not leakproof, so under RLS
 //!   Postgres may only test it after the tenant filter, row by row. The search therefore runs in SECURITY DEFINER
 //!   functions owned by the NOLOGIN role `testio_search`, for which a SELECT-only policy on the two tables is `true`:
-//!   `testio_tests_matching(pattern, max_rows)` returns (at most `max_rows`) ids of the *transaction's* tenant
-//!   (`app.tenant_id`, the setting RLS uses) whose text matches, through the trigram index; `testio_tests_match(id,
-//!   pattern)` tells whether one test of that tenant matches (and the same two for bugs). The runtime role may only
-//!   execute them; the rows themselves are then read under RLS as always. A rare pattern's few ids are looked up
-//!   directly; a common one's rows are checked one by one while the list's sort index is walked, which stops after
-//!   one page of matches (see `entity::mirror::query`).
+//!   `testio_tests_matching(pattern, max_rows)` (and `testio_bugs_matching`) returns at most `max_rows` ids of the
+//!   *transaction's* tenant (`app.tenant_id`, the setting RLS uses) whose text matches, through the trigram index.
+//!   The runtime role may only execute them; the rows themselves are then read under RLS as always. A list uses them
+//!   for rare words only: a common word is found faster by testing the rows of the page in sort order (see
+//!   `entity::mirror::query::Search`).
 //! - **A bug's product.** `testio_bugs.product_id` is the product of its test, kept by the foreign key
 //!   `(tenant_id, test_id, product_id) → testio_tests` with `ON UPDATE CASCADE`: a test that moves to another product
 //!   takes its bugs along, and a bug can be filtered and sorted by product without a join.
@@ -170,12 +169,6 @@ impl MigrationTrait for Migration {
                    AND {TEST_SEARCH} ILIKE pattern
                  LIMIT max_rows;
             $fn$;
-            CREATE FUNCTION testio_tests_match(id bigint, pattern text) RETURNS boolean
-                LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
-                SELECT EXISTS (SELECT 1 FROM testio_tests
-                                WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid
-                                  AND testio_id = id AND {TEST_SEARCH} ILIKE pattern);
-            $fn$;
             CREATE FUNCTION testio_bugs_matching(pattern text, max_rows integer) RETURNS TABLE (testio_id bigint)
                 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
                 SELECT testio_id FROM testio_bugs
@@ -183,20 +176,10 @@ impl MigrationTrait for Migration {
                    AND {BUG_SEARCH} ILIKE pattern
                  LIMIT max_rows;
             $fn$;
-            CREATE FUNCTION testio_bugs_match(id bigint, pattern text) RETURNS boolean
-                LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
-                SELECT EXISTS (SELECT 1 FROM testio_bugs
-                                WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid
-                                  AND testio_id = id AND {BUG_SEARCH} ILIKE pattern);
-            $fn$;
             ALTER FUNCTION testio_tests_matching(text, integer) OWNER TO testio_search;
-            ALTER FUNCTION testio_tests_match(bigint, text) OWNER TO testio_search;
             ALTER FUNCTION testio_bugs_matching(text, integer) OWNER TO testio_search;
-            ALTER FUNCTION testio_bugs_match(bigint, text) OWNER TO testio_search;
-            REVOKE ALL ON FUNCTION testio_tests_matching(text, integer), testio_tests_match(bigint, text),
-                                   testio_bugs_matching(text, integer), testio_bugs_match(bigint, text) FROM PUBLIC;
-            GRANT EXECUTE ON FUNCTION testio_tests_matching(text, integer), testio_tests_match(bigint, text),
-                                      testio_bugs_matching(text, integer), testio_bugs_match(bigint, text)
+            REVOKE ALL ON FUNCTION testio_tests_matching(text, integer), testio_bugs_matching(text, integer) FROM PUBLIC;
+            GRANT EXECUTE ON FUNCTION testio_tests_matching(text, integer), testio_bugs_matching(text, integer)
                 TO testio_runtime;
 
             -- Products: the list's sort.
@@ -232,7 +215,6 @@ impl MigrationTrait for Migration {
                 SELECT tenant_id, product_id, metric, value, n FROM d WHERE n > 0
                 ON CONFLICT (tenant_id, product_id, metric, value) DO UPDATE SET n = c.n + EXCLUDED.n;
             $fn$;
-
             "#
             ),
         )
@@ -266,9 +248,7 @@ impl MigrationTrait for Migration {
             manager,
             r#"
             DROP FUNCTION testio_tests_matching(text, integer);
-            DROP FUNCTION testio_tests_match(bigint, text);
             DROP FUNCTION testio_bugs_matching(text, integer);
-            DROP FUNCTION testio_bugs_match(bigint, text);
             DROP POLICY testio_tests_search ON testio_tests;
             DROP POLICY testio_bugs_search ON testio_bugs;
             REVOKE SELECT ON testio_tests, testio_bugs FROM testio_search;

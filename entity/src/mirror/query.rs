@@ -1,6 +1,6 @@
 //! The query API's reads of the mirror: filtered, sorted, paged lists of products, tests and bugs, one item with its
 //! counts, and the tenant's statistics. Every function takes a [`TenantTxn`] (row-level security confines it to one
-//! tenant) and runs **one** statement, plus one for a page with a total and one to look up a `q`.
+//! tenant) and runs **one** statement, plus one for a page with a total and up to two for a `q` (see [`Search`]).
 //!
 //! Lists are built as SQL with bound values: each filter adds a condition, each sort key is an indexed column that is
 //! never NULL (`end_key` is `coalesce(end_at, 'infinity')`, `status_key` `coalesce(status, '')`..., generated columns
@@ -171,15 +171,16 @@ impl Sql {
         }
     }
 
-    /// `q` on `table` (`testio_tests`, `testio_bugs`), as `search` says.
-    fn search(&mut self, table: &str, q: &Option<String>, search: &Search) {
+    /// `q` on `table` (`testio_tests`, `testio_bugs`, whose searched text is `text`), as `search` says.
+    fn search(&mut self, table: &str, text: &str, q: &Option<String>, search: &Search) {
         let Some(q) = q else { return };
         match search {
+            Search::Skip => {}
             Search::Ids(ids) if ids.is_empty() => self.condition("false".to_owned()),
             Search::Ids(ids) => self.any_of_ids("testio_id", ids),
-            Search::Common => {
+            Search::Scan => {
                 let p = self.bind(like_pattern(q));
-                self.condition(format!("{table}_match(testio_id, {p})"));
+                self.condition(format!("{text} ILIKE {p}"));
             }
             Search::Unresolved => {
                 let p = self.bind(like_pattern(q));
@@ -209,19 +210,29 @@ impl Sql {
     }
 }
 
-/// How a list applies its `q`. A pattern is first looked up through the trigram index, for at most
-/// [`RARE_MATCHES`] + 1 ids ([`resolve_search`]): when it matches that few, the list takes those ids (`Ids`); when
-/// it matches more, the list walks its sort index and checks each row (`Common`), which stops after one page since
-/// matches are then frequent. Either way the cost is bounded by the page, not by how many rows match.
+/// How a list applies its `q`.
+///
+/// A keyset page first **probes** ([`probe_statement`]): it reads the next [`PROBE_ROWS`] rows of the list in sort
+/// order and tests the pattern on each (a plain filter: fine under RLS, since no index is asked to evaluate it). When
+/// that finds a page of matches, or reaches the end of the list, the page is exact and done: a common word costs at
+/// most [`PROBE_ROWS`] row checks. Otherwise the word is rare; its matches are looked up through the trigram index
+/// (at most [`RARE_MATCHES`] + 1 ids, [`resolve_search`]) and the page reads exactly those rows (`Ids`). A word that
+/// is rare near the top of the list but has more matches than that overall is filtered row by row (`Scan`). Offset
+/// pages (which need a total) skip the probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Search {
     /// The ids of every matching row.
     Ids(Vec<i64>),
-    /// The pattern matches many rows: check each candidate.
-    Common,
-    /// Not looked up: one statement with the search as a subquery (for plans and benchmarks).
+    /// Test the pattern on each row the list reads.
+    Scan,
+    /// Not looked up: the search as a subquery of the definer function (for plans and benchmarks).
     Unresolved,
+    /// Leave `q` out (the probe applies it itself).
+    Skip,
 }
+
+/// How many rows a probe reads at most.
+pub const PROBE_ROWS: u64 = 2000;
 
 /// How many matches still count as "rare" (looked up by id).
 pub const RARE_MATCHES: usize = 1000;
@@ -239,7 +250,7 @@ async fn resolve_search(txn: &TenantTxn, table: &str, q: &Option<String>) -> Res
         .await?;
     let mut found = ids(rows, "testio_id")?;
     if found.len() > RARE_MATCHES {
-        return Ok(Search::Common);
+        return Ok(Search::Scan);
     }
     found.sort_unstable();
     Ok(Search::Ids(found))
@@ -296,6 +307,66 @@ fn count_statement(sql: Sql, table: &str) -> Statement {
         &format!("SELECT count(*) AS n FROM (SELECT 1 FROM {table} {where_clause} LIMIT {}) AS capped", TOTAL_CAP + 1),
         sql.values,
     )
+}
+
+/// The probe of a keyset page with a `q` (see [`Search`]): the next [`PROBE_ROWS`] rows of the list, those matching
+/// `pattern` (`hit`), plus the last row read as a marker of how many were read (`scanned`).
+#[allow(clippy::too_many_arguments)]
+fn probe_statement(
+    mut sql: Sql,
+    select: &str,
+    table: &str,
+    text: &str,
+    pattern: &str,
+    key_sql: &str,
+    direction: Direction,
+    after: &Option<Keyset>,
+    limit: u64,
+) -> Statement {
+    if let Some(keyset) = after {
+        sql.after(key_sql, direction, keyset);
+    }
+    let p = sql.bind(pattern.to_owned());
+    let dir = direction.sql();
+    let order = format!("{key_sql} {dir}, testio_id {dir}");
+    let where_clause = sql.where_clause();
+    stmt(
+        &format!(
+            "SELECT * FROM (
+                 SELECT {select}, {text} ILIKE {p} AS hit, row_number() OVER (ORDER BY {order}) AS position,
+                        count(*) OVER () AS scanned
+                   FROM (SELECT * FROM {table} {where_clause} ORDER BY {order} LIMIT {PROBE_ROWS}) AS {table}
+             ) AS probe
+             WHERE hit OR position = scanned
+             ORDER BY position LIMIT {}",
+            limit + 2
+        ),
+        sql.values,
+    )
+}
+
+/// Runs a probe: the page when it is complete (`None`: look the pattern up instead).
+async fn run_probe<T: FromQueryResult>(
+    txn: &TenantTxn,
+    probe: Statement,
+    limit: u64,
+) -> Result<Option<Page<T>>, DbErr> {
+    let rows = txn.conn().query_all_raw(probe).await?;
+    let scanned: i64 = rows.first().map(|r| r.try_get("", "scanned")).transpose()?.unwrap_or_default();
+    let mut items = Vec::new();
+    for row in &rows {
+        if row.try_get::<bool>("", "hit")? {
+            items.push(T::from_query_result(row, "")?);
+        }
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let exhausted = u64::try_from(scanned).unwrap_or_default() < PROBE_ROWS;
+    if items.len() <= limit && !exhausted {
+        return Ok(None);
+    }
+    let more = items.len() > limit;
+    items.truncate(limit);
+    Ok(Some(Page { items, more, total: None }))
 }
 
 async fn run_page<T: FromQueryResult>(
@@ -448,22 +519,16 @@ struct ProductDetailRow {
     counters: Json,
 }
 
-/// The statement of [`product`] (for the benchmark and the plan checks).
-pub fn product_statement(id: i64, include_raw: bool) -> Statement {
+/// One product with its counters, in one statement.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn product(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<ProductDetail>, DbErr> {
     let sql = format!(
         "SELECT {}, coalesce((SELECT jsonb_agg(c) FROM testio_stat_counts c WHERE c.product_id = p.testio_id),
                                '[]') AS counters
            FROM testio_products p WHERE p.testio_id = $1",
         product_select(include_raw)
     );
-    stmt(&sql, [id.into()])
-}
-
-/// One product with its counters, in one statement.
-#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
-pub async fn product(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<ProductDetail>, DbErr> {
-    let Some(row) = ProductDetailRow::find_by_statement(product_statement(id, include_raw)).one(txn.conn()).await?
-    else {
+    let Some(row) = ProductDetailRow::find_by_statement(stmt(&sql, [id.into()])).one(txn.conn()).await? else {
         return Ok(None);
     };
     Ok(Some(ProductDetail { product: row.product, counters: counters(row.counters)? }))
@@ -554,7 +619,7 @@ impl TestFilter {
         sql.any_of_words("testing_type", &self.testing_types);
         sql.range("start_key", &self.start);
         sql.range("end_key", &self.end);
-        sql.search("testio_tests", &self.q, search);
+        sql.search("testio_tests", TEST_SEARCH, &self.q, search);
         sql
     }
 }
@@ -598,6 +663,22 @@ impl TestQuery {
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list_tests(txn: &TenantTxn, query: &TestQuery) -> Result<Page<TestItem>, DbErr> {
+    if let (Some(q), Window::Keyset { after, limit }) = (&query.filter.q, &query.window) {
+        let probe = probe_statement(
+            query.filter.sql(&Search::Skip),
+            &test_select(query.include_raw),
+            "testio_tests",
+            TEST_SEARCH,
+            &like_pattern(q),
+            query.key_sql(),
+            query.direction,
+            after,
+            *limit,
+        );
+        if let Some(page) = run_probe(txn, probe, *limit).await? {
+            return Ok(page);
+        }
+    }
     let search = resolve_search(txn, "testio_tests", &query.filter.q).await?;
     let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement_with(&search));
     run_page(txn, query.statement_with(&search), count, &query.window).await
@@ -626,8 +707,9 @@ struct TestDetailRow {
     bugs: Json,
 }
 
-/// The statement of [`test`] (for the benchmark and the plan checks).
-pub fn test_statement(id: i64, include_raw: bool) -> Statement {
+/// One test with its bug counts, in one statement.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn test(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<TestDetail>, DbErr> {
     let sql = format!(
         "SELECT {}, coalesce((SELECT jsonb_agg(g) FROM (
                     SELECT coalesce(b.severity, '') AS severity, coalesce(b.status, '') AS status,
@@ -636,13 +718,7 @@ pub fn test_statement(id: i64, include_raw: bool) -> Statement {
            FROM testio_tests WHERE testio_id = $1",
         test_select(include_raw)
     );
-    stmt(&sql, [id.into()])
-}
-
-/// One test with its bug counts, in one statement.
-#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
-pub async fn test(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<TestDetail>, DbErr> {
-    let Some(row) = TestDetailRow::find_by_statement(test_statement(id, include_raw)).one(txn.conn()).await? else {
+    let Some(row) = TestDetailRow::find_by_statement(stmt(&sql, [id.into()])).one(txn.conn()).await? else {
         return Ok(None);
     };
     let bugs =
@@ -748,7 +824,7 @@ impl BugFilter {
             sql.condition(format!("known = {p}"));
         }
         sql.range("reported_key", &self.reported);
-        sql.search("testio_bugs", &self.q, search);
+        sql.search("testio_bugs", BUG_SEARCH, &self.q, search);
         sql
     }
 }
@@ -792,6 +868,22 @@ impl BugQuery {
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list_bugs(txn: &TenantTxn, query: &BugQuery) -> Result<Page<BugItem>, DbErr> {
+    if let (Some(q), Window::Keyset { after, limit }) = (&query.filter.q, &query.window) {
+        let probe = probe_statement(
+            query.filter.sql(&Search::Skip),
+            &bug_select(query.include_raw),
+            "testio_bugs",
+            BUG_SEARCH,
+            &like_pattern(q),
+            query.key_sql(),
+            query.direction,
+            after,
+            *limit,
+        );
+        if let Some(page) = run_probe(txn, probe, *limit).await? {
+            return Ok(page);
+        }
+    }
     let search = resolve_search(txn, "testio_bugs", &query.filter.q).await?;
     let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement_with(&search));
     run_page(txn, query.statement_with(&search), count, &query.window).await
@@ -800,12 +892,8 @@ pub async fn list_bugs(txn: &TenantTxn, query: &BugQuery) -> Result<Page<BugItem
 /// One bug.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn bug(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<BugItem>, DbErr> {
-    BugItem::find_by_statement(bug_statement(id, include_raw)).one(txn.conn()).await
-}
-
-/// The statement of [`bug`] (for the benchmark and the plan checks).
-pub fn bug_statement(id: i64, include_raw: bool) -> Statement {
-    stmt(&format!("SELECT {} FROM testio_bugs WHERE testio_id = $1", bug_select(include_raw)), [id.into()])
+    let sql = format!("SELECT {} FROM testio_bugs WHERE testio_id = $1", bug_select(include_raw));
+    BugItem::find_by_statement(stmt(&sql, [id.into()])).one(txn.conn()).await
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -855,21 +943,6 @@ struct ProductName {
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn stats(txn: &TenantTxn) -> Result<Stats, DbErr> {
-    let row = StatsRow::find_by_statement(stats_statement(txn.tenant_id()))
-        .one(txn.conn())
-        .await?
-        .ok_or_else(|| DbErr::Custom("the statistics query returned no row".to_owned()))?;
-    let products: Vec<ProductName> =
-        serde_json::from_value(row.products).map_err(|e| DbErr::Custom(format!("Failed to read the products: {e}")))?;
-    Ok(Stats {
-        products: products.into_iter().map(|p| (p.testio_id, p.name)).collect(),
-        counters: counters(row.counters)?,
-        sync: row.sync,
-    })
-}
-
-/// The statement of [`stats`] for `tenant_id` (for the benchmark and the plan checks).
-pub fn stats_statement(tenant_id: crate::TenantId) -> Statement {
     let sql = "SELECT (SELECT status FROM testio_connections) AS connection_status,
                       (SELECT verified_through FROM testio_connections) AS verified_through,
                       (SELECT max(finished_at) FROM sync_runs WHERE status = 'succeeded') AS last_success_at,
@@ -885,7 +958,17 @@ pub fn stats_statement(tenant_id: crate::TenantId) -> Statement {
                  FROM (SELECT 1) AS one
                  LEFT JOIN LATERAL (SELECT status, finished_at FROM sync_runs WHERE finished_at IS NOT NULL
                                      ORDER BY created_at DESC LIMIT 1) AS last ON true";
-    stmt(sql, [tenant_id.0.into()])
+    let row = StatsRow::find_by_statement(stmt(sql, [txn.tenant_id().0.into()]))
+        .one(txn.conn())
+        .await?
+        .ok_or_else(|| DbErr::Custom("the statistics query returned no row".to_owned()))?;
+    let products: Vec<ProductName> =
+        serde_json::from_value(row.products).map_err(|e| DbErr::Custom(format!("Failed to read the products: {e}")))?;
+    Ok(Stats {
+        products: products.into_iter().map(|p| (p.testio_id, p.name)).collect(),
+        counters: counters(row.counters)?,
+        sync: row.sync,
+    })
 }
 
 #[cfg(test)]
