@@ -132,6 +132,7 @@ impl MigrationTrait for Migration {
             CREATE INDEX testio_tests_title_sort ON testio_tests (tenant_id, title, testio_id);
             DROP INDEX testio_tests_status_idx;
             CREATE INDEX testio_tests_status_sort ON testio_tests (tenant_id, status, testio_id);
+            CREATE INDEX testio_tests_status_end_at_sort ON testio_tests (tenant_id, status, end_key, testio_id);
             CREATE INDEX testio_tests_product_end_at_sort ON testio_tests (tenant_id, product_id, end_key, testio_id);
             CREATE INDEX testio_tests_testing_type_idx ON testio_tests (tenant_id, testing_type);
             CREATE INDEX testio_tests_search ON testio_tests USING gin ({TEST_SEARCH} gin_trgm_ops);
@@ -276,6 +277,7 @@ impl MigrationTrait for Migration {
             DROP INDEX testio_tests_search;
             DROP INDEX testio_tests_testing_type_idx;
             DROP INDEX testio_tests_product_end_at_sort;
+            DROP INDEX testio_tests_status_end_at_sort;
             DROP INDEX testio_tests_status_sort;
             CREATE INDEX testio_tests_status_idx ON testio_tests (tenant_id, status);
             DROP INDEX testio_tests_title_sort;

@@ -395,10 +395,13 @@ async fn no_list_statement_scans_tests_or_bugs_sequentially_and_search_uses_the_
     eprintln!("done in {:?}", started.elapsed());
 }
 
+/// A search through the API: list, `q`, other parameters, and the SQL order the superuser's answer is sorted by.
+type SearchCase = (&'static str, &'static str, &'static [(&'static str, &'static str)], &'static str);
+
 /// A `q` that matches thousands of rows (checked row by row along the sort index) and one that matches a few hundred
 /// (looked up by id) page exactly like the same search run by the superuser, with and without another filter.
 async fn searches_page_like_the_database(app: &TestApp, owner: &tests::app::TestUser, big: uuid::Uuid) {
-    let cases: [(&str, &str, &[(&str, &str)], &str); 6] = [
+    let cases: [SearchCase; 6] = [
         ("tests", "goal", &[], "end_key DESC, testio_id DESC"),
         ("tests", "test 1", &[("sort", "title")], "title ASC, testio_id ASC"),
         ("tests", "test 123", &[("sort", "-start_at")], "start_key DESC, testio_id DESC"),
