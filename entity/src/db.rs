@@ -2,7 +2,14 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, RuntimeErr};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, TransactionTrait,
+};
+
+/// How long a pooled connection may sit idle and still be handed out without a ping. A busy server reuses its
+/// connections within milliseconds and never pings; a quiet one pays one round trip on a request that has no
+/// throughput to lose.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Pool settings shared by the API and the worker.
 #[derive(Debug, Clone)]
@@ -14,7 +21,14 @@ pub struct PoolSettings {
 }
 
 /// Opens a lazily connecting pool: the process starts (and `/readyz` can report the outage) even while Postgres is
-/// down, and every checkout is tested first so that connections killed by a restart are replaced, not handed out.
+/// down.
+///
+/// A checkout is not tested with a round trip of its own (sqlx's `test_before_acquire` would add one to every
+/// statement or transaction): a connection used in the last [`PING_IF_IDLE_FOR`] is handed out as it is, one that sat
+/// idle longer is pinged first. Connections killed by a restart of Postgres have sat idle at least as long as the
+/// restart took, so they are nearly always caught by that test; the rest fail on their first statement at once, and
+/// [`begin`] (every transaction, so every tenant request) and [`retry_if_dead`] (reads outside one) try again on
+/// another connection.
 ///
 /// Every connection's `search_path` is pinned to `public, pg_temp`, in the startup packet (no extra round trip), so
 /// a role or database setting cannot point unqualified names elsewhere. `pg_temp` is named last on purpose: left
@@ -34,7 +48,7 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConne
         .min_connections(0)
         .connect_timeout(settings.connect_timeout)
         .acquire_timeout(settings.acquire_timeout)
-        .test_before_acquire(true)
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR)
         .connect_lazy(true)
         .sqlx_logging(false)
         .record_stmt_in_spans(false)
@@ -57,6 +71,48 @@ fn split_password(url: &str) -> Result<(String, Option<String>), DbErr> {
 /// A Postgres statement with bound values (for the hand-written SQL of this crate).
 pub(crate) fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) -> sea_orm::Statement {
     sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, sql, values)
+}
+
+/// Begins a transaction. When the pooled connection it was given turns out to be dead (Postgres restarted, or a proxy
+/// dropped it), `BEGIN` fails at once and nothing has run yet, so it is sent again on another connection: a request
+/// does not fail for a connection the pool could have replaced. Each failure discards its connection, so after as
+/// many attempts as the pool holds connections a further failure means Postgres itself is unreachable.
+pub async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    retry_if_dead(db, || db.begin()).await
+}
+
+/// Runs `attempt` (a statement that is safe to run again: a read, or the first statement of a transaction) again while
+/// it fails on a dead pooled connection, at most as many times as the pool holds connections.
+pub async fn retry_if_dead<T, F>(db: &DatabaseConnection, mut attempt: impl FnMut() -> F) -> Result<T, DbErr>
+where
+    F: std::future::Future<Output = Result<T, DbErr>>,
+{
+    let retries = match db.get_database_backend() {
+        DbBackend::Postgres => db.get_postgres_connection_pool().options().get_max_connections(),
+        _ => 0,
+    };
+    let mut failures = 0;
+    loop {
+        match attempt().await {
+            Err(err) if failures < retries && is_dead_connection(&err) => {
+                failures += 1;
+                tracing::info!(error = %err, "a pooled connection was dead; trying another");
+            }
+            result => return result,
+        }
+    }
+}
+
+/// True when `err` is the failure of a statement on a connection that the server has closed (a restart, a proxy),
+/// as opposed to a failure to get a connection at all (Postgres is down: [`is_unavailable`]) or a fault of the
+/// statement.
+pub fn is_dead_connection(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            !matches!(**e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) && sqlx_unavailable(e)
+        }
+        _ => false,
+    }
 }
 
 /// True when `err` means "the database cannot be reached right now" (refused, reset, pool timeout, server shutting
@@ -108,5 +164,19 @@ mod tests {
         assert!(is_unavailable(&DbErr::Exec(RuntimeErr::SqlxError(Arc::new(sqlx::Error::PoolTimedOut)))));
         assert!(!is_unavailable(&DbErr::RecordNotFound("x".into())));
         assert!(!is_unavailable(&DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::RowNotFound)))));
+    }
+
+    #[test]
+    fn only_a_statement_on_a_closed_connection_is_a_dead_connection() {
+        let reset = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(is_dead_connection(&DbErr::Query(RuntimeErr::SqlxError(Arc::new(reset)))));
+        let eof = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert!(is_dead_connection(&DbErr::Exec(RuntimeErr::SqlxError(Arc::new(eof)))));
+        // Getting no connection at all is an outage, not a connection to replace.
+        assert!(!is_dead_connection(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)));
+        assert!(!is_dead_connection(&DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::PoolTimedOut)))));
+        let refused = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(!is_dead_connection(&DbErr::Conn(RuntimeErr::SqlxError(Arc::new(refused)))));
+        assert!(!is_dead_connection(&DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::RowNotFound)))));
     }
 }

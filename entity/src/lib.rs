@@ -3,8 +3,8 @@
 //!
 //! Global tables (`users`, `tenants`) are reached through any [`Db`]: the pool, or a `TenantTxn`. Tenant-owned tables
 //! (`tenant_users`, `audit_logs`, and every table the sync adds) are under Postgres row-level security keyed on the
-//! transaction-local setting `app.tenant_id`; only [`TenantTxn::begin`] sets it, so a query run anywhere else sees no
-//! tenant rows at all.
+//! transaction-local setting `app.tenant_id`; only [`TenantTxn::begin`] (and, for a request, [`request_auth`]) sets it,
+//! so a query run anywhere else sees no tenant rows at all.
 
 pub mod audit;
 pub mod auth_throttle;
@@ -12,6 +12,7 @@ pub mod db;
 pub mod entities;
 pub mod ids;
 pub mod mirror;
+pub mod request_auth;
 pub mod sync;
 pub mod tenancy;
 

@@ -2,11 +2,10 @@
 //!
 //! Its first statement is `SELECT set_config('app.tenant_id', $1, true)`: a bound parameter (`SET LOCAL` cannot take
 //! one) and transaction-local (`true`), so the setting can never leak to the next user of the pooled connection.
-//! Row-level security policies read it; every query on a tenant-owned table goes through this type.
+//! Row-level security policies read it; every query on a tenant-owned table goes through this type. A request's
+//! transaction is bound instead by the statement that also authenticates its caller ([`crate::request_auth`]).
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement};
 
 use crate::{TenantId, UserId};
 
@@ -24,7 +23,7 @@ impl TenantTxn {
     /// Begins a transaction and binds it to `tenant_id`.
     #[tracing::instrument(skip_all, fields(tenant_id = %tenant_id))]
     pub async fn begin(db: &DatabaseConnection, tenant_id: TenantId) -> Result<Self, DbErr> {
-        let txn = db.begin().await?;
+        let txn = crate::db::begin(db).await?;
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT set_config('app.tenant_id', $1, true)",
@@ -32,6 +31,12 @@ impl TenantTxn {
         ))
         .await?;
         Ok(Self { txn, tenant_id })
+    }
+
+    /// Wraps `txn`, whose first statement has bound it to `tenant_id` by other means (the functions of
+    /// [`crate::request_auth`], which bind and authenticate in one statement).
+    pub(crate) fn bound(txn: DatabaseTransaction, tenant_id: TenantId) -> Self {
+        Self { txn, tenant_id }
     }
 
     /// The tenant this transaction is bound to.
@@ -102,7 +107,7 @@ pub struct UserTxn {
 impl UserTxn {
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn begin(db: &DatabaseConnection, user_id: UserId) -> Result<Self, DbErr> {
-        let txn = db.begin().await?;
+        let txn = crate::db::begin(db).await?;
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT set_config('app.user_id', $1, true)",

@@ -1,18 +1,20 @@
-//! [`TenantAccess`]: the authorization of one request on one tenant, decided inside the transaction that does the
-//! work. The tenant id in the path is only a selector: membership (or the API key row) is read in the same
-//! `TenantTxn`, so a removed member or a revoked key loses access at once. An API key acts with the lower of its own
-//! role and its creator's current role, and stops working (401) once its creator is no longer an active member. A
-//! caller who is not a member gets 404, exactly as for a tenant that does not exist, so existence never leaks; a
-//! member lacking the permission gets 403.
+//! [`TenantAccess`]: the authentication and authorization of one request on one tenant, decided inside the
+//! transaction that does the work. The tenant id in the path is only a selector: the session, the account and the
+//! membership (or the API key row and its creator) are read by the statement that binds the `TenantTxn` to the tenant
+//! (`TenantTxn::begin_as_user`, `TenantTxn::begin_with_api_key`), so a logout, a disabled account, a removed member or
+//! a revoked key loses access at once, and the request pays one round trip for all of it. An API key acts with the
+//! lower of its own role and its creator's current role, and stops working (401) once its creator is no longer an
+//! active member. A caller who is not a member gets 404, exactly as for a tenant that does not exist, so existence
+//! never leaks; a member lacking the permission gets 403.
 
 use anyhow::Context;
 use entity::audit::{self, Actor, AuditAction, Event, Origin};
 use entity::tenant_users::Role;
-use entity::{TenantId, TenantTxn, UserId, api_keys, tenant_users};
+use entity::{TenantId, TenantTxn, UserId, api_keys};
 use subtle::ConstantTimeEq;
 
 use super::permissions::{Permission, allows};
-use super::principal::{Principal, unauthenticated};
+use super::principal::{Caller, account_disabled, api_key_not_allowed, session_ended, unauthenticated};
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -27,33 +29,38 @@ pub struct TenantAccess {
 }
 
 impl TenantAccess {
-    /// Opens the tenant transaction and checks that `principal` may do `permission` in `tenant_id`.
+    /// Opens the tenant transaction and checks that `caller` may do `permission` in `tenant_id`: `BEGIN`, then one
+    /// statement that binds the transaction to the tenant and reads the caller's session, account and membership (or
+    /// API key and its creator), so the whole check costs two round trips.
     pub async fn begin(
         state: &AppState,
-        principal: &Principal,
+        caller: &Caller,
         tenant_id: TenantId,
         permission: Permission,
     ) -> Result<Self, ApiError> {
         let not_found = || ApiError::not_found("Tenant");
-        if tenant_id == entity::PLATFORM_TENANT {
-            return Err(not_found());
-        }
-        let txn = TenantTxn::begin(&state.db, tenant_id).await.context("Failed to begin the tenant transaction")?;
-        let (role, actor, user_id) = match principal {
-            Principal::User(u) => {
-                let member = tenant_users::find_for_user(&txn, u.user.id)
+        let (txn, role, actor, user_id) = match caller {
+            Caller::User(claim) => {
+                let (txn, auth) = TenantTxn::begin_as_user(&state.db, tenant_id, claim.user_id, claim.session_id)
                     .await
-                    .context("Failed to read the caller's membership")?
-                    .ok_or_else(not_found)?;
-                (member.role, Actor::user(u.user.id), Some(u.user.id))
+                    .context("Failed to begin the tenant transaction")?;
+                let auth = auth.filter(|a| a.session_active).ok_or_else(session_ended)?;
+                if !auth.user_active {
+                    return Err(account_disabled());
+                }
+                tracing::Span::current().record("user_id", tracing::field::display(claim.user_id));
+                // The platform tenant has no members; refused here too, whatever a row might say.
+                let role = auth.role.filter(|_| tenant_id != entity::PLATFORM_TENANT).ok_or_else(not_found)?;
+                (txn, role, Actor::user(claim.user_id), Some(claim.user_id))
             }
-            Principal::ApiKey(token) => {
-                if token.tenant_id != tenant_id {
+            Caller::ApiKey(token) => {
+                if tenant_id == entity::PLATFORM_TENANT || token.tenant_id != tenant_id {
                     return Err(not_found());
                 }
-                let found = api_keys::find_with_creator(&txn, token.key_id)
+                let (txn, found) = TenantTxn::begin_with_api_key(&state.db, tenant_id, token.key_id)
                     .await
-                    .context("Failed to read the API key")?
+                    .context("Failed to begin the tenant transaction")?;
+                let found = found
                     .filter(|k| k.key.revoked_at.is_none() && bool::from(k.key.secret_hash.ct_eq(&token.secret_hash)))
                     .ok_or_else(|| unauthenticated("The API key is invalid or revoked."))?;
                 // The key acts for its creator: never above what they may do now, and not at all once they are gone.
@@ -68,7 +75,7 @@ impl TenantAccess {
                 if stale {
                     api_keys::touch_last_used(&txn, key.id).await.context("Failed to record the API key's use")?;
                 }
-                (key.role.least(creator_role), Actor::api_key(key.id), None)
+                (txn, key.role.least(creator_role), Actor::api_key(key.id), None)
             }
         };
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
@@ -79,6 +86,12 @@ impl TenantAccess {
             ));
         }
         Ok(Self { txn, role, actor, user_id })
+    }
+
+    /// The signed-in user, for actions an API key may not take (minting credentials): checked only once the tenant
+    /// is known to be the caller's, so a stranger's key still gets 404.
+    pub fn user(&self) -> Result<UserId, ApiError> {
+        self.user_id.ok_or_else(api_key_not_allowed)
     }
 
     /// Appends a successful `action` on the resource `resource_id` to the tenant's audit log, in this transaction,

@@ -64,7 +64,7 @@ pub async fn list_active(txn: &TenantTxn) -> Result<Vec<Model>, DbErr> {
 }
 
 /// A key together with what its creator is now: an API key never does more than the member who made it may do at the
-/// time of the request.
+/// time of the request. Read, in the request's transaction, by [`TenantTxn::begin_with_api_key`].
 #[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
 pub struct KeyWithCreator {
     #[sea_orm(nested)]
@@ -73,25 +73,6 @@ pub struct KeyWithCreator {
     pub creator_role: Option<Role>,
     /// Whether the creator's account exists and is not disabled.
     pub creator_active: bool,
-}
-
-/// The key `id` with its creator's current membership and account state, in one round trip inside the request's
-/// transaction (so a role change or removal committed before it is seen).
-#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
-pub async fn find_with_creator(txn: &TenantTxn, id: Uuid) -> Result<Option<KeyWithCreator>, DbErr> {
-    use sea_orm::FromQueryResult;
-    KeyWithCreator::find_by_statement(crate::db::stmt(
-        "SELECT k.tenant_id, k.id, k.name, k.prefix, k.secret_hash, k.role, k.created_by, k.created_at,
-                k.last_used_at, k.revoked_at, m.role AS creator_role,
-                coalesce(u.disabled_at IS NULL, false) AS creator_active
-           FROM api_keys k
-           LEFT JOIN tenant_users m ON m.tenant_id = k.tenant_id AND m.user_id = k.created_by
-           LEFT JOIN users u ON u.id = k.created_by
-          WHERE k.tenant_id = $1 AND k.id = $2",
-        [txn.tenant_id().0.into(), id.into()],
-    ))
-    .one(txn.conn())
-    .await
 }
 
 /// Revokes every active key `user` created in the transaction's tenant (they left or were removed); how many.

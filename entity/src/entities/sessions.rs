@@ -79,6 +79,33 @@ pub async fn find(db: &impl Db, id: Uuid) -> Result<Option<Model>, DbErr> {
     Entity::find_by_id(id).one(db).await
 }
 
+/// A session's state together with its user's account: what authenticates a signed-in request, in one round trip.
+#[derive(Debug, Clone, PartialEq, Eq, sea_orm::FromQueryResult)]
+pub struct SessionWithUser {
+    /// The session is not revoked and has not expired (by the database's clock).
+    pub session_active: bool,
+    #[sea_orm(nested)]
+    pub user: crate::users::Model,
+}
+
+/// The session `id` with its user's account, in one statement; `None` when there is no such session or it is not
+/// `user`'s.
+#[tracing::instrument(skip_all)]
+pub async fn find_with_user(db: &impl Db, id: Uuid, user: UserId) -> Result<Option<SessionWithUser>, DbErr> {
+    use sea_orm::FromQueryResult;
+    SessionWithUser::find_by_statement(crate::db::stmt(
+        "SELECT s.revoked_at IS NULL AND s.expires_at > now() AS session_active,
+                u.id, u.email, u.name, u.avatar_url, u.password_hash, u.is_platform_admin, u.created_at,
+                u.last_login_at, u.disabled_at, u.email_verified_at
+           FROM sessions s
+           JOIN users u ON u.id = s.user_id
+          WHERE s.id = $1 AND s.user_id = $2",
+        [id.into(), user.0.into()],
+    ))
+    .one(conn(db))
+    .await
+}
+
 /// Ends one session (no-op if already ended).
 #[tracing::instrument(skip_all)]
 pub async fn revoke(db: &impl Db, session: Model, reason: RevokeReason) -> Result<(), DbErr> {

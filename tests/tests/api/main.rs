@@ -22,6 +22,7 @@ mod mirror_plans;
 mod mirror_stats;
 mod openapi;
 mod rls;
+mod round_trips;
 mod startup;
 mod tenants;
 mod throttles;

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::ApiKeyView;
 use crate::auth::permissions::{Permission, may_manage_role};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::secrets;
 use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
@@ -54,15 +54,15 @@ pub struct CreatedApiKey {
 #[post("")]
 pub async fn create_api_key(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
     body: JsonBody<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let name = parse_name("name", &body.name, 100)?;
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;
     // Only now, once the tenant is known to be the caller's: an API key may not mint credentials.
-    let me = principal.user()?;
+    let me = access.user()?;
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can create owner keys."));
     }
@@ -74,7 +74,7 @@ pub async fn create_api_key(
         prefix,
         secret_hash: secrets::sha256(&secret),
         role: body.role,
-        created_by: me.user.id,
+        created_by: me,
     };
     let key = api_keys::create(&access.txn, new).await.context("Failed to store the API key")?;
     let metadata = serde_json::json!({ "name": key.name, "role": key.role.as_str(), "prefix": key.prefix });

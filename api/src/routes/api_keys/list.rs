@@ -6,7 +6,7 @@ use entity::{TenantId, api_keys};
 
 use super::ApiKeyView;
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::routes::params::TenantPath;
@@ -21,10 +21,10 @@ use crate::state::AppState;
 #[get("")]
 pub async fn list_api_keys(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;
     let keys = api_keys::list_active(&access.txn).await.context("Failed to list the API keys")?;
     access.commit().await?;
     Ok(HttpResponse::Ok().json(keys.into_iter().map(ApiKeyView::from).collect::<Vec<_>>()))

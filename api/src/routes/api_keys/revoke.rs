@@ -6,7 +6,7 @@ use entity::audit::AuditAction;
 use entity::{TenantId, api_keys};
 
 use crate::auth::permissions::{Permission, may_manage_role};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -22,11 +22,11 @@ use crate::state::AppState;
 #[delete("/{api_key_id}")]
 pub async fn revoke_api_key(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<ApiKeyPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageApiKeys).await?;
     let key = api_keys::find(&access.txn, path.api_key_id)
         .await
         .context("Failed to read the API key")?

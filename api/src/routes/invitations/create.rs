@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::InvitationView;
 use crate::auth::permissions::{Permission, may_manage_role};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::secrets;
 use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
@@ -56,15 +56,15 @@ pub struct CreatedInvitation {
 #[post("")]
 pub async fn create_invitation(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
     body: JsonBody<CreateInvitationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse("email", &body.email)?;
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageMembers).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageMembers).await?;
     // Only now, once the tenant is known to be the caller's: an API key may not mint credentials.
-    let me = principal.user()?;
+    let me = access.user()?;
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can invite owners."));
     }
@@ -79,7 +79,7 @@ pub async fn create_invitation(
         email: email.as_str(),
         role: body.role,
         token_hash: secrets::sha256(&token),
-        invited_by: me.user.id,
+        invited_by: me,
         expires_at,
     };
     let invitation = invitations::create(&access.txn, new).await.context("Failed to store the invitation")?;

@@ -6,7 +6,7 @@ use entity::{TenantId, invitations};
 
 use super::InvitationView;
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::routes::params::TenantPath;
@@ -21,10 +21,10 @@ use crate::state::AppState;
 #[get("")]
 pub async fn list_invitations(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageMembers).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageMembers).await?;
     let pending = invitations::list_pending(&access.txn).await.context("Failed to list the invitations")?;
     access.commit().await?;
     Ok(HttpResponse::Ok().json(pending.into_iter().map(InvitationView::from).collect::<Vec<_>>()))

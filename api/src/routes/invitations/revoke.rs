@@ -7,7 +7,7 @@ use entity::audit::AuditAction;
 use entity::{TenantId, invitations};
 
 use crate::auth::permissions::{Permission, may_manage_role};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -23,11 +23,11 @@ use crate::state::AppState;
 #[delete("/{invitation_id}")]
 pub async fn revoke_invitation(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<InvitationPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageMembers).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageMembers).await?;
     let invitation = invitations::find(&access.txn, path.invitation_id)
         .await
         .context("Failed to read the invitation")?

@@ -6,7 +6,7 @@ use entity::{TenantId, tenant_users};
 
 use super::MemberView;
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::routes::params::TenantPath;
@@ -21,10 +21,10 @@ use crate::state::AppState;
 #[get("")]
 pub async fn list_members(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ReadTenant).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ReadTenant).await?;
     let members = tenant_users::list(&access.txn).await.context("Failed to list the members")?;
     access.commit().await?;
     Ok(HttpResponse::Ok().json(members.into_iter().map(MemberView::from).collect::<Vec<_>>()))

@@ -8,7 +8,7 @@ use entity::{TenantId, UserId, api_keys, invitations};
 
 use super::{ALL_ROLES, forbidden, last_owner};
 use crate::auth::permissions::{Permission, may_manage_role};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -29,14 +29,14 @@ use crate::state::AppState;
 #[delete("/{user_id}")]
 pub async fn remove_member(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<MemberPath>,
 ) -> Result<HttpResponse, ApiError> {
     let target = UserId(path.user_id);
-    let leaving = matches!(&principal, Principal::User(u) if u.user.id == target);
+    let leaving = caller.claimed_user() == Some(target);
     let permission = if leaving { Permission::ReadTenant } else { Permission::ManageMembers };
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), permission).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), permission).await?;
     let member = tenant_users::find_for_user(&access.txn, target)
         .await
         .context("Failed to read the member")?

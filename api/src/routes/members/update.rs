@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::{ALL_ROLES, MemberView, forbidden, last_owner};
 use crate::auth::permissions::{Permission, allows, may_manage_role};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ProblemDetails};
@@ -49,12 +49,12 @@ fn roles_no_longer_grantable(role: Role) -> Vec<Role> {
 #[patch("/{user_id}")]
 pub async fn update_member(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<MemberPath>,
     body: JsonBody<UpdateMemberRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ManageMembers).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageMembers).await?;
     let member = tenant_users::find_for_user(&access.txn, UserId(path.user_id))
         .await
         .context("Failed to read the member")?

@@ -10,7 +10,7 @@ use super::query_string::QueryString;
 use super::views::{BugPage, BugView};
 use super::vocab::{AUTO_ACCEPTED, bug_severities, bug_severity_filter, bug_status_filter, bug_status_filters};
 use super::{page_response, read_access};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::error::{ApiError, ProblemDetails};
 use crate::pagination::CursorScope;
 use crate::routes::params::{BugPath, TenantPath};
@@ -96,7 +96,7 @@ const SORTS: &[(&str, BugSort)] = &[
 #[get("")]
 pub async fn list_bugs(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -119,7 +119,7 @@ pub async fn list_bugs(
     let include_raw = params.include_raw()?;
     let scope = CursorScope::new(tenant, "bugs", &sort_name, &filter)?;
     let asked = params.paging()?.window(&state.cursors, &scope)?;
-    let access = read_access(&state, &principal, tenant).await?;
+    let access = read_access(&state, &caller, tenant).await?;
     let query = BugQuery { filter, sort, direction, window: asked.window.clone(), include_raw };
     let page = query::list_bugs(&access.txn, &query).await.context("Failed to list the bugs")?;
     access.commit().await?;
@@ -135,12 +135,12 @@ pub async fn list_bugs(
 #[get("/{bug_id}")]
 pub async fn get_bug(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<BugPath>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let include_raw = QueryString::parse(req.query_string(), &["include"])?.include_raw()?;
-    let access = read_access(&state, &principal, TenantId(path.tenant_id)).await?;
+    let access = read_access(&state, &caller, TenantId(path.tenant_id)).await?;
     let bug = query::bug(&access.txn, path.bug_id, include_raw)
         .await
         .context("Failed to read the bug")?

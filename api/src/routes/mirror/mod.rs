@@ -19,7 +19,7 @@ use utoipa_actix_web::scope;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::ApiError;
 use crate::pagination::{Asked, Cursor, CursorScope};
@@ -34,8 +34,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
 }
 
 /// Opens the tenant transaction for a read of the mirror.
-async fn read_access(state: &AppState, principal: &Principal, tenant: TenantId) -> Result<TenantAccess, ApiError> {
-    TenantAccess::begin(state, principal, tenant, Permission::ReadSyncedData).await
+async fn read_access(state: &AppState, caller: &Caller, tenant: TenantId) -> Result<TenantAccess, ApiError> {
+    TenantAccess::begin(state, caller, tenant, Permission::ReadSyncedData).await
 }
 
 /// The body of a page: its items, and the cursor of the next page (keyset) or the page numbers and total (offset).

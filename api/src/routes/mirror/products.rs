@@ -8,7 +8,7 @@ use entity::mirror::query::{self, ProductQuery, ProductSort};
 use super::query_string::QueryString;
 use super::views::{ProductDetailView, ProductPage, ProductView, Summary};
 use super::{page_response, read_access};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::error::{ApiError, ProblemDetails};
 use crate::pagination::CursorScope;
 use crate::routes::params::{ProductPath, TenantPath};
@@ -50,7 +50,7 @@ const SORTS: &[(&str, ProductSort)] = &[("name", ProductSort::Name), ("id", Prod
 #[get("")]
 pub async fn list_products(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -60,7 +60,7 @@ pub async fn list_products(
     let include_raw = params.include_raw()?;
     let scope = CursorScope::new(tenant, "products", &sort_name, &())?;
     let asked = params.paging()?.window(&state.cursors, &scope)?;
-    let access = read_access(&state, &principal, tenant).await?;
+    let access = read_access(&state, &caller, tenant).await?;
     let query = ProductQuery { sort, direction, window: asked.window.clone(), include_raw };
     let page = query::list_products(&access.txn, &query).await.context("Failed to list the products")?;
     access.commit().await?;
@@ -86,12 +86,12 @@ pub struct GetItem {
 #[get("/{product_id}")]
 pub async fn get_product(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<ProductPath>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let include_raw = QueryString::parse(req.query_string(), &["include"])?.include_raw()?;
-    let access = read_access(&state, &principal, TenantId(path.tenant_id)).await?;
+    let access = read_access(&state, &caller, TenantId(path.tenant_id)).await?;
     let detail = query::product(&access.txn, path.product_id, include_raw)
         .await
         .context("Failed to read the product")?

@@ -8,7 +8,7 @@ use entity::mirror::query::{self, SyncState};
 use super::query_string::QueryString;
 use super::read_access;
 use super::views::{Freshness, ProductStats, StaleReason, StatsView, Summary};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::error::{ApiError, ProblemDetails};
 use crate::routes::params::TenantPath;
 use crate::state::AppState;
@@ -25,12 +25,12 @@ const OVERDUE_AFTER: chrono::Duration = chrono::Duration::minutes(15);
 #[get("/stats")]
 pub async fn get_stats(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     QueryString::parse(req.query_string(), &[])?;
-    let access = read_access(&state, &principal, TenantId(path.tenant_id)).await?;
+    let access = read_access(&state, &caller, TenantId(path.tenant_id)).await?;
     let stats = query::stats(&access.txn).await.context("Failed to read the statistics")?;
     access.commit().await?;
     let products = stats

@@ -10,7 +10,7 @@ use super::query_string::QueryString;
 use super::views::{BugSummary, TestDetailView, TestPage, TestView};
 use super::vocab::{test_status_filter, test_statuses, testing_type_filter, testing_types};
 use super::{page_response, read_access};
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::error::{ApiError, ProblemDetails};
 use crate::pagination::CursorScope;
 use crate::routes::params::{TenantPath, TestPath};
@@ -95,7 +95,7 @@ const SORTS: &[(&str, TestSort)] = &[
 #[get("")]
 pub async fn list_tests(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
@@ -113,7 +113,7 @@ pub async fn list_tests(
     let include_raw = params.include_raw()?;
     let scope = CursorScope::new(tenant, "tests", &sort_name, &filter)?;
     let asked = params.paging()?.window(&state.cursors, &scope)?;
-    let access = read_access(&state, &principal, tenant).await?;
+    let access = read_access(&state, &caller, tenant).await?;
     let query = TestQuery { filter, sort, direction, window: asked.window.clone(), include_raw };
     let page = query::list_tests(&access.txn, &query).await.context("Failed to list the tests")?;
     access.commit().await?;
@@ -129,12 +129,12 @@ pub async fn list_tests(
 #[get("/{test_id}")]
 pub async fn get_test(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TestPath>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let include_raw = QueryString::parse(req.query_string(), &["include"])?.include_raw()?;
-    let access = read_access(&state, &principal, TenantId(path.tenant_id)).await?;
+    let access = read_access(&state, &caller, TenantId(path.tenant_id)).await?;
     let detail = query::test(&access.txn, path.test_id, include_raw)
         .await
         .context("Failed to read the test")?

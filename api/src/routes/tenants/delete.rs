@@ -6,7 +6,7 @@ use entity::audit::AuditAction;
 use entity::{TenantId, tenants};
 
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -22,11 +22,11 @@ use crate::state::AppState;
 #[delete("")]
 pub async fn delete_tenant(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::DeleteTenant).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::DeleteTenant).await?;
     let tenant = tenants::find(&access.txn, access.txn.tenant_id())
         .await
         .context("Failed to read the tenant")?

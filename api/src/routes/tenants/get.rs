@@ -5,7 +5,7 @@ use anyhow::Context;
 use entity::{TenantId, tenants};
 
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::routes::params::TenantPath;
@@ -21,10 +21,10 @@ use crate::state::AppState;
 #[get("")]
 pub async fn get_tenant(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ReadTenant).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ReadTenant).await?;
     let tenant = tenants::find(&access.txn, access.txn.tenant_id())
         .await
         .context("Failed to read the tenant")?

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::slug_taken;
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
 use crate::domain::{TenantSlug, parse_name};
@@ -52,7 +52,7 @@ pub struct UpdateTenantRequest {
 #[patch("")]
 pub async fn update_tenant(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
     body: JsonBody<UpdateTenantRequest>,
@@ -64,7 +64,7 @@ pub async fn update_tenant(
         (Ok(n), Ok(s)) => (n, s),
         (n, s) => return Err(ApiError::validation([n.err(), s.err()].into_iter().flatten().collect())),
     };
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::UpdateTenant).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::UpdateTenant).await?;
     let tenant = tenants::find(&access.txn, access.txn.tenant_id())
         .await
         .context("Failed to read the tenant")?

@@ -311,10 +311,18 @@ impl<DB: Database> Floating<DB, Live<DB>> {
         // returned to the pool; also of course, if it was dropped due to an error
         // this is simply a band-aid as SQLx-next connections should be able
         // to recover from cancellations
-        if let Err(error) = self.raw.ping().await {
+        //
+        // PATCH (testio-hub, see vendor/README.md): settle the connection instead of pinging it.
+        // `flush` sends what is queued (the ROLLBACK of a dropped transaction) and reads every
+        // response still outstanding (a cancelled query's, or one cut short by an error), failing
+        // if the connection is broken, exactly as the ping did; it only leaves out the ping's own
+        // extra `Sync` round trip, so a connection that finished its work cleanly goes back to the
+        // pool without any I/O. (For Postgres, `ping` is `write_sync` + `wait_until_ready` and
+        // `flush` is `wait_until_ready`.)
+        if let Err(error) = self.raw.flush().await {
             tracing::warn!(
                 %error,
-                "error occurred while testing the connection on-release",
+                "error occurred while settling the connection on-release",
             );
 
             // Connection is broken, don't try to gracefully close.

@@ -7,7 +7,7 @@ use entity::sync::schedule;
 use entity::{TenantId, testio_connections};
 
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -27,12 +27,12 @@ use crate::state::AppState;
 #[delete("")]
 pub async fn delete_connection(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId(path.tenant_id);
-    let access = TenantAccess::begin(&state, &principal, tenant, Permission::ManageTestioConnection).await?;
+    let access = TenantAccess::begin(&state, &caller, tenant, Permission::ManageTestioConnection).await?;
     if !testio_connections::delete(&access.txn).await.context("Failed to delete the connection")? {
         return Err(ApiError::not_found("TestIO connection"));
     }

@@ -7,7 +7,7 @@ use entity::{TenantId, sync_runs, testio_connections};
 
 use super::ConnectionView;
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::routes::params::TenantPath;
@@ -26,11 +26,11 @@ use crate::state::AppState;
 #[get("")]
 pub async fn get_connection(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId(path.tenant_id);
-    let access = TenantAccess::begin(&state, &principal, tenant, Permission::ManageTestioConnection).await?;
+    let access = TenantAccess::begin(&state, &caller, tenant, Permission::ManageTestioConnection).await?;
     let connection = testio_connections::find(&access.txn)
         .await
         .context("Failed to read the connection")?

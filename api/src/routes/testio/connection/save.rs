@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::ConnectionView;
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
 use crate::domain::{TestioToken, invalid};
@@ -72,14 +72,14 @@ fn parse_base_url(state: &AppState, raw: Option<&str>) -> Result<url::Url, ApiEr
 #[put("")]
 pub async fn save_connection(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
     body: JsonBody<SaveConnectionRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId(path.tenant_id);
     // Authorize before calling out: the server must not probe tokens or URLs for strangers.
-    TenantAccess::begin(&state, &principal, tenant, Permission::ManageTestioConnection).await?.commit().await?;
+    TenantAccess::begin(&state, &caller, tenant, Permission::ManageTestioConnection).await?.commit().await?;
     let token = TestioToken::parse("token", &body.token)?.into_secret();
     let base_url = parse_base_url(&state, body.base_url.as_deref())?;
     if !state.token_keys.is_configured() {
@@ -91,7 +91,7 @@ pub async fn save_connection(
     verify(&state, &base_url, &token).await?;
     let sealed = state.token_keys.seal(tenant, &token).map_err(|e| ApiError::internal(anyhow::anyhow!(e)))?;
 
-    let access = TenantAccess::begin(&state, &principal, tenant, Permission::ManageTestioConnection).await?;
+    let access = TenantAccess::begin(&state, &caller, tenant, Permission::ManageTestioConnection).await?;
     let replaced = testio_connections::find(&access.txn).await.context("Failed to read the connection")?.is_some();
     let new = NewConnection {
         base_url: base_url.to_string(),

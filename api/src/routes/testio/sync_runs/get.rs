@@ -5,7 +5,7 @@ use anyhow::Context;
 use entity::{TenantId, sync_runs};
 
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ProblemDetails};
 use crate::routes::params::SyncRunPath;
@@ -21,10 +21,10 @@ use crate::state::AppState;
 #[get("/{sync_run_id}")]
 pub async fn get_sync_run(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<SyncRunPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ReadSyncedData).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ReadSyncedData).await?;
     let run = sync_runs::find(&access.txn, path.sync_run_id)
         .await
         .context("Failed to read the run")?

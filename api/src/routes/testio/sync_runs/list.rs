@@ -6,7 +6,7 @@ use entity::{TenantId, sync_runs};
 use serde::Deserialize;
 
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::routes::params::TenantPath;
@@ -36,7 +36,7 @@ pub struct ListSyncRuns {
 #[get("")]
 pub async fn list_sync_runs(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     path: web::Path<TenantPath>,
     query: web::Query<ListSyncRuns>,
 ) -> Result<HttpResponse, ApiError> {
@@ -44,7 +44,7 @@ pub async fn list_sync_runs(
     if !(1..=100).contains(&limit) {
         return Err(ApiError::new(ErrorCode::InvalidQueryParameter, "limit must be between 1 and 100."));
     }
-    let access = TenantAccess::begin(&state, &principal, TenantId(path.tenant_id), Permission::ReadSyncedData).await?;
+    let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ReadSyncedData).await?;
     let runs = sync_runs::list(&access.txn, limit, query.before).await.context("Failed to list the runs")?;
     access.commit().await?;
     Ok(HttpResponse::Ok().json(runs.into_iter().map(SyncRunView::from).collect::<Vec<_>>()))

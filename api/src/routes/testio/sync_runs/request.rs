@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Principal;
+use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
@@ -48,14 +48,14 @@ pub struct RequestSyncRun {
 #[post("")]
 pub async fn request_sync_run(
     state: web::Data<AppState>,
-    principal: Principal,
+    caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
     body: JsonBody<RequestSyncRun>,
 ) -> Result<HttpResponse, ApiError> {
     let full = body.full;
     let tenant = TenantId(path.tenant_id);
-    let access = TenantAccess::begin(&state, &principal, tenant, Permission::TriggerSync).await?;
+    let access = TenantAccess::begin(&state, &caller, tenant, Permission::TriggerSync).await?;
     // Only an active connection is synced: a run queued for another would never start.
     let connection = testio_connections::find(&access.txn).await.context("Failed to read the connection")?;
     let refused = match connection.map(|c| c.status) {
