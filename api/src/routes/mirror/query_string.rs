@@ -142,10 +142,13 @@ impl QueryString {
     /// `q`: trimmed, 1 to [`MAX_Q_CHARS`] characters.
     pub fn q(&self) -> Result<Option<String>, ApiError> {
         let Some(q) = self.one("q")? else { return Ok(None) };
-        let q = q.trim();
         let chars = q.chars().count();
-        if chars == 0 || chars > MAX_Q_CHARS {
+        if chars > MAX_Q_CHARS {
             return Err(bad(format!("q must be 1 to {MAX_Q_CHARS} characters (it has {chars}).")));
+        }
+        let q = q.trim();
+        if q.is_empty() {
+            return Err(bad("q must not be blank.".to_owned()));
         }
         if q.chars().any(char::is_control) {
             return Err(bad("q must not contain control characters.".to_owned()));
@@ -155,14 +158,11 @@ impl QueryString {
 
     /// `include`: only `raw` is known.
     pub fn include_raw(&self) -> Result<bool, ApiError> {
-        let mut raw = false;
-        for v in self.many("include")? {
-            match v {
-                "raw" => raw = true,
-                other => return Err(bad(format!("include must be raw, not {:?}.", clip(other)))),
-            }
+        match self.one("include")? {
+            None => Ok(false),
+            Some("raw") => Ok(true),
+            Some(other) => Err(bad(format!("include must be raw, not {:?}.", clip(other)))),
         }
-        Ok(raw)
     }
 
     /// `sort`: one of `keys` (ascending) or `-key` (descending); `default` when absent. Returns the parameter as
@@ -216,7 +216,7 @@ mod tests {
         let q = QueryString::parse("limit=1&limit=2&q=%20&from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", KNOWN)
             .unwrap();
         assert!(detail(q.u64("limit").map(|_| ())).contains("limit"));
-        assert!(detail(q.q().map(|_| ())).contains("q must"));
+        assert!(detail(q.q().map(|_| ())).contains("q must not be blank"));
         assert!(detail(q.range("from", "to").map(|_| ())).contains("from must not be after to"));
     }
 
