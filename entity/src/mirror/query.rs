@@ -369,6 +369,52 @@ async fn run_probe<T: FromQueryResult>(
     Ok(Some(Page { items, more, total: None }))
 }
 
+/// A list with a text search (tests, bugs): its table and searched text, its columns, sort and window, and `filter`,
+/// which gives its conditions with `q` applied as a [`Search`] says.
+struct Searched<'a, F: Fn(&Search) -> Sql> {
+    table: &'static str,
+    text: &'static str,
+    select: String,
+    key_sql: &'static str,
+    direction: Direction,
+    window: &'a Window,
+    q: &'a Option<String>,
+    filter: F,
+}
+
+impl<F: Fn(&Search) -> Sql> Searched<'_, F> {
+    fn statement(&self, search: &Search) -> Statement {
+        page_statement((self.filter)(search), &self.select, self.table, self.key_sql, self.direction, self.window)
+    }
+
+    fn count_statement(&self, search: &Search) -> Statement {
+        count_statement((self.filter)(search), self.table)
+    }
+
+    /// The page: a probe first for a keyset page with a `q`, else the looked-up search (see [`Search`]).
+    async fn list<T: FromQueryResult>(&self, txn: &TenantTxn) -> Result<Page<T>, DbErr> {
+        if let (Some(q), Window::Keyset { after, limit }) = (self.q, self.window) {
+            let probe = probe_statement(
+                (self.filter)(&Search::Skip),
+                &self.select,
+                self.table,
+                self.text,
+                &like_pattern(q),
+                self.key_sql,
+                self.direction,
+                after,
+                *limit,
+            );
+            if let Some(page) = run_probe(txn, probe, *limit).await? {
+                return Ok(page);
+            }
+        }
+        let search = resolve_search(txn, self.table, self.q).await?;
+        let count = matches!(self.window, Window::Offset { .. }).then(|| self.count_statement(&search));
+        run_page(txn, self.statement(&search), count, self.window).await
+    }
+}
+
 async fn run_page<T: FromQueryResult>(
     txn: &TenantTxn,
     page: Statement,
@@ -634,54 +680,33 @@ impl TestQuery {
         }
     }
 
-    /// The statement of the page, with `q` as a subquery.
-    pub fn statement(&self) -> Statement {
-        self.statement_with(&Search::Unresolved)
+    fn searched(&self) -> Searched<'_, impl Fn(&Search) -> Sql + '_> {
+        Searched {
+            table: "testio_tests",
+            text: TEST_SEARCH,
+            select: test_select(self.include_raw),
+            key_sql: self.key_sql(),
+            direction: self.direction,
+            window: &self.window,
+            q: &self.filter.q,
+            filter: |search: &Search| self.filter.sql(search),
+        }
     }
 
-    /// The statement of the page, with `q` applied as `search` says.
-    pub fn statement_with(&self, search: &Search) -> Statement {
-        page_statement(
-            self.filter.sql(search),
-            &test_select(self.include_raw),
-            "testio_tests",
-            self.key_sql(),
-            self.direction,
-            &self.window,
-        )
+    /// The statement of the page, with `q` as a subquery.
+    pub fn statement(&self) -> Statement {
+        self.searched().statement(&Search::Unresolved)
     }
 
     /// The statement counting the list (capped).
     pub fn count_statement(&self) -> Statement {
-        self.count_statement_with(&Search::Unresolved)
-    }
-
-    fn count_statement_with(&self, search: &Search) -> Statement {
-        count_statement(self.filter.sql(search), "testio_tests")
+        self.searched().count_statement(&Search::Unresolved)
     }
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list_tests(txn: &TenantTxn, query: &TestQuery) -> Result<Page<TestItem>, DbErr> {
-    if let (Some(q), Window::Keyset { after, limit }) = (&query.filter.q, &query.window) {
-        let probe = probe_statement(
-            query.filter.sql(&Search::Skip),
-            &test_select(query.include_raw),
-            "testio_tests",
-            TEST_SEARCH,
-            &like_pattern(q),
-            query.key_sql(),
-            query.direction,
-            after,
-            *limit,
-        );
-        if let Some(page) = run_probe(txn, probe, *limit).await? {
-            return Ok(page);
-        }
-    }
-    let search = resolve_search(txn, "testio_tests", &query.filter.q).await?;
-    let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement_with(&search));
-    run_page(txn, query.statement_with(&search), count, &query.window).await
+    query.searched().list(txn).await
 }
 
 /// One bug count of a test: `n` bugs with this severity, status and auto-acceptance.
@@ -839,54 +864,33 @@ impl BugQuery {
         }
     }
 
-    /// The statement of the page, with `q` as a subquery.
-    pub fn statement(&self) -> Statement {
-        self.statement_with(&Search::Unresolved)
+    fn searched(&self) -> Searched<'_, impl Fn(&Search) -> Sql + '_> {
+        Searched {
+            table: "testio_bugs",
+            text: BUG_SEARCH,
+            select: bug_select(self.include_raw),
+            key_sql: self.key_sql(),
+            direction: self.direction,
+            window: &self.window,
+            q: &self.filter.q,
+            filter: |search: &Search| self.filter.sql(search),
+        }
     }
 
-    /// The statement of the page, with `q` applied as `search` says.
-    pub fn statement_with(&self, search: &Search) -> Statement {
-        page_statement(
-            self.filter.sql(search),
-            &bug_select(self.include_raw),
-            "testio_bugs",
-            self.key_sql(),
-            self.direction,
-            &self.window,
-        )
+    /// The statement of the page, with `q` as a subquery.
+    pub fn statement(&self) -> Statement {
+        self.searched().statement(&Search::Unresolved)
     }
 
     /// The statement counting the list (capped).
     pub fn count_statement(&self) -> Statement {
-        self.count_statement_with(&Search::Unresolved)
-    }
-
-    fn count_statement_with(&self, search: &Search) -> Statement {
-        count_statement(self.filter.sql(search), "testio_bugs")
+        self.searched().count_statement(&Search::Unresolved)
     }
 }
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list_bugs(txn: &TenantTxn, query: &BugQuery) -> Result<Page<BugItem>, DbErr> {
-    if let (Some(q), Window::Keyset { after, limit }) = (&query.filter.q, &query.window) {
-        let probe = probe_statement(
-            query.filter.sql(&Search::Skip),
-            &bug_select(query.include_raw),
-            "testio_bugs",
-            BUG_SEARCH,
-            &like_pattern(q),
-            query.key_sql(),
-            query.direction,
-            after,
-            *limit,
-        );
-        if let Some(page) = run_probe(txn, probe, *limit).await? {
-            return Ok(page);
-        }
-    }
-    let search = resolve_search(txn, "testio_bugs", &query.filter.q).await?;
-    let count = matches!(query.window, Window::Offset { .. }).then(|| query.count_statement_with(&search));
-    run_page(txn, query.statement_with(&search), count, &query.window).await
+    query.searched().list(txn).await
 }
 
 /// One bug.
