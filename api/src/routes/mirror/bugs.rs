@@ -9,7 +9,7 @@ use super::products::GetItem;
 use super::query_string::QueryString;
 use super::views::{BugPage, BugView};
 use super::vocab::{AUTO_ACCEPTED, bug_severities, bug_severity_filter, bug_status_filter, bug_status_filters};
-use super::{page_response, read_access};
+use super::{PageParams, page_response, read_access};
 use crate::auth::principal::Caller;
 use crate::error::{ApiError, ProblemDetails};
 use crate::pagination::CursorScope;
@@ -48,20 +48,6 @@ pub struct ListBugs {
     /// `-reported_at`). Ties are broken by id in the same direction; a missing date sorts after every date.
     #[param(pattern = "^-?(reported_at|severity|status|title)$", example = "-reported_at")]
     pub sort: Option<String>,
-    /// Items per page, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u64>,
-    /// The `next_cursor` of the previous page (same filters and sort).
-    pub cursor: Option<String>,
-    /// Offset paging instead of the cursor: the page number, from 1 (adds `total`).
-    #[param(minimum = 1)]
-    pub page: Option<u64>,
-    /// Offset paging: items per page, 1 to 200 (default 50); pages reach the first 10,000 items.
-    #[param(minimum = 1, maximum = 200)]
-    pub per_page: Option<u64>,
-    /// `raw`: add each bug's TestIO JSON.
-    #[param(pattern = "^raw$")]
-    pub include: Option<String>,
 }
 
 const PARAMS: &[&str] = &[
@@ -90,7 +76,7 @@ const SORTS: &[(&str, BugSort)] = &[
 /// The tenant's bugs, filtered, sorted and paged (every member).
 #[utoipa::path(
     tag = "mirror",
-    params(TenantPath, ListBugs),
+    params(TenantPath, ListBugs, PageParams),
     responses((status = 200, body = BugPage), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails)),
 )]
 #[get("")]

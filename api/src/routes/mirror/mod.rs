@@ -38,6 +38,28 @@ async fn read_access(state: &AppState, caller: &Caller, tenant: TenantId) -> Res
     TenantAccess::begin(state, caller, tenant, Permission::ReadSyncedData).await
 }
 
+/// The paging parameters every list takes (documentation; the handlers read them strictly with
+/// [`query_string::QueryString`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PageParams {
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u64>,
+    /// The `next_cursor` of the previous page (same filters and sort).
+    pub cursor: Option<String>,
+    /// Offset paging instead of the cursor: the page number, from 1 (adds `total`).
+    #[param(minimum = 1)]
+    pub page: Option<u64>,
+    /// Offset paging: items per page, 1 to 200 (default 50); pages reach the first 10,000 items.
+    #[param(minimum = 1, maximum = 200)]
+    pub per_page: Option<u64>,
+    /// `raw`: add each item's TestIO JSON.
+    #[param(pattern = "^raw$")]
+    pub include: Option<String>,
+}
+
 /// The body of a page: its items, and the cursor of the next page (keyset) or the page numbers and total (offset).
 #[derive(Serialize)]
 struct PageBody<V> {

@@ -7,7 +7,7 @@ use entity::mirror::query::{self, ProductQuery, ProductSort};
 
 use super::query_string::QueryString;
 use super::views::{ProductDetailView, ProductPage, ProductView, Summary};
-use super::{page_response, read_access};
+use super::{PageParams, page_response, read_access};
 use crate::auth::principal::Caller;
 use crate::error::{ApiError, ProblemDetails};
 use crate::pagination::CursorScope;
@@ -22,20 +22,6 @@ pub struct ListProducts {
     /// `name` (default), `-name`, `id` or `-id`; ties are broken by id in the same direction.
     #[param(pattern = "^-?(name|id)$", example = "name")]
     pub sort: Option<String>,
-    /// Items per page, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u64>,
-    /// The `next_cursor` of the previous page (same sort).
-    pub cursor: Option<String>,
-    /// Offset paging instead of the cursor: the page number, from 1 (with `per_page`; adds `total`).
-    #[param(minimum = 1)]
-    pub page: Option<u64>,
-    /// Offset paging: items per page, 1 to 200 (default 50); pages reach the first 10,000 items.
-    #[param(minimum = 1, maximum = 200)]
-    pub per_page: Option<u64>,
-    /// `raw`: add each product's TestIO JSON.
-    #[param(pattern = "^raw$")]
-    pub include: Option<String>,
 }
 
 const PARAMS: &[&str] = &["sort", "limit", "cursor", "page", "per_page", "include"];
@@ -44,7 +30,7 @@ const SORTS: &[(&str, ProductSort)] = &[("name", ProductSort::Name), ("id", Prod
 /// The tenant's TestIO products (every member).
 #[utoipa::path(
     tag = "mirror",
-    params(TenantPath, ListProducts),
+    params(TenantPath, ListProducts, PageParams),
     responses((status = 200, body = ProductPage), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails)),
 )]
 #[get("")]

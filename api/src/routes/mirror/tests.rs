@@ -9,7 +9,7 @@ use super::products::GetItem;
 use super::query_string::QueryString;
 use super::views::{BugSummary, TestDetailView, TestPage, TestView};
 use super::vocab::{test_status_filter, test_statuses, testing_type_filter, testing_types};
-use super::{page_response, read_access};
+use super::{PageParams, page_response, read_access};
 use crate::auth::principal::Caller;
 use crate::error::{ApiError, ProblemDetails};
 use crate::pagination::CursorScope;
@@ -47,20 +47,6 @@ pub struct ListTests {
     /// Ties are broken by id in the same direction; a missing date sorts after every date.
     #[param(pattern = "^-?(end_at|start_at|title|status)$", example = "-end_at")]
     pub sort: Option<String>,
-    /// Items per page, 1 to 200 (default 50).
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<u64>,
-    /// The `next_cursor` of the previous page (same filters and sort).
-    pub cursor: Option<String>,
-    /// Offset paging instead of the cursor: the page number, from 1 (adds `total`).
-    #[param(minimum = 1)]
-    pub page: Option<u64>,
-    /// Offset paging: items per page, 1 to 200 (default 50); pages reach the first 10,000 items.
-    #[param(minimum = 1, maximum = 200)]
-    pub per_page: Option<u64>,
-    /// `raw`: add each test's TestIO JSON.
-    #[param(pattern = "^raw$")]
-    pub include: Option<String>,
 }
 
 const PARAMS: &[&str] = &[
@@ -89,7 +75,7 @@ const SORTS: &[(&str, TestSort)] = &[
 /// The tenant's TestIO tests, filtered, sorted and paged (every member).
 #[utoipa::path(
     tag = "mirror",
-    params(TenantPath, ListTests),
+    params(TenantPath, ListTests, PageParams),
     responses((status = 200, body = TestPage), (status = 400, body = ProblemDetails), (status = 404, body = ProblemDetails)),
 )]
 #[get("")]
