@@ -627,3 +627,20 @@ pub fn ids(page: &Value) -> Vec<i64> {
 pub fn time(v: &Value) -> Option<DateTime<Utc>> {
     v.as_str().map(|s| DateTime::parse_from_rfc3339(s).unwrap_or_else(|e| panic!("{s}: {e}")).with_timezone(&Utc))
 }
+
+/// How many counters of `testio_stat_counts` (all tenants) differ from a count of the mirrored rows: 0 when the
+/// triggers kept them exact.
+pub const COUNTERS_OFF_BY: &str = "WITH truth AS (
+         SELECT tenant_id, product_id, m.metric, m.value, count(*)::bigint AS n
+           FROM testio_tests, LATERAL (VALUES ('test_status', status),
+                                              ('test_testing_type', coalesce(testing_type, ''))) m(metric, value)
+          GROUP BY 1, 2, 3, 4
+         UNION ALL
+         SELECT tenant_id, product_id, m.metric, m.value, count(*)::bigint
+           FROM testio_bugs, LATERAL (VALUES ('bug_severity', coalesce(severity, '')),
+                                             ('bug_status', coalesce(status, '')),
+                                             ('bug_auto_accepted', coalesce(auto_accepted, false)::text))
+                             m(metric, value)
+          GROUP BY 1, 2, 3, 4
+     ), counters AS (SELECT tenant_id, product_id, metric, value, n FROM testio_stat_counts WHERE n <> 0)
+     SELECT count(*) FROM ((TABLE truth EXCEPT TABLE counters) UNION ALL (TABLE counters EXCEPT TABLE truth)) d";

@@ -72,26 +72,7 @@ async fn assert_counts(f: &MirrorFixture, data: &KnownData, step: &str) {
     // Behind the API: the counters equal a count of the rows (every tenant), none negative, and every bug's product
     // is its test's.
     let db = &f.app.db;
-    let differences = db
-        .count(
-            "WITH truth AS (
-                 SELECT tenant_id, product_id, m.metric, m.value, count(*)::bigint AS n
-                   FROM testio_tests, LATERAL (VALUES ('test_status', status),
-                                                      ('test_testing_type', coalesce(testing_type, ''))) m(metric, value)
-                  GROUP BY 1, 2, 3, 4
-                 UNION ALL
-                 SELECT tenant_id, product_id, m.metric, m.value, count(*)::bigint
-                   FROM testio_bugs, LATERAL (VALUES ('bug_severity', coalesce(severity, '')),
-                                                     ('bug_status', coalesce(status, '')),
-                                                     ('bug_auto_accepted', coalesce(auto_accepted, false)::text))
-                                     m(metric, value)
-                  GROUP BY 1, 2, 3, 4
-             ), counters AS (
-                 SELECT tenant_id, product_id, metric, value, n FROM testio_stat_counts WHERE n <> 0
-             )
-             SELECT count(*) FROM ((TABLE truth EXCEPT TABLE counters) UNION ALL (TABLE counters EXCEPT TABLE truth)) d",
-        )
-        .await;
+    let differences = db.count(tests::mirror::COUNTERS_OFF_BY).await;
     assert_eq!(differences, 0, "{step}: testio_stat_counts differs from the rows");
     assert_eq!(db.count("SELECT count(*) FROM testio_stat_counts WHERE n < 0").await, 0, "{step}: negative counter");
     let strays = db
