@@ -85,6 +85,7 @@ impl Application {
             passwords,
             proxy_trust: Arc::new(proxy_trust),
             cursors: Arc::new(cursors),
+            stats: Arc::new(entity::mirror::query::StatsCache::new(crate::state::STATS_CACHE_TENANTS)),
         };
         let server = serve(listener, state)?;
         tracing::info!(port, "listening");

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use common::token_cipher::TokenKeys;
+use entity::mirror::query::StatsCache;
 use sea_orm::DatabaseConnection;
 use testio::allowlist::AllowedBaseUrls;
 use testio::client::TestioClient;
@@ -13,6 +14,10 @@ use crate::config::Settings;
 use crate::mailer::Mailer;
 use crate::pagination::CursorKeys;
 use crate::request_context::ProxyTrust;
+use crate::routes::mirror::stats::CountedStats;
+
+/// How many tenants' statistics the API keeps in memory (each a few KiB to a few tens of KiB).
+pub const STATS_CACHE_TENANTS: usize = 2_000;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -33,4 +38,6 @@ pub struct AppState {
     pub proxy_trust: Arc<ProxyTrust>,
     /// Signs and opens the lists' `next_cursor`.
     pub cursors: Arc<CursorKeys>,
+    /// Each tenant's counted statistics, kept under the version of its counters.
+    pub stats: Arc<StatsCache<CountedStats>>,
 }

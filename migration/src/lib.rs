@@ -19,6 +19,7 @@ pub mod m20261201_000008_security_hardening;
 mod m20261201_000009_sync_verification;
 pub mod m20261201_000010_mirror_queries;
 mod m20261201_000011_request_auth;
+mod m20261201_000012_search_text;
 mod sql;
 
 /// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_sync_verification::Migration),
             Box::new(m20261201_000010_mirror_queries::Migration),
             Box::new(m20261201_000011_request_auth::Migration),
+            Box::new(m20261201_000012_search_text::Migration),
         ]
     }
 }

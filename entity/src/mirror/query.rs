@@ -1,14 +1,18 @@
 //! The query API's reads of the mirror: filtered, sorted, paged lists of products, tests and bugs, one item with its
 //! counts, and the tenant's statistics. Every function takes a [`TenantTxn`] (row-level security confines it to one
-//! tenant) and runs **one** statement, plus one for a page with a total and up to two for a `q` (see [`Search`]).
+//! tenant) and runs **one** statement, plus one for a page with a total and up to two for a `q` (see [`Search`]);
+//! the statistics are one statement while their cached counters hold ([`StatsCache`]).
 //!
 //! Lists are built as SQL with bound values: each filter adds a condition, each sort key is an indexed column that is
 //! never NULL (`end_key` is `coalesce(end_at, 'infinity')`, `status_key` `coalesce(status, '')`..., generated columns
 //! of migration 10), and a page after a [`Keyset`] is the row comparison `(key, testio_id) > ($k, $id)` (or `<`), one
 //! index range scan whatever the depth. Every condition compares plain columns with leakproof operators, so that
 //! Postgres may use it inside an index scan under row-level security; a filter with one value is an equality (which
-//! an ordered index scan can use), with several an `= ANY(..)`. Text search goes through the definer functions of
-//! migration 10 (`ILIKE` cannot use an index under RLS), in two steps: see [`Search`].
+//! an ordered index scan can use), with several an `= ANY(..)`, or, on a column that leads the sort's index, one
+//! ordered scan per value, merged ([`Sql::split_ids`]). Text search matches the stored lower-cased `search_text`
+//! (migration 12) and goes through the definer functions of migration 10 (a pattern cannot use an index under RLS),
+//! in two steps: see [`Search`]. An offset page's total is summed from the statistics' counters when they cover its
+//! filter ([`counter_sum`]), else counted up to [`TOTAL_CAP`].
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Statement, Value};
@@ -112,7 +116,12 @@ pub struct TimeRange {
 struct Sql {
     conditions: Vec<String>,
     values: Vec<Value>,
+    /// A filter read as one ordered scan per value (see [`Sql::split_ids`]): the column and each value's placeholder.
+    split: Option<(&'static str, Vec<String>)>,
 }
+
+/// Most values a filter is split into (one index scan each); past that it is an `= ANY(..)`.
+const MAX_SPLIT: usize = 16;
 
 impl Sql {
     /// Binds `value` and returns its placeholder.
@@ -138,6 +147,28 @@ impl Sql {
                 self.condition(format!("{column} = ANY({p}::bigint[])"));
             }
         }
+    }
+
+    /// `column` is one of `ids`, where `column` leads the index of the list's sort after `tenant_id`: with 2 to
+    /// [`MAX_SPLIT`] ids, a page reads one ordered index scan per id and merges them ([`sorted`]). Postgres reads
+    /// `column = ANY(..)` as one unordered scan of every matching row and then sorts them all, or walks the sort
+    /// index and filters: either may read thousands of rows for a page of 50, and which one it picks under RLS (where
+    /// it cannot tell the tenant's size) is a guess.
+    fn split_ids(&mut self, column: &'static str, ids: &[i64]) {
+        if !(2..=MAX_SPLIT).contains(&ids.len()) {
+            return self.any_of_ids(column, ids);
+        }
+        let placeholders = ids.iter().map(|id| self.bind(*id)).collect();
+        self.split = Some((column, placeholders));
+    }
+
+    /// [`Sql::split_ids`] for words.
+    fn split_words(&mut self, column: &'static str, words: &[String]) {
+        if !(2..=MAX_SPLIT).contains(&words.len()) {
+            return self.any_of_words(column, words);
+        }
+        let placeholders = words.iter().map(|w| self.bind(w.clone())).collect();
+        self.split = Some((column, placeholders));
     }
 
     fn any_of_words(&mut self, column: &str, words: &[String]) {
@@ -180,7 +211,7 @@ impl Sql {
             Search::Ids(ids) => self.any_of_ids("testio_id", ids),
             Search::Scan => {
                 let p = self.bind(like_pattern(q));
-                self.condition(format!("{text} ILIKE {p}"));
+                self.condition(format!("{text} LIKE lower({p})"));
             }
             Search::Unresolved => {
                 let p = self.bind(like_pattern(q));
@@ -205,20 +236,50 @@ impl Sql {
         }
     }
 
+    /// The conditions, a split filter as `column IN (..)`.
     fn where_clause(&self) -> String {
-        if self.conditions.is_empty() { String::new() } else { format!("WHERE {}", self.conditions.join(" AND ")) }
+        let split = self.split.as_ref().map(|(column, values)| format!("{column} IN ({})", values.join(", ")));
+        Self::where_of(self.conditions.iter().cloned().chain(split))
     }
+
+    /// The conditions of each scan of a split filter (one: no split).
+    fn branches(&self) -> Vec<String> {
+        match &self.split {
+            None => vec![self.where_clause()],
+            Some((column, values)) => values
+                .iter()
+                .map(|v| Self::where_of(self.conditions.iter().cloned().chain([format!("{column} = {v}")])))
+                .collect(),
+        }
+    }
+
+    fn where_of(conditions: impl Iterator<Item = String>) -> String {
+        let conditions: Vec<String> = conditions.collect();
+        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) }
+    }
+}
+
+/// With a split filter ([`Sql::split_ids`]): the ordered scans, one per value, each of its first `limit` rows
+/// (`columns`, which must hold what the caller's merge sorts on), as `(..) UNION ALL (..)`.
+fn scans(sql: &Sql, columns: &str, table: &str, order: &str, limit: u64) -> Option<String> {
+    sql.split.as_ref()?;
+    let scans: Vec<String> = sql
+        .branches()
+        .iter()
+        .map(|w| format!("(SELECT {columns} FROM {table} {w} ORDER BY {order} LIMIT {limit})"))
+        .collect();
+    Some(scans.join(" UNION ALL "))
 }
 
 /// How a list applies its `q`.
 ///
-/// A keyset page first **probes** ([`probe_statement`]): it reads the next [`PROBE_ROWS`] rows of the list in sort
-/// order and tests the pattern on each (a plain filter: fine under RLS, since no index is asked to evaluate it). When
-/// that finds a page of matches, or reaches the end of the list, the page is exact and done: a common word costs at
-/// most [`PROBE_ROWS`] row checks. Otherwise the word is rare; its matches are looked up through the trigram index
-/// (at most [`RARE_MATCHES`] + 1 ids, [`resolve_search`]) and the page reads exactly those rows (`Ids`). A word that
-/// is rare near the top of the list but has more matches than that overall is filtered row by row (`Scan`). Offset
-/// pages (which need a total) skip the probe.
+/// A keyset page first **probes** ([`probe_statement`]): it reads the next rows of the list in sort order and tests
+/// the pattern on each (a plain filter: fine under RLS, since no index is asked to evaluate it), until it has a page
+/// of matches or has read [`PROBE_ROWS`]. When it found a page, or reached the end of the list, the page is exact and
+/// done: a common word costs a few hundred row checks, at most [`PROBE_ROWS`]. Otherwise the word is rare; its
+/// matches are looked up through the trigram index (at most [`RARE_MATCHES`] + 1 ids, [`resolve_search`]) and the
+/// page reads exactly those rows (`Ids`). A word that is rare near the top of the list but has more matches than that
+/// overall is filtered row by row (`Scan`). Offset pages (which need a total) skip the probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Search {
     /// The ids of every matching row.
@@ -292,12 +353,18 @@ fn page_statement(
     let dir = direction.sql();
     let order =
         if key_sql == "testio_id" { format!("testio_id {dir}") } else { format!("{key_sql} {dir}, testio_id {dir}") };
-    let where_clause = sql.where_clause();
-    let tail = match window {
-        Window::Keyset { limit, .. } => format!("LIMIT {}", limit + 1),
-        Window::Offset { offset, limit } => format!("LIMIT {limit} OFFSET {offset}"),
+    let (tail, rows) = match window {
+        Window::Keyset { limit, .. } => (format!("LIMIT {}", limit + 1), limit + 1),
+        Window::Offset { offset, limit } => (format!("LIMIT {limit} OFFSET {offset}"), offset + limit),
     };
-    stmt(&format!("SELECT {select} FROM {table} {where_clause} ORDER BY {order} {tail}"), sql.values)
+    let columns = format!("{select}, {key_sql} AS sort_key");
+    let sql_text = match scans(&sql, &columns, table, &order, rows) {
+        Some(scans) => {
+            format!("SELECT * FROM ({scans}) AS merged ORDER BY sort_key {dir}, testio_id {dir} {tail}")
+        }
+        None => format!("SELECT {select} FROM {table} {} ORDER BY {order} {tail}", sql.where_clause()),
+    };
+    stmt(&sql_text, sql.values)
 }
 
 /// The capped count of a list (offset pages).
@@ -309,8 +376,9 @@ fn count_statement(sql: Sql, table: &str) -> Statement {
     )
 }
 
-/// The probe of a keyset page with a `q` (see [`Search`]): the next [`PROBE_ROWS`] rows of the list, those matching
-/// `pattern` (`hit`), plus the last row read as a marker of how many were read (`scanned`).
+/// The probe of a keyset page with a `q` (see [`Search`]): the rows of the list that match `pattern` (`hit`) among
+/// its next [`PROBE_ROWS`], in order, and the [`PROBE_ROWS`]th row as a marker that the probe read that many. It
+/// streams: the scan stops as soon as the page is full, so a common word reads a few hundred rows, not 2,000.
 #[allow(clippy::too_many_arguments)]
 fn probe_statement(
     mut sql: Sql,
@@ -326,19 +394,22 @@ fn probe_statement(
     if let Some(keyset) = after {
         sql.after(key_sql, direction, keyset);
     }
-    let p = sql.bind(pattern.to_owned());
     let dir = direction.sql();
     let order = format!("{key_sql} {dir}, testio_id {dir}");
-    let where_clause = sql.where_clause();
+    let source = match scans(&sql, "*", table, &order, PROBE_ROWS) {
+        Some(scans) => format!("SELECT * FROM ({scans}) AS merged ORDER BY {order} LIMIT {PROBE_ROWS}"),
+        None => format!("SELECT * FROM {table} {} ORDER BY {order} LIMIT {PROBE_ROWS}", sql.where_clause()),
+    };
+    let p = sql.bind(pattern.to_owned());
     stmt(
         &format!(
             "SELECT * FROM (
-                 SELECT {select}, {text} ILIKE {p} AS hit, row_number() OVER (ORDER BY {order}) AS position,
-                        count(*) OVER () AS scanned
-                   FROM (SELECT * FROM {table} {where_clause} ORDER BY {order} LIMIT {PROBE_ROWS}) AS {table}
+                 SELECT {select}, {text} LIKE lower({p}) AS hit, row_number() OVER (ORDER BY {order}) AS position,
+                        {key_sql} AS sort_key
+                   FROM ({source}) AS {table}
              ) AS probe
-             WHERE hit OR position = scanned
-             ORDER BY position LIMIT {}",
+             WHERE hit OR position = {PROBE_ROWS}
+             ORDER BY sort_key {dir}, testio_id {dir} LIMIT {}",
             limit + 2
         ),
         sql.values,
@@ -352,16 +423,18 @@ async fn run_probe<T: FromQueryResult>(
     limit: u64,
 ) -> Result<Option<Page<T>>, DbErr> {
     let rows = txn.conn().query_all_raw(probe).await?;
-    let scanned: i64 = rows.first().map(|r| r.try_get("", "scanned")).transpose()?.unwrap_or_default();
     let mut items = Vec::new();
+    let mut read_all = false;
     for row in &rows {
+        let position: i64 = row.try_get("", "position")?;
+        read_all |= u64::try_from(position).unwrap_or_default() >= PROBE_ROWS;
         if row.try_get::<bool>("", "hit")? {
             items.push(T::from_query_result(row, "")?);
         }
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let exhausted = u64::try_from(scanned).unwrap_or_default() < PROBE_ROWS;
-    if items.len() <= limit && !exhausted {
+    // Fewer matches than a page: complete only if the list ended before the probe's last row.
+    if items.len() <= limit && read_all {
         return Ok(None);
     }
     let more = items.len() > limit;
@@ -380,6 +453,8 @@ struct Searched<'a, F: Fn(&Search) -> Sql> {
     window: &'a Window,
     q: &'a Option<String>,
     filter: F,
+    /// The statement that counts the list exactly from the counters, when its filter is one they cover.
+    counted: Option<Statement>,
 }
 
 impl<F: Fn(&Search) -> Sql> Searched<'_, F> {
@@ -410,15 +485,27 @@ impl<F: Fn(&Search) -> Sql> Searched<'_, F> {
             }
         }
         let search = resolve_search(txn, self.table, self.q).await?;
-        let count = matches!(self.window, Window::Offset { .. }).then(|| self.count_statement(&search));
+        let count = match (self.window, &self.counted) {
+            (Window::Keyset { .. }, _) => None,
+            (Window::Offset { .. }, Some(counted)) => Some(Count::Counters(counted.clone())),
+            (Window::Offset { .. }, None) => Some(Count::Capped(self.count_statement(&search))),
+        };
         run_page(txn, self.statement(&search), count, self.window).await
     }
+}
+
+/// How an offset page counts its list.
+enum Count {
+    /// Exactly, from the counters ([`counter_sum`]).
+    Counters(Statement),
+    /// Row by row, up to [`TOTAL_CAP`] + 1.
+    Capped(Statement),
 }
 
 async fn run_page<T: FromQueryResult>(
     txn: &TenantTxn,
     page: Statement,
-    count: Option<Statement>,
+    count: Option<Count>,
     window: &Window,
 ) -> Result<Page<T>, DbErr> {
     let mut items = T::find_by_statement(page).all(txn.conn()).await?;
@@ -426,15 +513,32 @@ async fn run_page<T: FromQueryResult>(
     let more = matches!(window, Window::Keyset { .. }) && items.len() > limit;
     items.truncate(limit);
     let total = match count {
-        Some(count) => {
-            let row = txn.conn().query_one_raw(count).await?;
-            let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or_default();
-            let n = u64::try_from(n).unwrap_or_default();
+        Some(Count::Counters(count)) => Some(Total { count: count_of(txn, count).await?, exact: true }),
+        Some(Count::Capped(count)) => {
+            let n = count_of(txn, count).await?;
             Some(Total { count: n.min(TOTAL_CAP), exact: n <= TOTAL_CAP })
         }
         None => None,
     };
     Ok(Page { items, more, total })
+}
+
+/// The `n` of a count statement.
+async fn count_of(txn: &TenantTxn, count: Statement) -> Result<u64, DbErr> {
+    let row = txn.conn().query_one_raw(count).await?;
+    let n: i64 = row.map(|r| r.try_get("", "n")).transpose()?.unwrap_or_default();
+    Ok(u64::try_from(n).unwrap_or_default())
+}
+
+/// The size of a list whose filter is at most a product filter and one counted attribute (`metric`, one of
+/// `values`; none: every value), summed from `testio_stat_counts`: exact at any size, a read of a few rows.
+fn counter_sum(metric: &str, values: &[String], product_ids: &[i64]) -> Statement {
+    let mut sql = Sql::default();
+    let m = sql.bind(metric.to_owned());
+    sql.condition(format!("metric = {m}"));
+    sql.any_of_ids("product_id", product_ids);
+    sql.any_of_words("value", values);
+    stmt(&format!("SELECT coalesce(sum(n), 0)::bigint AS n FROM testio_stat_counts {}", sql.where_clause()), sql.values)
 }
 
 /// `EXPLAIN (FORMAT JSON)` of `statement` in `txn`, for the plan checks.
@@ -535,8 +639,8 @@ impl ProductQuery {
 
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list_products(txn: &TenantTxn, query: &ProductQuery) -> Result<Page<ProductItem>, DbErr> {
-    let count =
-        matches!(query.window, Window::Offset { .. }).then(|| count_statement(Sql::default(), "testio_products"));
+    let count = matches!(query.window, Window::Offset { .. })
+        .then(|| Count::Capped(count_statement(Sql::default(), "testio_products")));
     run_page(txn, query.statement(), count, &query.window).await
 }
 
@@ -587,9 +691,12 @@ fn counters(json: Json) -> Result<Vec<Counter>, DbErr> {
 // ---------------------------------------------------------------------------------------------------------------
 // Tests
 
-/// What a test's `q` searches (the expression of the index in migration 10).
+/// What a test's `q` searches: `search_text` (migration 12) is this text lower-cased.
 pub const TEST_SEARCH: &str =
     "(title || ' ' || coalesce(raw->>'goal_text', '') || ' ' || coalesce(raw->>'instructions_text', ''))";
+
+/// The stored, lower-cased text `q` matches (`search_text LIKE lower(pattern)`, which is `ILIKE` on the text).
+pub const SEARCH_TEXT: &str = "search_text";
 
 /// Which tests a list holds. Empty lists and `None` filter nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -658,15 +765,36 @@ fn test_select(include_raw: bool) -> String {
 }
 
 impl TestFilter {
-    fn sql(&self, search: &Search) -> Sql {
+    /// The conditions for a list sorted by `sort`. With the default sort, several products (or, without products,
+    /// several statuses) are read one index scan each: `(tenant_id, product_id, end_key, testio_id)` and
+    /// `(tenant_id, status, end_key, testio_id)`.
+    fn sql(&self, search: &Search, sort: TestSort) -> Sql {
         let mut sql = Sql::default();
-        sql.any_of_ids("product_id", &self.product_ids);
-        sql.any_of_words("status", &self.statuses);
+        let by_end = sort == TestSort::EndAt;
+        if by_end && self.product_ids.len() > 1 {
+            sql.split_ids("product_id", &self.product_ids);
+            sql.any_of_words("status", &self.statuses);
+        } else if by_end && self.product_ids.is_empty() {
+            sql.split_words("status", &self.statuses);
+        } else {
+            sql.any_of_ids("product_id", &self.product_ids);
+            sql.any_of_words("status", &self.statuses);
+        }
         sql.any_of_words("testing_type", &self.testing_types);
         sql.range("start_key", &self.start);
         sql.range("end_key", &self.end);
-        sql.search("testio_tests", TEST_SEARCH, &self.q, search);
+        sql.search("testio_tests", SEARCH_TEXT, &self.q, search);
         sql
+    }
+
+    /// The counters that give the list's size, if they cover the filter: products, and statuses or testing types.
+    fn counted(&self) -> Option<Statement> {
+        let plain = self.q.is_none() && self.start == TimeRange::default() && self.end == TimeRange::default();
+        match (plain, self.statuses.is_empty(), self.testing_types.is_empty()) {
+            (true, _, true) => Some(counter_sum("test_status", &self.statuses, &self.product_ids)),
+            (true, true, false) => Some(counter_sum("test_testing_type", &self.testing_types, &self.product_ids)),
+            _ => None,
+        }
     }
 }
 
@@ -683,13 +811,14 @@ impl TestQuery {
     fn searched(&self) -> Searched<'_, impl Fn(&Search) -> Sql + '_> {
         Searched {
             table: "testio_tests",
-            text: TEST_SEARCH,
+            text: SEARCH_TEXT,
             select: test_select(self.include_raw),
             key_sql: self.key_sql(),
             direction: self.direction,
             window: &self.window,
             q: &self.filter.q,
-            filter: |search: &Search| self.filter.sql(search),
+            filter: |search: &Search| self.filter.sql(search, self.sort),
+            counted: self.filter.counted(),
         }
     }
 
@@ -754,7 +883,7 @@ pub async fn test(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<
 // ---------------------------------------------------------------------------------------------------------------
 // Bugs
 
-/// What a bug's `q` searches (the expression of the index in migration 10).
+/// What a bug's `q` searches: `search_text` (migration 12) is this text lower-cased.
 pub const BUG_SEARCH: &str =
     "(title || ' ' || coalesce(raw->>'expected_result', '') || ' ' || coalesce(raw->>'actual_result', ''))";
 
@@ -830,10 +959,16 @@ fn bug_select(include_raw: bool) -> String {
 }
 
 impl BugFilter {
-    fn sql(&self, search: &Search) -> Sql {
+    /// The conditions for a list sorted by `sort`. With the default sort, several products are read one index scan
+    /// each (`(tenant_id, product_id, reported_key, testio_id)`).
+    fn sql(&self, search: &Search, sort: BugSort) -> Sql {
         let mut sql = Sql::default();
         sql.any_of_ids("test_id", &self.test_ids);
-        sql.any_of_ids("product_id", &self.product_ids);
+        if sort == BugSort::ReportedAt {
+            sql.split_ids("product_id", &self.product_ids);
+        } else {
+            sql.any_of_ids("product_id", &self.product_ids);
+        }
         sql.any_of_words("severity_key", &self.severities);
         match (self.statuses.is_empty(), self.auto_accepted) {
             (true, false) => {}
@@ -849,8 +984,24 @@ impl BugFilter {
             sql.condition(format!("known = {p}"));
         }
         sql.range("reported_key", &self.reported);
-        sql.search("testio_bugs", BUG_SEARCH, &self.q, search);
+        sql.search("testio_bugs", SEARCH_TEXT, &self.q, search);
         sql
+    }
+
+    /// The counters that give the list's size, if they cover the filter: products, and severities, statuses or
+    /// auto-acceptance.
+    fn counted(&self) -> Option<Statement> {
+        let plain = self.q.is_none()
+            && self.test_ids.is_empty()
+            && self.known.is_none()
+            && self.reported == TimeRange::default();
+        let (severities, statuses) = (self.severities.is_empty(), self.statuses.is_empty());
+        match (plain, severities, statuses, self.auto_accepted) {
+            (true, _, true, false) => Some(counter_sum("bug_severity", &self.severities, &self.product_ids)),
+            (true, true, false, false) => Some(counter_sum("bug_status", &self.statuses, &self.product_ids)),
+            (true, true, true, true) => Some(counter_sum("bug_auto_accepted", &["true".to_owned()], &self.product_ids)),
+            _ => None,
+        }
     }
 }
 
@@ -867,13 +1018,14 @@ impl BugQuery {
     fn searched(&self) -> Searched<'_, impl Fn(&Search) -> Sql + '_> {
         Searched {
             table: "testio_bugs",
-            text: BUG_SEARCH,
+            text: SEARCH_TEXT,
             select: bug_select(self.include_raw),
             key_sql: self.key_sql(),
             direction: self.direction,
             window: &self.window,
             q: &self.filter.q,
-            filter: |search: &Search| self.filter.sql(search),
+            filter: |search: &Search| self.filter.sql(search, self.sort),
+            counted: self.filter.counted(),
         }
     }
 
@@ -903,13 +1055,21 @@ pub async fn bug(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<B
 // ---------------------------------------------------------------------------------------------------------------
 // Statistics
 
-/// The tenant's counters and the state of its sync, read in one statement.
+/// The tenant's counters and the state of its sync.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
     /// Every product (id, name), with or without counters.
     pub products: Vec<(i64, String)>,
     pub counters: Vec<Counter>,
     pub sync: SyncState,
+}
+
+/// The counted part of the statistics: what changes only with the mirror's data.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Counted {
+    /// Every product (id, name), with or without counters.
+    pub products: Vec<(i64, String)>,
+    pub counters: Vec<Counter>,
 }
 
 /// What the statistics say about freshness.
@@ -932,22 +1092,21 @@ pub struct SyncState {
 }
 
 #[derive(FromQueryResult)]
-struct StatsRow {
+struct StateRow {
     #[sea_orm(nested)]
     sync: SyncState,
-    products: Json,
+    /// The version of the counted statistics (`testio_mirror_versions`, migration 12; 0: never counted).
+    version: i64,
 }
 
-#[derive(Deserialize)]
+#[derive(FromQueryResult)]
 struct ProductName {
     testio_id: i64,
     name: String,
 }
 
-/// The statistics in two statements: the state of the sync with the product names, then the counters as plain rows
-/// (a few hundred for a large tenant; aggregating them into JSON in the database cost more than reading them).
-#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
-pub async fn stats(txn: &TenantTxn) -> Result<Stats, DbErr> {
+/// The state of the sync and the version of the counted statistics, in one statement.
+async fn sync_state(txn: &TenantTxn) -> Result<(SyncState, i64), DbErr> {
     let sql = "SELECT (SELECT status FROM testio_connections) AS connection_status,
                       (SELECT verified_through FROM testio_connections) AS verified_through,
                       (SELECT max(finished_at) FROM sync_runs WHERE status = 'succeeded') AS last_success_at,
@@ -956,25 +1115,76 @@ pub async fn stats(txn: &TenantTxn) -> Result<Stats, DbErr> {
                       (SELECT count(*) FROM sync_gaps WHERE resolved_at IS NULL) AS open_gaps,
                       EXISTS (SELECT 1 FROM sync_runs WHERE status = 'running') AS running,
                       now() AS now,
-                      coalesce((SELECT jsonb_agg(jsonb_build_object('testio_id', p.testio_id, 'name', p.name)
-                                                 ORDER BY p.name, p.testio_id)
-                                  FROM testio_products p), '[]') AS products
+                      coalesce((SELECT version FROM testio_mirror_versions), 0) AS version
                  FROM (SELECT 1) AS one
                  LEFT JOIN LATERAL (SELECT status, finished_at FROM sync_runs WHERE finished_at IS NOT NULL
                                      ORDER BY created_at DESC LIMIT 1) AS last ON true";
-    let row = StatsRow::find_by_statement(stmt(sql, [txn.tenant_id().0.into()]))
+    let row = StateRow::find_by_statement(stmt(sql, [txn.tenant_id().0.into()]))
         .one(txn.conn())
         .await?
         .ok_or_else(|| DbErr::Custom("the statistics query returned no row".to_owned()))?;
-    let products: Vec<ProductName> =
-        serde_json::from_value(row.products).map_err(|e| DbErr::Custom(format!("Failed to read the products: {e}")))?;
+    Ok((row.sync, row.version))
+}
+
+/// The products and the counters, as plain rows (a few hundred for a large tenant; aggregating them into JSON in
+/// the database cost more than reading them).
+async fn counted(txn: &TenantTxn) -> Result<Counted, DbErr> {
+    let products = ProductName::find_by_statement(stmt(
+        "SELECT testio_id, name FROM testio_products ORDER BY name, testio_id",
+        [],
+    ))
+    .all(txn.conn())
+    .await?;
     let counters = Counter::find_by_statement(stmt(
         "SELECT product_id, metric, value, n FROM testio_stat_counts WHERE n <> 0",
         [],
     ))
     .all(txn.conn())
     .await?;
-    Ok(Stats { products: products.into_iter().map(|p| (p.testio_id, p.name)).collect(), counters, sync: row.sync })
+    Ok(Counted { products: products.into_iter().map(|p| (p.testio_id, p.name)).collect(), counters })
+}
+
+/// The statistics, uncached: the state of the sync, then the products and counters (three statements).
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn stats(txn: &TenantTxn) -> Result<Stats, DbErr> {
+    let (sync, _) = sync_state(txn).await?;
+    let Counted { products, counters } = counted(txn).await?;
+    Ok(Stats { products, counters, sync })
+}
+
+/// Each tenant's counted statistics, built into a `T` (the API's view), kept in memory under the version of its
+/// counters (`testio_mirror_versions`, which every change to a counter or a product moves in the same transaction).
+/// A read costs one statement (the sync state and the version) while the version holds, three when it moved. The
+/// cache is per process and bounded; it only saves work: the version is read in the request's own transaction, under
+/// its tenant's row-level security, every time.
+pub struct StatsCache<T> {
+    entries: quick_cache::sync::Cache<uuid::Uuid, (i64, std::sync::Arc<T>)>,
+}
+
+impl<T> StatsCache<T> {
+    /// A cache of at most `tenants` tenants' statistics.
+    pub fn new(tenants: usize) -> Self {
+        Self { entries: quick_cache::sync::Cache::new(tenants.max(1)) }
+    }
+
+    /// The sync state and the counted statistics of `txn`'s tenant, as `build` makes them from the counters.
+    #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+    pub async fn read(
+        &self,
+        txn: &TenantTxn,
+        build: impl FnOnce(Counted) -> T,
+    ) -> Result<(SyncState, std::sync::Arc<T>), DbErr> {
+        let (sync, version) = sync_state(txn).await?;
+        let tenant = txn.tenant_id().0;
+        if let Some((cached, built)) = self.entries.get(&tenant)
+            && cached == version
+        {
+            return Ok((sync, built));
+        }
+        let built = std::sync::Arc::new(build(counted(txn).await?));
+        self.entries.insert(tenant, (version, built.clone()));
+        Ok((sync, built))
+    }
 }
 
 #[cfg(test)]
@@ -996,7 +1206,7 @@ mod tests {
     fn a_keyset_page_compares_key_and_id_in_the_sort_direction() {
         let query = TestQuery {
             filter: TestFilter { product_ids: vec![1, 2], statuses: vec!["running".into()], ..Default::default() },
-            sort: TestSort::EndAt,
+            sort: TestSort::StartAt,
             direction: Direction::Desc,
             window: Window::Keyset { after: Some(Keyset { value: SortValue::Time(None), id: 9 }), limit: 10 },
             include_raw: false,
@@ -1004,8 +1214,69 @@ mod tests {
         let statement = query.statement();
         assert!(statement.sql.contains("product_id = ANY($1::bigint[])"), "{}", statement.sql);
         assert!(statement.sql.contains("status = $2"), "{}", statement.sql);
-        assert!(statement.sql.contains("(end_key, testio_id) < ($4::timestamptz, $3)"));
-        assert!(statement.sql.ends_with("ORDER BY end_key DESC, testio_id DESC LIMIT 11"));
+        assert!(statement.sql.contains("(start_key, testio_id) < ($4::timestamptz, $3)"));
+        assert!(statement.sql.ends_with("ORDER BY start_key DESC, testio_id DESC LIMIT 11"));
         assert_eq!(statement.values.as_ref().map(|v| v.0.len()), Some(4));
+    }
+
+    #[test]
+    fn several_products_in_the_default_sort_are_one_ordered_scan_each_merged() {
+        let query = TestQuery {
+            filter: TestFilter { product_ids: vec![1, 2], statuses: vec!["running".into()], ..Default::default() },
+            sort: TestSort::EndAt,
+            direction: Direction::Desc,
+            window: Window::Keyset { after: Some(Keyset { value: SortValue::Time(None), id: 9 }), limit: 10 },
+            include_raw: false,
+        };
+        let sql = query.statement().sql;
+        let scan = |p: &str| {
+            format!(
+                "WHERE status = $3 AND (end_key, testio_id) < ($5::timestamptz, $4) AND product_id = {p} \
+                 ORDER BY end_key DESC, testio_id DESC LIMIT 11)"
+            )
+        };
+        assert!(sql.contains(&scan("$1")) && sql.contains(&scan("$2")), "{sql}");
+        assert!(sql.contains(" UNION ALL "), "{sql}");
+        assert!(sql.ends_with("AS merged ORDER BY sort_key DESC, testio_id DESC LIMIT 11"), "{sql}");
+        // Its total counts the same rows in one go.
+        let count = query.count_statement().sql;
+        assert!(count.contains("product_id IN ($1, $2)") && !count.contains("UNION"), "{count}");
+
+        // Several statuses without a product: one scan per status; past MAX_SPLIT values, `= ANY`.
+        let statuses = |n: usize| TestQuery {
+            filter: TestFilter { statuses: (0..n).map(|i| format!("s{i}")).collect(), ..Default::default() },
+            ..query.clone()
+        };
+        assert_eq!(statuses(3).statement().sql.matches(" UNION ALL ").count(), 2);
+        let many = statuses(MAX_SPLIT + 1).statement().sql;
+        assert!(many.contains("status = ANY($1::text[])") && !many.contains("UNION"), "{many}");
+    }
+
+    #[test]
+    fn totals_come_from_the_counters_only_for_the_filters_they_cover() {
+        let words = |w: &[&str]| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let covered = TestFilter { product_ids: vec![1, 2], statuses: words(&["running"]), ..Default::default() };
+        let sql = covered.counted().map(|s| s.sql).unwrap_or_default();
+        assert!(sql.contains("testio_stat_counts") && sql.contains("metric = $1"), "{sql}");
+        assert!(TestFilter { testing_types: words(&["rapid"]), ..Default::default() }.counted().is_some());
+        for uncovered in [
+            TestFilter { statuses: words(&["running"]), testing_types: words(&["rapid"]), ..Default::default() },
+            TestFilter { q: Some("x".into()), ..Default::default() },
+            TestFilter { end: TimeRange { from: Some(Utc::now()), to: None }, ..Default::default() },
+        ] {
+            assert!(uncovered.counted().is_none(), "{uncovered:?}");
+        }
+        assert!(BugFilter { auto_accepted: true, ..Default::default() }.counted().is_some());
+        assert!(
+            BugFilter { severities: words(&["high"]), product_ids: vec![3], ..Default::default() }.counted().is_some()
+        );
+        for uncovered in [
+            BugFilter { statuses: words(&["accepted"]), auto_accepted: true, ..Default::default() },
+            BugFilter { severities: words(&["high"]), statuses: words(&["accepted"]), ..Default::default() },
+            BugFilter { test_ids: vec![1], ..Default::default() },
+            BugFilter { known: Some(true), ..Default::default() },
+        ] {
+            assert!(uncovered.counted().is_none(), "{uncovered:?}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tests::TestDatabase;
 
 /// Every table of the schema at the head migration.
-const ALL_TABLES: [&str; 19] = [
+const ALL_TABLES: [&str; 20] = [
     "api_keys",
     "audit_logs",
     "auth_throttle",
@@ -22,6 +22,7 @@ const ALL_TABLES: [&str; 19] = [
     "tenants",
     "testio_bugs",
     "testio_connections",
+    "testio_mirror_versions",
     "testio_products",
     "testio_scan_cursors",
     "testio_stat_counts",

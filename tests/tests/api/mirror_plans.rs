@@ -304,10 +304,10 @@ async fn search_indexes(app: &TestApp, tenant: uuid::Uuid, table: &str, text: &s
     ))
     .await
     .unwrap();
-    // The function's body (migration 10), with the pattern the API binds for q=needle.
+    // The function's body (migration 12), with the pattern the API binds for q=needle.
     let sql = format!(
         "EXPLAIN (FORMAT JSON) SELECT testio_id FROM {table}
-          WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid AND {text} ILIKE $1"
+          WHERE tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid AND {text} LIKE lower($1)"
     );
     let row = txn
         .query_one_raw(Statement::from_sql_and_values(
@@ -360,8 +360,8 @@ async fn no_list_statement_scans_tests_or_bugs_sequentially_and_search_uses_the_
     );
 
     for (table, text, index) in [
-        ("testio_tests", query::TEST_SEARCH, "testio_tests_search"),
-        ("testio_bugs", query::BUG_SEARCH, "testio_bugs_search"),
+        ("testio_tests", query::SEARCH_TEXT, "testio_tests_search"),
+        ("testio_bugs", query::SEARCH_TEXT, "testio_bugs_search"),
     ] {
         for tenant in [big, small[0]] {
             let (used, plan) = search_indexes(&app, tenant, table, text).await;
@@ -369,11 +369,19 @@ async fn no_list_statement_scans_tests_or_bugs_sequentially_and_search_uses_the_
         }
     }
 
-    // Past 10,000 rows a total is "at least 10,000"; the small tenant's is exact.
+    // A filter the counters cover has an exact total at any size; past 10,000 rows another is "at least 10,000";
+    // the small tenant's is exact.
     let page = app.get_mirror_list(&owner, big, "tests", &[("page", "1"), ("per_page", "1")]).await;
     assert_eq!(page.status(), 200);
     let page: Value = page.json().await.unwrap();
-    assert_eq!((&page["total"], &page["total_exact"]), (&10_000.into(), &false.into()), "{page}");
+    assert_eq!((&page["total"], &page["total_exact"]), (&BIG_TESTS.into(), &true.into()), "{page}");
+    let bugs = app.get_mirror_list(&owner, big, "bugs", &[("page", "1"), ("per_page", "1")]).await;
+    let bugs: Value = bugs.json().await.unwrap();
+    assert_eq!((&bugs["total"], &bugs["total_exact"]), (&BIG_BUGS.into(), &true.into()), "{bugs}");
+    let dated = [("page", "1"), ("per_page", "1"), ("reported_from", "1970-01-01T00:00:00Z")];
+    let capped = app.get_mirror_list(&owner, big, "bugs", &dated).await;
+    let capped: Value = capped.json().await.unwrap();
+    assert_eq!((&capped["total"], &capped["total_exact"]), (&10_000.into(), &false.into()), "{capped}");
     let last = app.get_mirror_list(&owner, big, "bugs", &[("page", "200"), ("per_page", "50")]).await;
     assert_eq!(last.status(), 200, "page 200 of 50 ends at row 10,000: allowed");
     let last: Value = last.json().await.unwrap();

@@ -306,3 +306,45 @@ async fn no_request_started_after_a_logout_committed_succeeds_however_many_run_a
     assert!(after.iter().all(|s| *s == 401), "a request started after the logout got through: {after:?}");
     assert!(all.iter().all(|(_, s)| *s == 200 || *s == 401), "only 200 or 401");
 }
+
+#[tokio::test]
+async fn stats_between_two_syncs_are_one_statement_and_a_mirror_write_is_seen_by_the_next_read() {
+    let c = counted_app().await;
+    let alice = c.app.register("alice@example.com").await;
+    let tenant = c.app.create_tenant(&alice, "acme").await;
+    tests::mirror::KnownData::main().write(&c.app.db, tenant).await;
+    let stats = async || c.app.get_mirror(&alice, tenant, "stats").await;
+
+    // Warm: the sync state and the counters' version, nothing else.
+    let (trips, _) = c.round_trips(200, stats).await;
+    assert_eq!(trips.len(), 4, "{trips:#?}");
+    assert!(runs(&trips[2], "testio_mirror_versions"), "{trips:#?}");
+    let before: Value = stats().await.json().await.unwrap();
+
+    // A write to the mirror (here as the superuser, which no cache sees) moves the version: the next read counts
+    // again and shows it.
+    let superuser = c.app.db.superuser().await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        superuser,
+        &format!("UPDATE testio_tests SET status = 'archived' WHERE tenant_id = '{tenant}' AND status <> 'archived'"),
+    )
+    .await
+    .unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        superuser,
+        &format!("UPDATE testio_products SET name = 'Renamed' WHERE tenant_id = '{tenant}' AND testio_id = 101"),
+    )
+    .await
+    .unwrap();
+    c.settle().await;
+    let after = stats().await;
+    assert_eq!(after.status(), 200);
+    let recounted = c.proxy.take_round_trips();
+    assert_eq!(recounted.len(), 6, "the state, the products and the counters: {recounted:#?}");
+    let after: Value = after.json().await.unwrap();
+    assert_ne!(before["overall"], after["overall"]);
+    let archived = &after["overall"]["tests_by_status"]["archived"];
+    assert_eq!(archived, &after["overall"]["tests_total"], "{after}");
+    let renamed = after["products"].as_array().unwrap().iter().find(|p| p["product_id"] == 101).unwrap().clone();
+    assert_eq!(renamed["name"], "Renamed", "{after}");
+}

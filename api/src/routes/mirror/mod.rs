@@ -6,7 +6,7 @@
 mod bugs;
 mod products;
 pub mod query_string;
-mod stats;
+pub mod stats;
 mod tests;
 pub mod views;
 pub mod vocab;

@@ -1,9 +1,12 @@
 //! `GET /v1/tenants/{tenant_id}/stats`.
 
+use std::collections::HashMap;
+
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use anyhow::Context;
 use entity::TenantId;
 use entity::mirror::query::{self, SyncState};
+use serde::Serialize;
 
 use super::query_string::QueryString;
 use super::read_access;
@@ -31,19 +34,44 @@ pub async fn get_stats(
 ) -> Result<HttpResponse, ApiError> {
     QueryString::parse(req.query_string(), &[])?;
     let access = read_access(&state, &caller, TenantId(path.tenant_id)).await?;
-    let stats = query::stats(&access.txn).await.context("Failed to read the statistics")?;
+    let (sync, counted) =
+        state.stats.read(&access.txn, CountedStats::of).await.context("Failed to read the statistics")?;
     access.commit().await?;
-    let products = stats
-        .products
-        .iter()
-        .map(|(id, name)| ProductStats {
-            product_id: *id,
-            name: name.clone(),
-            summary: Summary::of(stats.counters.iter().filter(|c| c.product_id == *id)),
-        })
-        .collect();
-    let body = StatsView { overall: Summary::of(&stats.counters), products, sync: freshness(&stats.sync) };
+    let body = StatsBody { overall: &counted.overall, products: &counted.products, sync: freshness(&sync) };
     Ok(HttpResponse::Ok().json(body))
+}
+
+/// The counted part of [`StatsView`], as the API caches it (see [`query::StatsCache`]).
+pub struct CountedStats {
+    overall: Summary,
+    products: Vec<ProductStats>,
+}
+
+impl CountedStats {
+    fn of(counted: query::Counted) -> Self {
+        let mut by_product: HashMap<i64, Vec<&query::Counter>> = HashMap::new();
+        for c in &counted.counters {
+            by_product.entry(c.product_id).or_default().push(c);
+        }
+        let products = counted
+            .products
+            .into_iter()
+            .map(|(id, name)| ProductStats {
+                product_id: id,
+                name,
+                summary: Summary::of(by_product.get(&id).into_iter().flatten().copied()),
+            })
+            .collect();
+        Self { overall: Summary::of(&counted.counters), products }
+    }
+}
+
+/// [`StatsView`], serialized from the cached parts.
+#[derive(Serialize)]
+struct StatsBody<'a> {
+    overall: &'a Summary,
+    products: &'a [ProductStats],
+    sync: Freshness,
 }
 
 fn freshness(sync: &SyncState) -> Freshness {

@@ -172,8 +172,9 @@ macro_rules! page {
             /// With `page`/`per_page`: the page size.
             #[serde(skip_serializing_if = "Option::is_none")]
             pub per_page: Option<u64>,
-            /// With `page`/`per_page`: how many items the list has; exact up to 10,000 (`total_exact`), else at
-            /// least 10,000.
+            /// With `page`/`per_page`: how many items the list has. Exact at any size when the list is filtered
+            /// by nothing but products and one of status, testing type or severity (or auto-acceptance); otherwise
+            /// exact up to 10,000, else at least 10,000 (`total_exact`).
             #[serde(skip_serializing_if = "Option::is_none")]
             pub total: Option<u64>,
             /// Whether `total` is exact (`false`: the list has at least `total` items).
