@@ -24,11 +24,13 @@
 //! timed alone on an idle connection (median), and the plans of the slow ones are kept.
 //!
 //! The API runs as a child process (this executable, release build) with production settings: one HTTP worker per
-//! core and a pool of 10. The table is printed and written to `target/bench-query.md`.
+//! core and a pool of 10 (`BENCH_API_POOL`). Every phase starts after a `CHECKPOINT`. The table is printed and
+//! written to `target/bench-query.md`.
 //!
 //! Run: `cargo bench -p tests --bench query` (`BENCH_SECS=10 BENCH_CLIENTS=32 BENCH_PG_CLIENTS=32`;
 //! `BENCH_ONLY=tests,bugs,products,test-detail,bug-detail,product-detail,stats,sync-runs,livez` for some groups;
-//! `BENCH_BIG_TESTS`, `BENCH_BIG_BUGS`, `BENCH_TENANTS` for smaller sizes; `BENCH_KEEP_DB=1` keeps the database).
+//! `BENCH_BIG_TESTS`, `BENCH_BIG_BUGS`, `BENCH_TENANTS` for smaller sizes; `BENCH_API_POOL`, `BENCH_API_WORKERS` for
+//! the API's pool and HTTP workers; `BENCH_KEEP_DB=1` keeps the database).
 //! The plans (`EXPLAIN (ANALYZE, BUFFERS)` under RLS) of every request whose SQL takes over 5 ms alone go to
 //! `target/bench-query-plans.txt`.
 
@@ -50,8 +52,12 @@ use tests::testio_sim::Rng;
 use uuid::Uuid;
 
 const CHILD_DATABASE_URL: &str = "BENCH_CHILD_API_DATABASE_URL";
-/// The API's pool in production (`DATABASE_MAX_CONNECTIONS`'s default).
-const POOL: u32 = 10;
+/// The API's pool: the production default (`DATABASE_MAX_CONNECTIONS`, 10 per process), or `BENCH_API_POOL`. (More
+/// sessions than cores' worth of work only add contention on two cores: 16 and 32 were measured to raise the lists'
+/// p95.)
+fn api_pool() -> usize {
+    env_usize("BENCH_API_POOL", 10)
+}
 /// Stands for the random id of a detail request in a statement; pgbench replaces it by `:id`.
 const RANDOM_ID: i64 = -7_777_777_777;
 
@@ -1300,10 +1306,11 @@ struct Row {
 #[tokio::main]
 async fn main() {
     if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
-        // The API as production runs it: one HTTP worker per core, a pool of 10. Tokens outlive the benchmark.
+        // The API as production runs it: one HTTP worker per core, a pool of 10 ([`api_pool`]). Tokens outlive the
+        // benchmark.
         let mut settings = tests::app::test_settings_for(&url);
         settings.workers = env_usize("BENCH_API_WORKERS", 0);
-        settings.database_max_connections = env_usize("BENCH_API_POOL", POOL as usize) as u32;
+        settings.database_max_connections = u32::try_from(api_pool()).unwrap();
         settings.database_acquire_timeout_ms = 3000;
         settings.access_token_ttl_secs = 3600;
         let app = api::startup::Application::build(settings).await.unwrap();
@@ -1422,10 +1429,13 @@ async fn run(db: &tests::TestDatabase, api: &ChildGuard, stdout: std::process::C
 
     let superuser = db.superuser().await.clone();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("\n{clients} clients, {secs} s per phase, {cores} cores, API pool {POOL}, pgbench -c {pg_clients} -j 2\n");
+    let pool = api_pool();
+    println!("\n{clients} clients, {secs} s per phase, {cores} cores, API pool {pool}, pgbench -c {pg_clients} -j 2\n");
     let mut rows = Vec::new();
     for group in groups {
         let variants = Arc::new(group.variants);
+        // Every phase starts from a clean checkpoint: one that lands in a phase costs it several seconds of I/O.
+        superuser.execute_unprepared("CHECKPOINT").await.unwrap();
         let done = Arc::new(AtomicBool::new(false));
         let sampler =
             tokio::spawn(sample(api_pid, std::process::id(), superuser.clone(), db.name.clone(), done.clone()));
@@ -1450,6 +1460,7 @@ async fn run(db: &tests::TestDatabase, api: &ChildGuard, stdout: std::process::C
             } else {
                 format!("{}?options=-c%20app.tenant_id%3D{}", db.runtime_url(), variants[0].tenant)
             };
+            superuser.execute_unprepared("CHECKPOINT").await.unwrap();
             let (child, scripts) = pgbench(&url, &variants, ceiling.with_transaction, pg_clients, secs);
             let done = Arc::new(AtomicBool::new(false));
             let sampler = tokio::spawn(sample(api_pid, child.id(), superuser.clone(), db.name.clone(), done.clone()));
@@ -1496,10 +1507,11 @@ fn report(
     let mut out = String::new();
     out.push_str(&format!(
         "Query API benchmark (`cargo bench -p tests --bench query`), {}: {sizes}; seeded in {:.0} s. \
-         {clients} clients, {secs} s per phase, {cores} cores; API release build, 2 HTTP workers, pool {POOL}; \
+         {clients} clients, {secs} s per phase, {cores} cores; API release build, 2 HTTP workers, pool {}; \
          pgbench as the runtime role, -M prepared -c {pg_clients} -j 2, the same requests with the same weights.\n\n",
         Utc::now().format("%Y-%m-%d"),
-        seed_time.as_secs_f64()
+        seed_time.as_secs_f64(),
+        api_pool()
     ));
     out.push_str("| endpoint | API req/s | p50 ms | p95 ms | p99 ms | errors | pgbench tx/s | ratio |\n");
     out.push_str("|---|---|---|---|---|---|---|---|\n");

@@ -100,10 +100,26 @@ async fn main() {
         .await
         .unwrap();
     for (table, rows) in &exported {
+        // Every column but the generated ones (sort keys, search text), which Postgres computes.
+        let columns = superuser
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position) AS c
+                   FROM information_schema.columns
+                  WHERE table_schema = 'public' AND table_name = $1 AND is_generated = 'NEVER'",
+                [(*table).into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "c")
+            .unwrap();
         for chunk in rows.chunks(5000) {
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                format!("INSERT INTO {table} SELECT * FROM jsonb_populate_recordset(null::{table}, $1::jsonb)"),
+                format!(
+                    "INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(null::{table}, $1::jsonb)"
+                ),
                 [serde_json::Value::from(chunk.to_vec()).into()],
             ))
             .await
