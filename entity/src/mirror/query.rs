@@ -861,9 +861,8 @@ struct TestDetailRow {
     bugs: Json,
 }
 
-/// One test with its bug counts, in one statement.
-#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
-pub async fn test(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<TestDetail>, DbErr> {
+/// The statement of [`test`].
+pub fn test_statement(id: i64, include_raw: bool) -> Statement {
     let sql = format!(
         "SELECT {}, coalesce((SELECT jsonb_agg(g) FROM (
                     SELECT coalesce(b.severity, '') AS severity, coalesce(b.status, '') AS status,
@@ -872,7 +871,13 @@ pub async fn test(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<
            FROM testio_tests WHERE testio_id = $1",
         test_select(include_raw)
     );
-    let Some(row) = TestDetailRow::find_by_statement(stmt(&sql, [id.into()])).one(txn.conn()).await? else {
+    stmt(&sql, [id.into()])
+}
+
+/// One test with its bug counts, in one statement.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn test(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<TestDetail>, DbErr> {
+    let Some(row) = TestDetailRow::find_by_statement(test_statement(id, include_raw)).one(txn.conn()).await? else {
         return Ok(None);
     };
     let bugs =
@@ -1048,8 +1053,12 @@ pub async fn list_bugs(txn: &TenantTxn, query: &BugQuery) -> Result<Page<BugItem
 /// One bug.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn bug(txn: &TenantTxn, id: i64, include_raw: bool) -> Result<Option<BugItem>, DbErr> {
-    let sql = format!("SELECT {} FROM testio_bugs WHERE testio_id = $1", bug_select(include_raw));
-    BugItem::find_by_statement(stmt(&sql, [id.into()])).one(txn.conn()).await
+    BugItem::find_by_statement(bug_statement(id, include_raw)).one(txn.conn()).await
+}
+
+/// The statement of [`bug`].
+pub fn bug_statement(id: i64, include_raw: bool) -> Statement {
+    stmt(&format!("SELECT {} FROM testio_bugs WHERE testio_id = $1", bug_select(include_raw)), [id.into()])
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -1115,7 +1124,7 @@ async fn sync_state(txn: &TenantTxn) -> Result<(SyncState, i64), DbErr> {
                       (SELECT count(*) FROM sync_gaps WHERE resolved_at IS NULL) AS open_gaps,
                       EXISTS (SELECT 1 FROM sync_runs WHERE status = 'running') AS running,
                       now() AS now,
-                      coalesce((SELECT version FROM testio_mirror_versions), 0) AS version
+                      coalesce((SELECT version FROM testio_mirror_versions WHERE tenant_id = $1), 0) AS version
                  FROM (SELECT 1) AS one
                  LEFT JOIN LATERAL (SELECT status, finished_at FROM sync_runs WHERE finished_at IS NOT NULL
                                      ORDER BY created_at DESC LIMIT 1) AS last ON true";

@@ -279,6 +279,11 @@ async fn seq_scanning_statements(runtime: &sea_orm::DatabaseConnection, tenant: 
             }
         }
     }
+    // The detail routes, with and without their raw JSON (a test's counts its bugs through the test_id index).
+    for include_raw in [false, true] {
+        statements.push((format!("test detail raw={include_raw}"), query::test_statement(BIG_TESTS / 2, include_raw)));
+        statements.push((format!("bug detail raw={include_raw}"), query::bug_statement(BIG_BUGS / 2, include_raw)));
+    }
     let mut failures = Vec::new();
     for (name, statement) in &statements {
         let plan = query::explain(&txn, statement).await.unwrap_or_else(|e| panic!("EXPLAIN {name}: {e}"));
