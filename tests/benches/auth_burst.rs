@@ -11,14 +11,11 @@
 //! Run: `cargo bench -p tests --bench auth_burst` (`BENCH_BURST=256 BENCH_BURST_CONCURRENCY=64`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-
-const CHILD_DATABASE_URL: &str = "BENCH_CHILD_API_DATABASE_URL";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -140,37 +137,24 @@ fn report(name: &str, pid: u32, o: &Outcome) {
 
 #[tokio::main]
 async fn main() {
-    if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
+    let child = tests::bench::serve_if_child(|url| {
         // The API itself, as production runs it: one HTTP worker per core, the default hashing bound and limits.
-        let mut settings = tests::app::test_settings_for(&url);
+        let mut settings = tests::app::test_settings_for(url);
         settings.workers = 0;
         settings.database_max_connections = 10;
         settings.database_acquire_timeout_ms = 3000;
         settings.trust_forwarded_for = true;
-        let app = api::startup::Application::build(settings).await.unwrap();
-        println!("PORT={}", app.port());
-        app.run_until_stopped().await.unwrap();
+        settings
+    });
+    if child.await {
         return;
     }
     let total = env_usize("BENCH_BURST", 256);
     let concurrency = env_usize("BENCH_BURST_CONCURRENCY", 64);
     let db = tests::TestDatabase::migrated().await;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(CHILD_DATABASE_URL, db.runtime_url())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let port = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "the API did not start");
-        if let Some(port) = line.trim().strip_prefix("PORT=") {
-            break port.parse::<u16>().unwrap();
-        }
-    };
-    let base = format!("http://127.0.0.1:{port}");
+    let api = tests::bench::ChildApi::spawn(&db.runtime_url());
+    let pid = api.pid();
+    let base = api.base();
     let http = reqwest::Client::new();
     for (email, password, address) in [
         ("legit@example.com", "legit user password", "192.0.2.1"),
@@ -203,7 +187,6 @@ async fn main() {
     .await;
     report("fresh emails, one address each", pid, &fresh);
     let (_, hwm) = memory(pid);
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    let _ = child.wait();
+    drop(api);
     println!("\npeak resident memory of the API over the whole run: {hwm:.0} MiB (the bound to keep: 600 MiB)");
 }

@@ -35,7 +35,6 @@
 //! `target/bench-query-plans.txt`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -47,11 +46,10 @@ use entity::mirror::query::{
 };
 use entity::{TenantId, TenantTxn};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use tests::testio_sim::Rng;
 use uuid::Uuid;
 
-const CHILD_DATABASE_URL: &str = "BENCH_CHILD_API_DATABASE_URL";
 /// The API's pool: the production default (`DATABASE_MAX_CONNECTIONS`, 10 per process), or `BENCH_API_POOL`. (More
 /// sessions than cores' worth of work only add contention on two cores: 16 and 32 were measured to raise the lists'
 /// p95.)
@@ -1251,24 +1249,6 @@ async fn sample(
 // ---------------------------------------------------------------------------------------------------------------
 // Processes
 
-/// Kills the child when dropped (a panic or ^C included).
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Waits for a pgbench run without blocking the runtime (stopping it if this future is dropped), then removes its
 /// scripts.
 async fn finish_pgbench(child: std::process::Child, scripts: std::path::PathBuf) -> PgResult {
@@ -1305,31 +1285,23 @@ struct Row {
 
 #[tokio::main]
 async fn main() {
-    if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
+    let child = tests::bench::serve_if_child(|url| {
         // The API as production runs it: one HTTP worker per core, a pool of 10 ([`api_pool`]). Tokens outlive the
         // benchmark.
-        let mut settings = tests::app::test_settings_for(&url);
+        let mut settings = tests::app::test_settings_for(url);
         settings.workers = env_usize("BENCH_API_WORKERS", 0);
         settings.database_max_connections = u32::try_from(api_pool()).unwrap();
         settings.database_acquire_timeout_ms = 3000;
         settings.access_token_ttl_secs = 3600;
-        let app = api::startup::Application::build(settings).await.unwrap();
-        println!("PORT={}", app.port());
-        app.run_until_stopped().await.unwrap();
+        settings
+    });
+    if child.await {
         return;
     }
     let db = tests::TestDatabase::migrated().await;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(CHILD_DATABASE_URL, db.runtime_url())
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let api = ChildGuard(child);
+    let api = tests::bench::ChildApi::spawn(&db.runtime_url());
     tokio::select! {
-        () = run(&db, &api, stdout) => {}
+        () = run(&db, &api) => {}
         _ = tokio::signal::ctrl_c() => eprintln!("interrupted: stopping the API and dropping the database"),
     }
     drop(api);
@@ -1341,27 +1313,15 @@ async fn main() {
     }
 }
 
-async fn run(db: &tests::TestDatabase, api: &ChildGuard, stdout: std::process::ChildStdout) {
+async fn run(db: &tests::TestDatabase, api: &tests::bench::ChildApi) {
     let secs = env_usize("BENCH_SECS", 10) as u64;
     let clients = env_usize("BENCH_CLIENTS", 32);
     let pg_clients = env_usize("BENCH_PG_CLIENTS", 32);
     let tenant_count = env_usize("BENCH_TENANTS", 20).max(6) as i64;
     let only: Option<Vec<String>> =
         std::env::var("BENCH_ONLY").ok().map(|s| s.split(',').map(|w| w.trim().to_owned()).collect());
-    let api_pid = api.0.id();
-    let port = tokio::task::spawn_blocking(move || {
-        let mut stdout = BufReader::new(stdout);
-        loop {
-            let mut line = String::new();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "the API did not start");
-            if let Some(port) = line.trim().strip_prefix("PORT=") {
-                break port.parse::<u16>().unwrap();
-            }
-        }
-    })
-    .await
-    .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let api_pid = api.pid();
+    let base = api.base();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(clients.max(8))
         .timeout(Duration::from_secs(30))
@@ -1369,29 +1329,10 @@ async fn run(db: &tests::TestDatabase, api: &ChildGuard, stdout: std::process::C
         .unwrap();
 
     // One user, owner of every tenant.
-    let registered: Json = http
-        .post(format!("{base}/v1/auth/register"))
-        .json(&json!({ "email": "bench@example.com", "name": "Bench", "password": "bench password 1" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = registered["tokens"]["access_token"].as_str().expect("no access token").to_owned();
+    let token = tests::bench::register(&http, &base).await;
     let mut tenants = Vec::new();
     for k in 0..tenant_count {
-        let created: Json = http
-            .post(format!("{base}/v1/tenants"))
-            .bearer_auth(&token)
-            .json(&json!({ "name": format!("Bench {k}"), "slug": format!("bench-{k}") }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id: Uuid = created["id"].as_str().expect("no tenant id").parse().unwrap();
+        let id = tests::bench::create_tenant(&http, &base, &token, &format!("Bench {k}"), &format!("bench-{k}")).await;
         tenants.push(shape(k, id));
     }
     let seed_time = seed(&db.superuser_url(), &tenants).await;

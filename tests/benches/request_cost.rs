@@ -13,12 +13,10 @@
 //!
 //! Run: `cargo bench -p tests --bench request_cost` (`BENCH_CLIENTS=32 BENCH_SECONDS=10 BENCH_DB_LATENCY_MS=0`).
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-const CHILD_DATABASE_URL: &str = "BENCH_CHILD_API_DATABASE_URL";
 /// The API's pool in production (`DATABASE_MAX_CONNECTIONS`'s default).
 const POOL: usize = 10;
 
@@ -128,14 +126,14 @@ fn claims(token: &str) -> (String, String) {
 
 #[tokio::main]
 async fn main() {
-    if let Ok(url) = std::env::var(CHILD_DATABASE_URL) {
-        let mut settings = tests::app::test_settings_for(&url);
+    let child = tests::bench::serve_if_child(|url| {
+        let mut settings = tests::app::test_settings_for(url);
         settings.workers = 0;
         settings.database_max_connections = POOL as u32;
         settings.database_acquire_timeout_ms = 3000;
-        let app = api::startup::Application::build(settings).await.unwrap();
-        println!("PORT={}", app.port());
-        app.run_until_stopped().await.unwrap();
+        settings
+    });
+    if child.await {
         return;
     }
     let clients = env_usize("BENCH_CLIENTS", 32);
@@ -144,45 +142,11 @@ async fn main() {
     let db = tests::TestDatabase::migrated().await;
     let proxy = tests::proxy::TcpProxy::to_postgres_with_latency(latency).await;
     let database_url = if latency.is_zero() { db.runtime_url() } else { proxy.route(&db.runtime_url()) };
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .env(CHILD_DATABASE_URL, &database_url)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let port = loop {
-        let mut line = String::new();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "the API did not start");
-        if let Some(port) = line.trim().strip_prefix("PORT=") {
-            break port.parse::<u16>().unwrap();
-        }
-    };
-    let base = format!("http://127.0.0.1:{port}");
+    let api = tests::bench::ChildApi::spawn(&database_url);
+    let base = api.base();
     let http = reqwest::Client::new();
-    let registered: serde_json::Value = http
-        .post(format!("{base}/v1/auth/register"))
-        .json(&json!({ "email": "bench@example.com", "name": "Bench", "password": "bench password 1" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = registered["tokens"]["access_token"].as_str().unwrap().to_owned();
-    let created: serde_json::Value = http
-        .post(format!("{base}/v1/tenants"))
-        .bearer_auth(&token)
-        .json(&json!({ "name": "Bench", "slug": "bench" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tenant: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    let token = tests::bench::register(&http, &base).await;
+    let tenant = tests::bench::create_tenant(&http, &base, &token, "Bench", "bench").await;
     let key: serde_json::Value = http
         .post(format!("{base}/v1/tenants/{tenant}/api-keys"))
         .bearer_auth(&token)
@@ -239,6 +203,5 @@ async fn main() {
     for connections in [POOL, clients] {
         println!("  {connections} connections: tps = {}", pgbench(&database_url, &script, connections, seconds));
     }
-    std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-    let _ = child.wait();
+    drop(api);
 }

@@ -202,8 +202,8 @@ impl Sql {
         }
     }
 
-    /// `q` on `table` (`testio_tests`, `testio_bugs`, whose searched text is `text`), as `search` says.
-    fn search(&mut self, table: &str, text: &str, q: &Option<String>, search: &Search) {
+    /// `q` on `table` (`testio_tests`, `testio_bugs`: their `search_text`), as `search` says.
+    fn search(&mut self, table: &str, q: &Option<String>, search: &Search) {
         let Some(q) = q else { return };
         match search {
             Search::Skip => {}
@@ -211,7 +211,7 @@ impl Sql {
             Search::Ids(ids) => self.any_of_ids("testio_id", ids),
             Search::Scan => {
                 let p = self.bind(like_pattern(q));
-                self.condition(format!("{text} LIKE lower({p})"));
+                self.condition(format!("{SEARCH_TEXT} LIKE lower({p})"));
             }
             Search::Unresolved => {
                 let p = self.bind(like_pattern(q));
@@ -384,7 +384,6 @@ fn probe_statement(
     mut sql: Sql,
     select: &str,
     table: &str,
-    text: &str,
     pattern: &str,
     key_sql: &str,
     direction: Direction,
@@ -404,7 +403,7 @@ fn probe_statement(
     stmt(
         &format!(
             "SELECT * FROM (
-                 SELECT {select}, {text} LIKE lower({p}) AS hit, row_number() OVER (ORDER BY {order}) AS position,
+                 SELECT {select}, {SEARCH_TEXT} LIKE lower({p}) AS hit, row_number() OVER (ORDER BY {order}) AS position,
                         {key_sql} AS sort_key
                    FROM ({source}) AS {table}
              ) AS probe
@@ -442,11 +441,10 @@ async fn run_probe<T: FromQueryResult>(
     Ok(Some(Page { items, more, total: None }))
 }
 
-/// A list with a text search (tests, bugs): its table and searched text, its columns, sort and window, and `filter`,
+/// A list with a text search (tests, bugs): its table, its columns, sort and window, and `filter`,
 /// which gives its conditions with `q` applied as a [`Search`] says.
 struct Searched<'a, F: Fn(&Search) -> Sql> {
     table: &'static str,
-    text: &'static str,
     select: String,
     key_sql: &'static str,
     direction: Direction,
@@ -473,7 +471,6 @@ impl<F: Fn(&Search) -> Sql> Searched<'_, F> {
                 (self.filter)(&Search::Skip),
                 &self.select,
                 self.table,
-                self.text,
                 &like_pattern(q),
                 self.key_sql,
                 self.direction,
@@ -783,7 +780,7 @@ impl TestFilter {
         sql.any_of_words("testing_type", &self.testing_types);
         sql.range("start_key", &self.start);
         sql.range("end_key", &self.end);
-        sql.search("testio_tests", SEARCH_TEXT, &self.q, search);
+        sql.search("testio_tests", &self.q, search);
         sql
     }
 
@@ -811,7 +808,6 @@ impl TestQuery {
     fn searched(&self) -> Searched<'_, impl Fn(&Search) -> Sql + '_> {
         Searched {
             table: "testio_tests",
-            text: SEARCH_TEXT,
             select: test_select(self.include_raw),
             key_sql: self.key_sql(),
             direction: self.direction,
@@ -989,7 +985,7 @@ impl BugFilter {
             sql.condition(format!("known = {p}"));
         }
         sql.range("reported_key", &self.reported);
-        sql.search("testio_bugs", SEARCH_TEXT, &self.q, search);
+        sql.search("testio_bugs", &self.q, search);
         sql
     }
 
@@ -1023,7 +1019,6 @@ impl BugQuery {
     fn searched(&self) -> Searched<'_, impl Fn(&Search) -> Sql + '_> {
         Searched {
             table: "testio_bugs",
-            text: SEARCH_TEXT,
             select: bug_select(self.include_raw),
             key_sql: self.key_sql(),
             direction: self.direction,
