@@ -34,6 +34,7 @@ use crate::routes;
         (name = "api-keys", description = "API keys for machine clients of a tenant"),
         (name = "testio", description = "The TestIO connection and the sync runs of the mirror"),
         (name = "mirror", description = "The mirrored TestIO data: products, tests, bugs and statistics, filtered, sorted and paged"),
+        (name = "audit", description = "The audit log: who did what, when and from where, for owners and admins"),
     ),
 )]
 pub struct ApiDoc;

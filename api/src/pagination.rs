@@ -13,6 +13,7 @@ use entity::TenantId;
 use entity::mirror::query::{Keyset, TOTAL_CAP, Window};
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::SecretString;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -61,7 +62,7 @@ impl CursorKeys {
     }
 
     /// Seals `cursor`.
-    pub fn seal(&self, cursor: &Cursor) -> Result<String, ApiError> {
+    pub fn seal<P: Serialize>(&self, cursor: &Cursor<P>) -> Result<String, ApiError> {
         let body = serde_json::to_vec(cursor).map_err(|e| ApiError::internal(e.into()))?;
         let key = self.keys.first().ok_or_else(|| ApiError::internal(anyhow::anyhow!("no cursor key")))?;
         let tag = Self::tag(key, &body)?.finalize().into_bytes();
@@ -70,7 +71,7 @@ impl CursorKeys {
 
     /// Opens a cursor sealed by [`CursorKeys::seal`] and checks that it continues `expected` (tenant, list, sort,
     /// filters).
-    pub fn open(&self, text: &str, expected: &CursorScope) -> Result<Keyset, ApiError> {
+    pub fn open<P: DeserializeOwned>(&self, text: &str, expected: &CursorScope) -> Result<P, ApiError> {
         let bad = |why: &str| ApiError::new(ErrorCode::InvalidQueryParameter, format!("cursor {why}."));
         let (body, tag) = text.split_once('.').ok_or_else(|| bad("is malformed"))?;
         let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| bad("is malformed"))?;
@@ -82,7 +83,7 @@ impl CursorKeys {
         if !valid {
             return Err(bad("is not one this server issued (it was altered or is too old)"));
         }
-        let cursor: Cursor = serde_json::from_slice(&body).map_err(|_| bad("is malformed"))?;
+        let cursor: Cursor<P> = serde_json::from_slice(&body).map_err(|_| bad("is malformed"))?;
         if cursor.scope != *expected {
             return Err(bad(
                 "belongs to another list, tenant, sort or set of filters: use it only with the query that returned it",
@@ -122,13 +123,13 @@ impl CursorScope {
     }
 }
 
-/// A position in a list, as sealed into `next_cursor`.
+/// A position in a list, as sealed into `next_cursor`: a mirror list's [`Keyset`], or an audit log's position.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
+pub struct Cursor<P = Keyset> {
     #[serde(flatten)]
     pub scope: CursorScope,
     #[serde(rename = "a")]
-    pub after: Keyset,
+    pub after: P,
 }
 
 /// The paging parameters of a request, checked: either a keyset window (`limit`, `cursor`) or an offset one (`page`,
@@ -200,15 +201,15 @@ mod tests {
         let keys = CursorKeys::from_config(Some(&SecretString::from("k1:0123456789abcdef0123456789abcdef"))).unwrap();
         let after = Keyset { value: SortValue::Text("x".into()), id: 7 };
         let sealed = keys.seal(&Cursor { scope: scope(), after: after.clone() }).unwrap();
-        assert_eq!(keys.open(&sealed, &scope()).unwrap(), after);
+        assert_eq!(keys.open::<Keyset>(&sealed, &scope()).unwrap(), after);
 
         let other = CursorScope::new(TenantId(uuid::Uuid::nil()), "tests", "-end_at", &vec![1]).unwrap();
-        assert!(keys.open(&sealed, &other).is_err());
+        assert!(keys.open::<Keyset>(&sealed, &other).is_err());
         let mut forged = sealed.clone().into_bytes();
         forged[3] = if forged[3] == b'A' { b'B' } else { b'A' };
-        assert!(keys.open(&String::from_utf8(forged).unwrap(), &scope()).is_err());
+        assert!(keys.open::<Keyset>(&String::from_utf8(forged).unwrap(), &scope()).is_err());
         let stranger = CursorKeys::from_config(None).unwrap();
-        assert!(stranger.open(&sealed, &scope()).is_err());
-        assert!(keys.open("garbage", &scope()).is_err());
+        assert!(stranger.open::<Keyset>(&sealed, &scope()).is_err());
+        assert!(keys.open::<Keyset>("garbage", &scope()).is_err());
     }
 }

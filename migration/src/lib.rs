@@ -20,6 +20,7 @@ mod m20261201_000009_sync_verification;
 pub mod m20261201_000010_mirror_queries;
 mod m20261201_000011_request_auth;
 mod m20261201_000012_search_text;
+mod m20261202_000013_audit_review;
 mod sql;
 
 /// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_mirror_queries::Migration),
             Box::new(m20261201_000011_request_auth::Migration),
             Box::new(m20261201_000012_search_text::Migration),
+            Box::new(m20261202_000013_audit_review::Migration),
         ]
     }
 }

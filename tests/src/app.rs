@@ -303,6 +303,12 @@ mod paths {
     pub fn sync_run(tenant_id: impl Display, sync_run_id: impl Display) -> String {
         format!("{}/{sync_run_id}", sync_runs(tenant_id))
     }
+    pub fn audit_logs(tenant_id: impl Display) -> String {
+        format!("{}/audit-logs", tenant(tenant_id))
+    }
+    pub fn audit_log(tenant_id: impl Display, audit_log_id: impl Display) -> String {
+        format!("{}/{audit_log_id}", audit_logs(tenant_id))
+    }
 }
 
 pub use paths::sync_run as sync_run_path;
@@ -541,6 +547,28 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// `GET /v1/tenants/{tenant_id}/audit-logs?query`
+    pub async fn get_audit_logs(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        query: &[(&str, &str)],
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &with_query(&paths::audit_logs(tenant), query), who, None).await
+    }
+
+    /// `GET /v1/tenants/{tenant_id}/audit-logs/{audit_log_id}`
+    pub async fn get_audit_event(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        id: impl Display,
+    ) -> reqwest::Response {
+        self.send(reqwest::Method::GET, &paths::audit_log(tenant, id), who, None).await
+    }
+}
+
 /// Conveniences over the endpoints, returning parsed values and asserting that the step worked.
 impl TestApp {
     /// Registers `email` (password `correct horse battery`), verifies the address through the link mailed to it, and
@@ -637,7 +665,8 @@ impl TestApp {
         use sea_orm::FromQueryResult;
         let rows = AuditRow::find_by_statement(sea_orm::Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
-            "SELECT tenant_id, id, actor_type, actor_id, action, resource_type, resource_id, metadata,
+            "SELECT tenant_id, id, actor_type, actor_id, actor_display, action, target_type, target_id,
+                    target_display, metadata,
                     host(ip_address) AS ip_address, user_agent, request_id, outcome, created_at
                FROM audit_logs WHERE tenant_id = $1 ORDER BY created_at, id",
             [tenant.into()],
@@ -654,12 +683,14 @@ impl TestApp {
 pub struct AuditRow {
     pub tenant_id: uuid::Uuid,
     pub id: uuid::Uuid,
-    /// `user`, `api_key`, `system` or `anonymous`.
+    /// `user`, `api_key`, `system`, `worker` or `anonymous`.
     pub actor_type: String,
     pub actor_id: Option<uuid::Uuid>,
+    pub actor_display: Option<String>,
     pub action: String,
-    pub resource_type: String,
-    pub resource_id: Option<String>,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub target_display: Option<String>,
     pub metadata: serde_json::Value,
     /// The client address, without a prefix length.
     pub ip_address: Option<String>,

@@ -195,7 +195,7 @@ impl Runner {
                     .await
                     .context("Failed to mark the connection")?;
             }
-            let event = Event::new(AuditAction::TestioConnectionNeedsToken, Actor::system())
+            let event = Event::new(AuditAction::TestioConnectionNeedsToken, Actor::worker())
                 .on(tenant)
                 .outcome(AuditOutcome::Failure)
                 .metadata(serde_json::json!({ "sync_run_id": run.id }));
@@ -247,7 +247,7 @@ impl Runner {
         let run = sync_runs::finish(&txn, run, SyncStatus::Failed, Default::default(), Some(reason))
             .await
             .context("Failed to record the run")?;
-        let event = Event::new(AuditAction::TestioConnectionBaseUrlNotAllowed, Actor::system())
+        let event = Event::new(AuditAction::TestioConnectionBaseUrlNotAllowed, Actor::worker())
             .on(tenant)
             .outcome(AuditOutcome::Failure)
             .metadata(serde_json::json!({ "sync_run_id": run.id, "base_url": base_url }));

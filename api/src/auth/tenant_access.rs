@@ -94,16 +94,16 @@ impl TenantAccess {
         self.user_id.ok_or_else(api_key_not_allowed)
     }
 
-    /// Appends a successful `action` on the resource `resource_id` to the tenant's audit log, in this transaction,
+    /// Appends a successful `action` on the resource `target_id` to the tenant's audit log, in this transaction,
     /// with the caller as actor.
     pub async fn audit(
         &self,
         action: AuditAction,
-        resource_id: impl ToString,
+        target_id: impl ToString,
         metadata: serde_json::Value,
         origin: &Origin,
     ) -> Result<(), ApiError> {
-        let event = Event::new(action, self.actor).on(resource_id).metadata(metadata);
+        let event = Event::new(action, self.actor.clone()).on(target_id).metadata(metadata);
         audit::record(&self.txn, event, origin).await.context("Failed to write the audit entry")?;
         Ok(())
     }

@@ -3,6 +3,7 @@
 //! written once, here. Handlers share path extractors ([`params`]) and response bodies ([`views`]), never each other.
 
 pub mod api_keys;
+pub mod audit_logs;
 pub mod auth;
 pub mod fallback;
 pub mod health;
@@ -34,6 +35,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                     .service(scope::scope("/members").configure(members::configure))
                     .service(scope::scope("/invitations").configure(invitations::configure))
                     .service(scope::scope("/api-keys").configure(api_keys::configure))
+                    .service(scope::scope("/audit-logs").configure(audit_logs::configure))
                     .service(scope::scope("/testio-connection").configure(testio::connection::configure))
                     .service(scope::scope("/sync-runs").configure(testio::sync_runs::configure))
                     .configure(mirror::configure),

@@ -76,8 +76,8 @@ impl AuditAction {
         self.into()
     }
 
-    /// What `audit_logs.resource_type` names for this action; `resource_id` is that resource's id.
-    pub fn resource_type(self) -> &'static str {
+    /// What `audit_logs.target_type` names for this action; `target_id` is that resource's id.
+    pub fn target_type(self) -> &'static str {
         use AuditAction::*;
         match self {
             UserRegister
@@ -99,6 +99,44 @@ impl AuditAction {
             | TestioConnectionBaseUrlNotAllowed => "testio_connection",
             SyncRunRequest => "sync_run",
         }
+    }
+}
+
+impl AuditAction {
+    /// Every action name.
+    pub fn names() -> Vec<&'static str> {
+        <Self as VariantArray>::VARIANTS.iter().map(|a| a.as_str()).collect()
+    }
+
+    /// The prefixes a filter may name as `prefix.*` (`member.*`): the first word of every action, once.
+    pub fn prefixes() -> Vec<&'static str> {
+        let mut prefixes: Vec<&'static str> =
+            Self::names().into_iter().filter_map(|n| n.split_once('.').map(|(p, _)| p)).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        prefixes
+    }
+
+    /// The actions a filter value selects: itself if it is an action's name, every action under a prefix for
+    /// `prefix.*`; `None` for anything else.
+    pub fn selected_by(value: &str) -> Option<Vec<AuditAction>> {
+        if let Some(prefix) = value.strip_suffix(".*") {
+            let under: Vec<AuditAction> = <Self as VariantArray>::VARIANTS
+                .iter()
+                .copied()
+                .filter(|a| a.as_str().split_once('.').is_some_and(|(p, _)| p == prefix))
+                .collect();
+            return (!under.is_empty()).then_some(under);
+        }
+        Self::from_str(value).ok().map(|a| vec![a])
+    }
+
+    /// Every target type an action names, once.
+    pub fn target_types() -> Vec<&'static str> {
+        let mut types: Vec<&'static str> = <Self as VariantArray>::VARIANTS.iter().map(|a| a.target_type()).collect();
+        types.sort_unstable();
+        types.dedup();
+        types
     }
 }
 
@@ -126,6 +164,19 @@ mod tests {
     use super::AuditAction;
 
     #[test]
+    fn filters_select_a_name_or_everything_under_a_prefix() {
+        assert_eq!(AuditAction::selected_by("member.remove"), Some(vec![AuditAction::MemberRemove]));
+        let members = AuditAction::selected_by("member.*").unwrap();
+        assert_eq!(members.len(), 3);
+        assert!(members.iter().all(|a| a.as_str().starts_with("member.")));
+        assert_eq!(AuditAction::selected_by("member"), None);
+        assert_eq!(AuditAction::selected_by("mem.*"), None);
+        assert_eq!(AuditAction::selected_by("*"), None);
+        assert!(AuditAction::prefixes().contains(&"auth"));
+        assert!(AuditAction::target_types().contains(&"api_key"));
+    }
+
+    #[test]
     fn the_stored_name_is_the_serde_name_and_matches_the_schema_check() {
         // The `audit_logs.action` CHECK: lower-case dotted words.
         let shape = |s: &str| {
@@ -141,7 +192,7 @@ mod tests {
             assert_eq!(serde_json::to_value(action).unwrap(), serde_json::json!(name));
             assert_eq!(serde_json::from_value::<AuditAction>(serde_json::json!(name)).unwrap(), *action);
             assert!(
-                name.starts_with(action.resource_type())
+                name.starts_with(action.target_type())
                     || name.starts_with("auth.")
                     || name.starts_with("bootstrap.")
                     || name.starts_with("mirror."),

@@ -27,8 +27,13 @@ pub enum ActorType {
     User,
     #[sea_orm(string_value = "api_key")]
     ApiKey,
+    /// An operator command, the demo bootstrap, billing events.
     #[sea_orm(string_value = "system")]
     System,
+    /// The sync worker, on its own decision.
+    #[sea_orm(string_value = "worker")]
+    Worker,
+    /// Someone not (yet) known: a sign-in with an unknown email.
     #[sea_orm(string_value = "anonymous")]
     Anonymous,
 }
@@ -68,15 +73,21 @@ pub struct Model {
     pub id: Uuid,
     pub actor_type: ActorType,
     pub actor_id: Option<Uuid>,
+    /// The actor's name as it was when the event happened (`Name <email>`, a key's name and prefix...).
+    pub actor_display: Option<String>,
     pub action: String,
-    pub resource_type: String,
-    pub resource_id: Option<String>,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    /// The target's name as it was when the event happened.
+    pub target_display: Option<String>,
     pub metadata: Json,
     pub ip_address: Option<ipnetwork::IpNetwork>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     pub outcome: Outcome,
     pub created_at: DateTimeUtc,
+    /// 1: written before the event shape had display names; 2: this shape.
+    pub schema_version: i16,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

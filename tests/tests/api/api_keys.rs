@@ -78,7 +78,7 @@ async fn keys_cannot_exceed_their_creator_and_members_cannot_make_keys() {
     let audit = app.audit_log(tenant).await;
     let [row] = audit.of("api_key.create")[..] else { panic!("one api_key.create row expected: {audit:?}") };
     assert_eq!((row.actor_type.as_str(), row.actor_id), ("user", Some(admin.id)));
-    assert_eq!(row.resource_id.as_deref(), made["api_key"]["id"].as_str());
+    assert_eq!(row.target_id.as_deref(), made["api_key"]["id"].as_str());
     assert_eq!((&row.metadata["role"], &row.metadata["name"]), (&json!("admin"), &json!("k")));
     assert_eq!(row.request_id.as_deref(), Some(request_id.as_str()));
     assert_eq!(audit.len(), audit_before + 1);

@@ -36,7 +36,7 @@ async fn registering_returns_working_tokens_and_the_user() {
     let [registered] = audit.of("user.register")[..] else { panic!("one user.register row expected: {audit:?}") };
     assert_eq!((registered.outcome.as_str(), registered.actor_type.as_str()), ("success", "user"), "{registered:?}");
     assert_eq!(registered.actor_id, Some(user.id));
-    assert_eq!(registered.resource_id, Some(user.id.to_string()));
+    assert_eq!(registered.target_id, Some(user.id.to_string()));
 }
 
 #[tokio::test]

@@ -42,6 +42,8 @@ async fn every_tenant_scoped_route_answers_404_to_another_tenants_credentials() 
         ("product_id", "10000001".to_owned()),
         ("test_id", "11000000".to_owned()),
         ("bug_id", "15000000".to_owned()),
+        // The audit review (issue 13): an event of the victim's log.
+        ("audit_log_id", audit_before.0[0].id.to_string()),
     ]);
     // A valid body for each operation (its schema's examples, with the attacker's choices where they matter): the
     // refusal must come from the tenant check, not from the body.

@@ -83,7 +83,7 @@ async fn a_key_stops_working_when_its_creator_is_removed_leaves_or_is_disabled()
     let audit = app.audit_log(tenant).await;
     let [removal] = audit.of("member.remove")[..] else { panic!("one member.remove row expected: {audit:?}") };
     assert_eq!(removal.metadata["api_keys_revoked"], 1, "{removal:?}");
-    assert_eq!((removal.actor_id, removal.resource_id.clone()), (Some(alice.id), Some(carol.id.to_string())));
+    assert_eq!((removal.actor_id, removal.target_id.clone()), (Some(alice.id), Some(carol.id.to_string())));
 
     // Leaving takes one's keys along too.
     let alices_key = key(&app, &alice, tenant, "member").await;

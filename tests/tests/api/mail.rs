@@ -40,10 +40,7 @@ async fn a_new_account_is_unverified_until_it_follows_the_link_mailed_to_it() {
     let [verification] = audit.of("user.email_verify")[..] else {
         panic!("one user.email_verify row expected: {audit:?}")
     };
-    assert_eq!(
-        (verification.outcome.as_str(), verification.resource_id.clone()),
-        ("success", Some(ann.id.to_string()))
-    );
+    assert_eq!((verification.outcome.as_str(), verification.target_id.clone()), ("success", Some(ann.id.to_string())));
 }
 
 #[tokio::test]

@@ -49,11 +49,11 @@ async fn role_changes_follow_the_rules_and_are_audited() {
         .iter()
         .map(|row| {
             assert_eq!((row.outcome.as_str(), row.actor_type.as_str()), ("success", "user"), "{row:?}");
-            assert_eq!((row.tenant_id, row.resource_type.as_str()), (tenant, "member"), "{row:?}");
+            assert_eq!((row.tenant_id, row.target_type.as_str()), (tenant, "member"), "{row:?}");
             assert_eq!(row.metadata["invitations_revoked"], 0, "{row:?}");
             (
                 row.actor_id.unwrap(),
-                row.resource_id.clone().unwrap(),
+                row.target_id.clone().unwrap(),
                 row.metadata["from"].clone(),
                 row.metadata["to"].clone(),
             )

@@ -209,7 +209,7 @@ async fn writes_naming_another_tenant_are_refused() {
         ),
         format!("UPDATE tenant_users SET tenant_id = '{}' WHERE user_id = '{}'", beta.tenant, alpha.user),
         format!(
-            "INSERT INTO audit_logs (tenant_id, id, actor_type, action, resource_type, outcome) \
+            "INSERT INTO audit_logs (tenant_id, id, actor_type, action, target_type, outcome) \
              VALUES ('{}', gen_random_uuid(), 'system', 'tenant.update', 'tenant', 'success')",
             beta.tenant
         ),

@@ -66,7 +66,7 @@ async fn a_requested_run_is_queued_once_and_picked_up_by_a_worker() {
     let audit = f.app.audit_log(f.tenant).await;
     let [requested] = audit.of("sync_run.request")[..] else { panic!("one sync_run.request row expected: {audit:?}") };
     assert_eq!((requested.outcome.as_str(), requested.actor_id), ("success", Some(f.owner.id)), "{requested:?}");
-    assert_eq!(requested.resource_id.as_deref(), next["id"].as_str());
+    assert_eq!(requested.target_id.as_deref(), next["id"].as_str());
     assert_eq!(requested.request_id.as_deref(), Some(request_id.as_str()), "{requested:?}");
 }
 

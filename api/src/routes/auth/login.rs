@@ -55,9 +55,9 @@ pub async fn login(
         return Err(invalid("password", "is too long").into());
     }
     let user = users::find_by_email(&state.db, email.as_str()).await.context("Failed to look up the user")?;
-    let actor = user.as_ref().map_or(Actor::anonymous(), |u| Actor::user(u.id));
+    let actor = user.as_ref().map_or_else(|| Actor::anonymous(email.as_str()), |u| Actor::user(u.id));
     let attempt = |outcome: Outcome, reason: &str| {
-        let event = Event::new(AuditAction::AuthLogin, actor).outcome(outcome);
+        let event = Event::new(AuditAction::AuthLogin, actor.clone()).outcome(outcome);
         let event = event.metadata(serde_json::json!({ "reason": reason }));
         match &user {
             Some(u) => event.on(u.id),

@@ -102,15 +102,14 @@ impl QueryString {
     }
 
     /// Words of a vocabulary.
-    pub fn words(&self, name: &str, allowed: &[&'static str]) -> Result<Vec<String>, ApiError> {
+    pub fn words<S: AsRef<str>>(&self, name: &str, allowed: &[S]) -> Result<Vec<String>, ApiError> {
         self.many(name)?
             .into_iter()
             .map(|v| {
-                allowed
-                    .iter()
-                    .find(|a| **a == v)
-                    .map(|a| (*a).to_owned())
-                    .ok_or_else(|| bad(format!("{name} must be one of {}, not {:?}.", allowed.join(", "), clip(v))))
+                allowed.iter().map(AsRef::as_ref).find(|a| *a == v).map(str::to_owned).ok_or_else(|| {
+                    let allowed: Vec<&str> = allowed.iter().map(AsRef::as_ref).collect();
+                    bad(format!("{name} must be one of {}, not {:?}.", allowed.join(", "), clip(v)))
+                })
             })
             .collect()
     }

@@ -1,0 +1,272 @@
+//! Reading the audit log back: a tenant's events, filtered, newest first, in keyset pages.
+//!
+//! Every filter has an index that leads with `tenant_id` and ends with the list's order (`created_at DESC, id DESC`,
+//! migration `m20261202_000013_audit_review`), so a page is one ordered index scan that stops after `limit + 1` rows.
+//! Several actions are read as one ordered scan each, merged (`UNION ALL`), rather than one scan of all of them and a
+//! sort. Text search (`q`) asks `audit_logs_matching` for the newest matching events before the position, in chunks,
+//! and keeps those that pass the other filters; it examines at most [`SEARCH_BUDGET`] matches per page, so a page
+//! may come back short with a `next` position to continue from: only `next == None` means the end.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{DbErr, FromQueryResult, Value};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::COLUMNS;
+use crate::TenantTxn;
+use crate::audit_logs::{ActorType, Model, Outcome};
+use crate::db::stmt;
+
+/// Matches examined by one page of a text search, at most.
+pub const SEARCH_BUDGET: usize = 5_000;
+/// Matches asked of `audit_logs_matching` at once when other filters may reject some.
+const SEARCH_CHUNK: usize = 500;
+/// Most actions read as merged scans; more are read with `= ANY` (and sorted).
+pub const MAX_MERGED_ACTIONS: usize = 16;
+
+/// Which events: every field narrows (AND); the values of one list are alternatives (OR).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AuditFilter {
+    /// Exact action names (prefixes are expanded by the caller from [`super::AuditAction`]).
+    pub actions: Vec<String>,
+    pub actor_types: Vec<ActorType>,
+    pub actor_id: Option<Uuid>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub outcomes: Vec<Outcome>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// At or before.
+    pub until: Option<DateTime<Utc>>,
+    /// Text the actor's or target's name, the target id or the metadata contain (case-insensitive, literal).
+    pub q: Option<String>,
+}
+
+/// A place in the list: the events strictly after it (older, or as old with a smaller id) come next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditPosition {
+    #[serde(rename = "c")]
+    pub created_at: DateTime<Utc>,
+    #[serde(rename = "i")]
+    pub id: Uuid,
+}
+
+impl AuditPosition {
+    pub fn of(event: &Model) -> Self {
+        Self { created_at: event.created_at, id: event.id }
+    }
+}
+
+/// One page of events, newest first, and where the next page starts (`None`: there is none).
+#[derive(Debug, Clone)]
+pub struct AuditPage {
+    pub items: Vec<Model>,
+    pub next: Option<AuditPosition>,
+}
+
+/// A statement's text and its values, built condition by condition.
+struct Sql {
+    conditions: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Sql {
+    fn bind(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        format!("${}", self.values.len())
+    }
+}
+
+/// The conditions of `filter` but `q` and the actions, and of the position.
+fn conditions(txn: &TenantTxn, filter: &AuditFilter, after: Option<AuditPosition>) -> Sql {
+    let mut sql = Sql { conditions: Vec::new(), values: Vec::new() };
+    let tenant = sql.bind(txn.tenant_id().0);
+    sql.conditions.push(format!("tenant_id = {tenant}"));
+    if !filter.actor_types.is_empty() {
+        let words: Vec<String> = filter.actor_types.iter().map(sea_orm::ActiveEnum::to_value).collect();
+        let p = sql.bind(text_array(&words));
+        sql.conditions.push(format!("actor_type = ANY({p}::text[])"));
+    }
+    if let Some(actor) = filter.actor_id {
+        let p = sql.bind(actor);
+        sql.conditions.push(format!("actor_id = {p}"));
+    }
+    if let Some(target_type) = &filter.target_type {
+        let p = sql.bind(target_type.clone());
+        sql.conditions.push(format!("target_type = {p}"));
+    }
+    if let Some(target_id) = &filter.target_id {
+        let p = sql.bind(target_id.clone());
+        sql.conditions.push(format!("target_id = {p}"));
+    }
+    if !filter.outcomes.is_empty() {
+        let words: Vec<String> = filter.outcomes.iter().map(sea_orm::ActiveEnum::to_value).collect();
+        let p = sql.bind(text_array(&words));
+        sql.conditions.push(format!("outcome = ANY({p}::text[])"));
+    }
+    if let Some(since) = filter.since {
+        let p = sql.bind(since);
+        sql.conditions.push(format!("created_at >= {p}"));
+    }
+    if let Some(until) = filter.until {
+        let p = sql.bind(until);
+        sql.conditions.push(format!("created_at <= {p}"));
+    }
+    if let Some(after) = after {
+        let (c, i) = (sql.bind(after.created_at), sql.bind(after.id));
+        sql.conditions.push(format!("(created_at, id) < ({c}, {i})"));
+    }
+    sql
+}
+
+/// The statement of one page of at most `rows` events under `sql`'s conditions, plus `extra` (`id = ANY(..)`) and the
+/// actions: one ordered scan per action, merged, when there are a few of them.
+fn page_statement(mut sql: Sql, actions: &[String], extra: Option<String>, rows: usize) -> sea_orm::Statement {
+    if let Some(extra) = extra {
+        sql.conditions.push(extra);
+    }
+    let limit = sql.bind(i64::try_from(rows).unwrap_or(i64::MAX));
+    let order = "ORDER BY created_at DESC, id DESC";
+    let text = if (2..=MAX_MERGED_ACTIONS).contains(&actions.len()) {
+        let scans: Vec<String> = actions
+            .iter()
+            .map(|action| {
+                let p = sql.bind(action.clone());
+                format!(
+                    "(SELECT {COLUMNS} FROM audit_logs WHERE {} AND action = {p} {order} LIMIT {limit})",
+                    sql.conditions.join(" AND ")
+                )
+            })
+            .collect();
+        format!("SELECT * FROM ({}) AS merged {order} LIMIT {limit}", scans.join(" UNION ALL "))
+    } else {
+        if !actions.is_empty() {
+            let p = sql.bind(text_array(actions));
+            sql.conditions.push(format!("action = ANY({p}::text[])"));
+        }
+        format!("SELECT {COLUMNS} FROM audit_logs WHERE {} {order} LIMIT {limit}", sql.conditions.join(" AND "))
+    };
+    stmt(&text, sql.values)
+}
+
+/// Whether `filter` narrows beyond `q` (so that matches may be rejected).
+fn narrows_beyond_q(filter: &AuditFilter) -> bool {
+    let AuditFilter { actions, actor_types, actor_id, target_type, target_id, outcomes, since, until, q: _ } = filter;
+    !actions.is_empty()
+        || !actor_types.is_empty()
+        || actor_id.is_some()
+        || target_type.is_some()
+        || target_id.is_some()
+        || !outcomes.is_empty()
+        || since.is_some()
+        || until.is_some()
+}
+
+#[derive(FromQueryResult)]
+struct Match {
+    id: Uuid,
+    created_at: DateTime<Utc>,
+}
+
+/// A page of at most `limit` events of the transaction's tenant that pass `filter`, after `after`.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn list(
+    txn: &TenantTxn,
+    filter: &AuditFilter,
+    after: Option<AuditPosition>,
+    limit: usize,
+) -> Result<AuditPage, DbErr> {
+    let Some(q) = &filter.q else {
+        let sql = conditions(txn, filter, after);
+        let mut items =
+            Model::find_by_statement(page_statement(sql, &filter.actions, None, limit + 1)).all(txn.conn()).await?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next = if more { items.last().map(AuditPosition::of) } else { None };
+        return Ok(AuditPage { items, next });
+    };
+    let pattern = crate::mirror::query::like_pattern(&q.to_lowercase());
+    // Without other filters every match is a row of the page: ask for exactly one page (and one more).
+    let chunk = if narrows_beyond_q(filter) { SEARCH_CHUNK.max(limit + 1) } else { limit + 1 };
+    let mut items: Vec<Model> = Vec::new();
+    let mut position = after;
+    let mut examined = 0;
+    loop {
+        let matches = Match::find_by_statement(stmt(
+            "SELECT id, created_at FROM audit_logs_matching($1, $2, $3, $4)",
+            [
+                pattern.clone().into(),
+                position.map(|p| p.created_at).into(),
+                position.map(|p| p.id).into(),
+                i32::try_from(chunk).unwrap_or(i32::MAX).into(),
+            ],
+        ))
+        .all(txn.conn())
+        .await?;
+        examined += matches.len();
+        let exhausted = matches.len() < chunk;
+        let Some(last) = matches.last() else { return Ok(AuditPage { items, next: None }) };
+        let last = AuditPosition { created_at: last.created_at, id: last.id };
+        let ids: Vec<String> = matches.iter().map(|m| m.id.to_string()).collect();
+        let mut sql = conditions(txn, filter, position);
+        let p = sql.bind(text_array(&ids));
+        let found = Model::find_by_statement(page_statement(
+            sql,
+            &filter.actions,
+            Some(format!("id = ANY({p}::uuid[])")),
+            limit + 1 - items.len(),
+        ))
+        .all(txn.conn())
+        .await?;
+        items.extend(found);
+        if items.len() > limit {
+            items.truncate(limit);
+            return Ok(AuditPage { next: items.last().map(AuditPosition::of), items });
+        }
+        if exhausted {
+            return Ok(AuditPage { items, next: None });
+        }
+        if examined >= SEARCH_BUDGET {
+            // A short page: continue after the last match examined.
+            return Ok(AuditPage { items, next: Some(last) });
+        }
+        position = Some(last);
+    }
+}
+
+/// One event of the transaction's tenant.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn get(txn: &TenantTxn, id: Uuid) -> Result<Option<Model>, DbErr> {
+    Model::find_by_statement(stmt(
+        &format!("SELECT {COLUMNS} FROM audit_logs WHERE tenant_id = $1 AND id = $2"),
+        [txn.tenant_id().0.into(), id.into()],
+    ))
+    .one(txn.conn())
+    .await
+}
+
+/// A Postgres array literal of `words`, each quoted.
+fn text_array(words: &[String]) -> String {
+    let quoted: Vec<String> =
+        words.iter().map(|w| format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    format!("{{{}}}", quoted.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_literals_quote_every_word() {
+        assert_eq!(text_array(&["a".into(), "b\"c".into(), "d\\e".into()]), r#"{"a","b\"c","d\\e"}"#);
+        assert_eq!(text_array(&[]), "{}");
+    }
+
+    #[test]
+    fn q_alone_does_not_narrow() {
+        let mut filter = AuditFilter { q: Some("x".into()), ..Default::default() };
+        assert!(!narrows_beyond_q(&filter));
+        filter.outcomes.push(Outcome::Failure);
+        assert!(narrows_beyond_q(&filter));
+    }
+}

@@ -1,0 +1,110 @@
+//! The audit log's event shape for review (issue 13), and the indexes its review API reads through.
+//!
+//! - **Target** instead of resource: `resource_type`/`resource_id` become `target_type`/`target_id`, and each event
+//!   keeps the display names of its actor and target *as they were* (`actor_display`, `target_display`: an email, a
+//!   key's name, a tenant's name), so the log still reads right after a rename or a deletion.
+//! - **Actor types**: `worker` joins `user`, `api_key`, `system` (operator commands, the demo bootstrap) and
+//!   `anonymous` (a sign-in with an unknown email).
+//! - **`schema_version`**: 1 for the events written before this migration, 2 from now on, so a reader knows which
+//!   fields an event can have.
+//! - **Search**: `search_text`, a stored generated column holding the actor's and target's names, the target id and
+//!   the metadata, lower-cased, with a trigram index. As for the mirror (migration 10), `LIKE` is not leakproof, so
+//!   under row-level security no pattern can reach that index: `audit_logs_matching` (SECURITY DEFINER, owned by the
+//!   NOLOGIN `testio_search` role, which alone has a SELECT policy of `true`) returns the newest matching events of
+//!   the *transaction's* tenant before a position, and the rows are then read under RLS as always.
+//! - **One index per filter**, each leading with `tenant_id` and ending with the list's order (`created_at DESC, id
+//!   DESC`), so any single filter plus a cursor is one ordered index scan.
+
+use sea_orm_migration::prelude::*;
+
+use crate::sql::run;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+/// What `q` matches, lower-cased: the actor's and target's display names, the target id and the metadata.
+pub const AUDIT_SEARCH: &str = "lower(coalesce(actor_display, '') || ' ' || coalesce(target_display, '') || ' ' || \
+                                coalesce(target_id, '') || ' ' || metadata::text)";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(
+            manager,
+            &format!(
+                r#"
+            ALTER TABLE audit_logs RENAME COLUMN resource_type TO target_type;
+            ALTER TABLE audit_logs RENAME COLUMN resource_id TO target_id;
+            ALTER TABLE audit_logs RENAME CONSTRAINT audit_logs_resource_type_check TO audit_logs_target_type_check;
+            ALTER TABLE audit_logs RENAME CONSTRAINT audit_logs_resource_id_check TO audit_logs_target_id_check;
+            ALTER TABLE audit_logs DROP CONSTRAINT audit_logs_actor_type_check;
+            ALTER TABLE audit_logs ADD CONSTRAINT audit_logs_actor_type_check
+                CHECK (actor_type IN ('user', 'api_key', 'system', 'worker', 'anonymous'));
+            ALTER TABLE audit_logs
+                ADD COLUMN actor_display  text CHECK (length(actor_display) <= 320),
+                ADD COLUMN target_display text CHECK (length(target_display) <= 320),
+                ADD COLUMN schema_version smallint NOT NULL DEFAULT 1 CHECK (schema_version >= 1);
+            ALTER TABLE audit_logs ALTER COLUMN schema_version SET DEFAULT 2;
+            ALTER TABLE audit_logs ADD COLUMN search_text text NOT NULL GENERATED ALWAYS AS ({AUDIT_SEARCH}) STORED;
+
+            CREATE INDEX audit_logs_action_idx ON audit_logs (tenant_id, action, created_at DESC, id DESC);
+            CREATE INDEX audit_logs_actor_idx ON audit_logs (tenant_id, actor_id, created_at DESC, id DESC);
+            CREATE INDEX audit_logs_actor_type_idx ON audit_logs (tenant_id, actor_type, created_at DESC, id DESC);
+            CREATE INDEX audit_logs_target_idx
+                ON audit_logs (tenant_id, target_type, target_id, created_at DESC, id DESC);
+            CREATE INDEX audit_logs_outcome_idx ON audit_logs (tenant_id, outcome, created_at DESC, id DESC);
+            CREATE INDEX audit_logs_search ON audit_logs USING gin (search_text gin_trgm_ops);
+
+            GRANT SELECT ON audit_logs TO testio_search;
+            CREATE POLICY audit_logs_search ON audit_logs FOR SELECT TO testio_search USING (true);
+            -- The newest `max_rows` events of the transaction's tenant whose text matches `pattern` (a LIKE pattern,
+            -- lower-cased by the caller), strictly before (`before_at`, `before_id`) in the list's order (NULL: from
+            -- the newest). Planned for each call (EXECUTE), so Postgres picks the trigram index for a rare pattern and
+            -- the time index for a common one.
+            CREATE FUNCTION audit_logs_matching(pattern text, before_at timestamptz, before_id uuid, max_rows integer)
+                RETURNS TABLE (id uuid, created_at timestamptz)
+                LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+            BEGIN
+                RETURN QUERY EXECUTE
+                    'SELECT a.id, a.created_at FROM audit_logs a
+                      WHERE a.tenant_id = nullif(current_setting(''app.tenant_id'', true), '''')::uuid
+                        AND a.search_text LIKE $1
+                        AND ($2 IS NULL OR (a.created_at, a.id) < ($2, $3))
+                      ORDER BY a.created_at DESC, a.id DESC
+                      LIMIT $4'
+                    USING pattern, before_at, before_id, max_rows;
+            END
+            $fn$;
+            ALTER FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) OWNER TO testio_search;
+            REVOKE ALL ON FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) FROM PUBLIC;
+            GRANT EXECUTE ON FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) TO testio_runtime;
+            "#
+            ),
+        )
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        run(
+            manager,
+            r#"
+            DROP FUNCTION audit_logs_matching(text, timestamptz, uuid, integer);
+            DROP POLICY audit_logs_search ON audit_logs;
+            REVOKE SELECT ON audit_logs FROM testio_search;
+            DROP INDEX audit_logs_search, audit_logs_outcome_idx, audit_logs_target_idx, audit_logs_actor_type_idx,
+                       audit_logs_actor_idx, audit_logs_action_idx;
+            ALTER TABLE audit_logs DROP COLUMN search_text, DROP COLUMN schema_version, DROP COLUMN target_display,
+                                   DROP COLUMN actor_display;
+            ALTER TABLE audit_logs DROP CONSTRAINT audit_logs_actor_type_check;
+            -- NOT VALID: `worker` events written meanwhile stay (the log cannot be rewritten).
+            ALTER TABLE audit_logs ADD CONSTRAINT audit_logs_actor_type_check
+                CHECK (actor_type IN ('user', 'api_key', 'system', 'anonymous')) NOT VALID;
+            ALTER TABLE audit_logs RENAME CONSTRAINT audit_logs_target_id_check TO audit_logs_resource_id_check;
+            ALTER TABLE audit_logs RENAME CONSTRAINT audit_logs_target_type_check TO audit_logs_resource_type_check;
+            ALTER TABLE audit_logs RENAME COLUMN target_id TO resource_id;
+            ALTER TABLE audit_logs RENAME COLUMN target_type TO resource_type;
+            "#,
+        )
+        .await
+    }
+}
