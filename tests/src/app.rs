@@ -558,6 +558,17 @@ impl TestApp {
         self.send(reqwest::Method::GET, &with_query(&paths::audit_logs(tenant), query), who, None).await
     }
 
+    /// `GET /v1/tenants/{tenant_id}/audit-logs/export?query`
+    pub async fn get_audit_export(
+        &self,
+        who: &(impl Bearer + ?Sized),
+        tenant: impl Display,
+        query: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let path = with_query(&format!("{}/export", paths::audit_logs(tenant)), query);
+        self.send(reqwest::Method::GET, &path, who, None).await
+    }
+
     /// `GET /v1/tenants/{tenant_id}/audit-logs/{audit_log_id}`
     pub async fn get_audit_event(
         &self,

@@ -68,6 +68,9 @@ pub enum AuditAction {
     /// `worker reset-mirror`: the tenant's mirror was emptied by an operator.
     #[strum(serialize = "mirror.reset")]
     MirrorReset,
+    /// The tenant's audit log was exported (the format and filters are in the metadata).
+    #[strum(serialize = "audit_log.export")]
+    AuditLogExport,
 }
 
 impl AuditAction {
@@ -98,6 +101,7 @@ impl AuditAction {
             | TestioConnectionNeedsToken
             | TestioConnectionBaseUrlNotAllowed => "testio_connection",
             SyncRunRequest => "sync_run",
+            AuditLogExport => "audit_log",
         }
     }
 }

@@ -143,6 +143,7 @@ pub async fn record(txn: &TenantTxn, event: Event, origin: &Origin) -> Result<Mo
                      WHEN 'api_key' THEN (SELECT {KEY_DISPLAY} FROM api_keys k WHERE k.tenant_id = $1 AND k.id = $15)
                      WHEN 'tenant' THEN (SELECT t.name FROM tenants t WHERE t.id = $15)
                      WHEN 'testio_connection' THEN (SELECT t.name FROM tenants t WHERE t.id = $15)
+                     WHEN 'audit_log' THEN (SELECT t.name FROM tenants t WHERE t.id = $15)
                      WHEN 'invitation' THEN (SELECT i.email FROM invitations i WHERE i.tenant_id = $1 AND i.id = $15)
                  END),
                  $10, $11, $12, $13, $14, now(), 2)

@@ -515,3 +515,111 @@ async fn bad_parameters_are_a_400_naming_them_and_never_a_500() {
     let page: Value = app.get_audit_logs(&ann, tenant, &[("q", "zed%p")]).await.json().await.unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 0, "{page}");
 }
+
+/// The ids of a CSV export, and its records as maps from the header.
+fn csv_records(body: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    reader.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(str::to_owned)).collect()).collect()
+}
+
+#[tokio::test]
+async fn an_export_streams_exactly_the_filtered_events_as_csv_or_ndjson_and_is_itself_audited() {
+    let app = spawn_app().await;
+    let ann = app.register("ann@example.com").await;
+    let tenant = app.create_tenant(&ann, "acme").await;
+    // More than two batches of 1,000, so the stream reads several.
+    seed(&app, tenant, 2_600, 9).await;
+    // A display name a spreadsheet would run as a formula.
+    app.sql(&format!(
+        "INSERT INTO audit_logs (tenant_id, id, actor_type, actor_display, action, target_type, metadata, outcome, \
+         created_at) VALUES ('{tenant}', '{}', 'anonymous', '=HYPERLINK(\"http://evil\")', 'auth.login', 'user', \
+         '{{\"note\": \"a, \\\"quoted\\\" line\\nbreak\"}}', 'failure', '2026-07-01T00:00:00Z')",
+        Uuid::new_v4()
+    ))
+    .await;
+    let rows = app.audit_log(tenant).await.0;
+    let filter = Filter {
+        outcomes: vec!["failure", "denied"],
+        actions: vec!["member.*".into(), "auth.login".into()],
+        ..Default::default()
+    };
+    let want = expected(&rows, &filter);
+    let query = filter.query();
+    let mut borrowed: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let csv = app.get_audit_export(&ann, tenant, &borrowed).await;
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let disposition = csv.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(
+        disposition.starts_with("attachment; filename=\"audit-log-") && disposition.ends_with(".csv\""),
+        "{disposition}"
+    );
+    let records = csv_records(&csv.text().await.unwrap());
+    let ids: Vec<Uuid> = records.iter().map(|r| r["id"].parse().unwrap()).collect();
+    assert_eq!(ids, want, "the CSV holds the filtered events, newest first");
+    let evil = records.iter().find(|r| r["actor_display"].contains("HYPERLINK")).unwrap();
+    assert_eq!(evil["actor_display"], "'=HYPERLINK(\"http://evil\")", "a formula is defused");
+    let note: Value = serde_json::from_str(&evil["metadata"]).unwrap();
+    assert_eq!(note["note"], "a, \"quoted\" line\nbreak", "commas, quotes and line breaks survive");
+
+    borrowed.push(("format", "ndjson"));
+    let ndjson = app.get_audit_export(&ann, tenant, &borrowed).await;
+    assert_eq!(ndjson.status(), 200);
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    let text = ndjson.text().await.unwrap();
+    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<Uuid> = events.iter().map(|e| e["id"].as_str().unwrap().parse().unwrap()).collect();
+    assert_eq!(ids, want);
+    // Each line is the event as the list shows it.
+    let listed: Value = app.get_audit_event(&ann, tenant, ids[0]).await.json().await.unwrap();
+    assert_eq!(events[0], listed);
+
+    // Unfiltered: every event there was when it began (the two exports above included).
+    let all = expected(&app.audit_log(tenant).await.0, &Filter::default());
+    let whole = app.get_audit_export(&ann, tenant, &[("format", "ndjson")]).await.text().await.unwrap();
+    let ids: Vec<Uuid> = whole
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), all.len());
+    assert!(ids == all, "the whole export is the log, newest first");
+
+    // Each export is on the log, by whom, in which format, with which filters.
+    let exports: Vec<AuditRow> =
+        app.audit_log(tenant).await.0.into_iter().filter(|r| r.action == "audit_log.export").collect();
+    assert_eq!(exports.len(), 3);
+    assert_eq!(exports[0].actor_id, Some(ann.id));
+    assert_eq!(exports[0].metadata["format"], "csv");
+    assert_eq!(exports[0].metadata["filters"]["outcomes"], json!(["denied", "failure"]));
+    assert_eq!(exports[2].metadata["format"], "ndjson");
+    assert_eq!(exports[2].target_display.as_deref(), Some("acme"));
+}
+
+#[tokio::test]
+async fn a_refused_or_malformed_export_sends_nothing_and_records_nothing() {
+    let app = spawn_app().await;
+    let ann = app.register("ann@example.com").await;
+    let tenant = app.create_tenant(&ann, "acme").await;
+    let member = app.add_member(&ann, tenant, "mia@example.com", "member").await;
+    let stranger = app.register("sam@example.com").await;
+    let before = app.audit_log(tenant).await.0.len();
+    for (query, name) in [
+        (vec![("format", "xml")], "format"),
+        (vec![("format", "csv"), ("format", "ndjson")], "format"),
+        (vec![("limit", "5")], "limit"),
+        (vec![("cursor", "x")], "cursor"),
+        (vec![("since", "2026-02-01T00:00:00Z"), ("until", "2026-01-01T00:00:00Z")], "since"),
+        (vec![("q", "%_%")], "q"),
+    ] {
+        let response = app.get_audit_export(&ann, tenant, &query).await;
+        assert_eq!(response.status(), 400, "{query:?}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let body: Value = response.json().await.unwrap();
+        assert!(body["detail"].as_str().unwrap().contains(name), "{query:?}: {body}");
+    }
+    assert_eq!(app.get_audit_export(&member, tenant, &[]).await.status(), 403);
+    assert_eq!(app.get_audit_export(&stranger, tenant, &[]).await.status(), 404);
+    assert_eq!(app.audit_log(tenant).await.0.len(), before, "no export was recorded");
+}

@@ -91,7 +91,7 @@ fn bad(detail: String) -> ApiError {
 }
 
 /// The filter a query string asks for, checked.
-fn filter(params: &QueryString) -> Result<AuditFilter, ApiError> {
+pub(super) fn filter(params: &QueryString) -> Result<AuditFilter, ApiError> {
     let mut actions: Vec<String> = params
         .words("action", &action_filter_values())?
         .iter()

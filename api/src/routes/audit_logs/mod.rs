@@ -1,7 +1,9 @@
 //! The audit-log review of a tenant: `GET /v1/tenants/{tenant_id}/audit-logs` (filtered, newest first, keyset pages
 //! with an opaque signed cursor) and `GET .../audit-logs/{audit_log_id}`, for the tenant's owners and admins (other
-//! members get 403, strangers 404).
+//! members get 403, strangers 404), and `GET .../audit-logs/export` (the same filters, as a streamed CSV or NDJSON
+//! file; recorded in the log itself).
 
+mod export;
 mod list;
 mod view;
 
@@ -11,5 +13,6 @@ pub use view::{AuditEventView, AuditPageView};
 
 /// Registers the handlers under `/v1/tenants/{tenant_id}/audit-logs` (see `routes::configure`).
 pub fn configure(cfg: &mut ServiceConfig) {
-    cfg.service(list::list_audit_logs).service(list::get_audit_log);
+    // `/export` before `/{audit_log_id}`, which would take it for an id.
+    cfg.service(list::list_audit_logs).service(export::export_audit_logs).service(list::get_audit_log);
 }
