@@ -23,4 +23,4 @@ pub use entities::{
 pub use ids::{TenantId, UserId};
 /// `sync_runs` is a table like those above, so it is named beside them.
 pub use sync::runs as sync_runs;
-pub use tenancy::{Db, PLATFORM_TENANT, TenantTxn, UserTxn};
+pub use tenancy::{Db, PLATFORM_TENANT, PlatformAuditTxn, TenantTxn, UserTxn};

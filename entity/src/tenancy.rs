@@ -129,3 +129,37 @@ impl UserTxn {
         &self.txn
     }
 }
+
+/// A transaction of a platform admin's audit review: it runs as the reader role (`SET LOCAL ROLE
+/// testio_audit_reader`, see migration `m20261202_000013_audit_review`), which may read every tenant's audit events
+/// and nothing else. Only [`crate::audit::query`] reads through it.
+pub struct PlatformAuditTxn {
+    txn: DatabaseTransaction,
+}
+
+impl PlatformAuditTxn {
+    /// Begins the transaction and switches to the reader role, in one statement that also checks that `user` is still
+    /// an enabled platform admin; `None` (and nothing switched) when they are not.
+    #[tracing::instrument(skip_all, fields(user_id = %user))]
+    pub async fn begin(db: &DatabaseConnection, user: UserId) -> Result<Option<Self>, DbErr> {
+        let txn = crate::db::begin(db).await?;
+        let switched = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT set_config('role', 'testio_audit_reader', true) FROM users
+                  WHERE id = $1 AND is_platform_admin AND disabled_at IS NULL",
+                [user.0.into()],
+            ))
+            .await?;
+        Ok(switched.map(|_| Self { txn }))
+    }
+
+    /// Ends the (read-only) transaction.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}

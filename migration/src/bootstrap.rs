@@ -17,7 +17,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbB
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::{RUNTIME_GROUP_ROLE, SEARCH_ROLE};
+use crate::{AUDIT_GATE_ROLE, AUDIT_READER_ROLE, RUNTIME_GROUP_ROLE, SEARCH_ROLE};
 
 /// What a connection URL says about the role and database it expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,9 +113,10 @@ pub fn database_privileges_sql(database: &str) -> String {
     )
 }
 
-/// Creates the owner role, the runtime group role, the text-search role and the runtime login role if missing, makes
-/// the login role a member of the group and the owner a member of the search role (so that the migrations can hand it
-/// the search functions). `admin` must be a superuser connection.
+/// Creates the owner role, the runtime group role, the text-search role, the platform audit reader and its gate, and
+/// the runtime login role if missing; makes the login role a member of the group, the owner a member of the search
+/// role (so that the migrations can hand it the search functions), and the group a member of the gate, itself a
+/// member of the reader. `admin` must be a superuser connection.
 pub async fn ensure_roles(admin: &DatabaseConnection, owner: &Target, runtime: &Target) -> anyhow::Result<()> {
     if owner.user == runtime.user {
         bail!("the owner role and the runtime role must differ (both are {:?})", owner.user);
@@ -136,6 +137,20 @@ pub async fn ensure_roles(admin: &DatabaseConnection, owner: &Target, runtime: &
         .await?;
     }
     exec(admin, format!("GRANT {SEARCH_ROLE} TO {}", quote_ident(&owner.user))).await?;
+    // The platform audit review: the runtime group may `SET ROLE` to the reader (through the gate) but, the gate not
+    // inheriting, never holds the reader's rights otherwise.
+    for role in [AUDIT_READER_ROLE, AUDIT_GATE_ROLE] {
+        if !role_exists(admin, role).await? {
+            exec(
+                admin,
+                format!("CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOINHERIT"),
+            )
+            .await?;
+        }
+    }
+    exec(admin, format!("ALTER ROLE {AUDIT_GATE_ROLE} NOINHERIT")).await?;
+    exec(admin, format!("GRANT {AUDIT_READER_ROLE} TO {AUDIT_GATE_ROLE}")).await?;
+    exec(admin, format!("GRANT {AUDIT_GATE_ROLE} TO {RUNTIME_GROUP_ROLE}")).await?;
     ensure_role(admin, runtime, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB INHERIT").await?;
     exec(admin, format!("GRANT {RUNTIME_GROUP_ROLE} TO {}", quote_ident(&runtime.user))).await
 }

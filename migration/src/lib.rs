@@ -31,6 +31,16 @@ pub const RUNTIME_GROUP_ROLE: &str = "testio_runtime";
 /// only role for which the mirror's tables are readable across tenants, and only through those two functions.
 pub const SEARCH_ROLE: &str = "testio_search";
 
+/// The NOLOGIN role that may read every tenant's audit log (a SELECT-only policy of `true` on `audit_logs`, and
+/// nothing else): the platform admins' review switches to it with `SET LOCAL ROLE` for one transaction. Never
+/// inherited: see [`AUDIT_GATE_ROLE`].
+pub const AUDIT_READER_ROLE: &str = "testio_audit_reader";
+
+/// A NOLOGIN, NOINHERIT role between the runtime group and [`AUDIT_READER_ROLE`]: the group is a member of the gate,
+/// the gate of the reader. Membership lets the runtime role `SET ROLE` to the reader; the gate not inheriting, the
+/// runtime role never holds the reader's rights (nor its policy) otherwise.
+pub const AUDIT_GATE_ROLE: &str = "testio_audit_gate";
+
 /// A fingerprint of the migration sources, computed at build time. Test harnesses key their template database on it,
 /// so editing a migration rebuilds the template instead of silently reusing a stale one.
 pub const SCHEMA_FINGERPRINT: &str = env!("MIGRATION_SOURCE_FINGERPRINT");

@@ -12,6 +12,11 @@
 //!   under row-level security no pattern can reach that index: `audit_logs_matching` (SECURITY DEFINER, owned by the
 //!   NOLOGIN `testio_search` role, which alone has a SELECT policy of `true`) returns the newest matching events of
 //!   the *transaction's* tenant before a position, and the rows are then read under RLS as always.
+//! - **Platform review**: the NOLOGIN `testio_audit_reader` (made by the bootstrap) has SELECT on `audit_logs` and a
+//!   policy of `true`, nothing else. The runtime role can `SET LOCAL ROLE` to it (it is a member through the
+//!   non-inheriting `testio_audit_gate`) but never holds its rights otherwise; the platform admins' routes switch to
+//!   it for one read-only transaction. A time index without the tenant serves that cross-tenant list, and
+//!   `audit_logs_matching_platform` (executable by the reader alone) its text search.
 //! - **One index per filter**, each leading with `tenant_id` and ending with the list's order (`created_at DESC, id
 //!   DESC`), so any single filter plus a cursor is one ordered index scan.
 
@@ -55,6 +60,24 @@ impl MigrationTrait for Migration {
             CREATE INDEX audit_logs_outcome_idx ON audit_logs (tenant_id, outcome, created_at DESC, id DESC);
             CREATE INDEX audit_logs_search ON audit_logs USING gin (search_text gin_trgm_ops);
 
+            -- The platform review's roles are cluster-wide: `migration bootstrap` creates them.
+            DO $$
+            BEGIN
+                IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'testio_audit_reader')
+                   OR NOT pg_has_role('testio_runtime', 'testio_audit_reader', 'MEMBER')
+                   OR pg_has_role('testio_runtime', 'testio_audit_reader', 'USAGE') THEN
+                    RAISE EXCEPTION 'the role testio_audit_reader is missing, or testio_runtime cannot SET ROLE to '
+                                    'it, or holds its rights without it: run the bootstrap (`migration bootstrap`, '
+                                    'as a superuser) before migrating';
+                END IF;
+            END
+            $$;
+            -- Platform-wide review: the reader sees every tenant's events (and may only read them), newest first.
+            GRANT USAGE ON SCHEMA public TO testio_audit_reader;
+            GRANT SELECT ON audit_logs TO testio_audit_reader;
+            CREATE POLICY audit_logs_platform_review ON audit_logs FOR SELECT TO testio_audit_reader USING (true);
+            CREATE INDEX audit_logs_platform_time_idx ON audit_logs (created_at DESC, id DESC);
+
             GRANT SELECT ON audit_logs TO testio_search;
             CREATE POLICY audit_logs_search ON audit_logs FOR SELECT TO testio_search USING (true);
             -- The newest `max_rows` events of the transaction's tenant whose text matches `pattern` (a LIKE pattern,
@@ -78,6 +101,26 @@ impl MigrationTrait for Migration {
             ALTER FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) OWNER TO testio_search;
             REVOKE ALL ON FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) FROM PUBLIC;
             GRANT EXECUTE ON FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) TO testio_runtime;
+            -- The same over every tenant (`tenants` NULL) or some, for the platform review only.
+            CREATE FUNCTION audit_logs_matching_platform(pattern text, tenants uuid[], before_at timestamptz,
+                                                         before_id uuid, max_rows integer)
+                RETURNS TABLE (id uuid, created_at timestamptz)
+                LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+            BEGIN
+                RETURN QUERY EXECUTE
+                    'SELECT a.id, a.created_at FROM audit_logs a
+                      WHERE ($2 IS NULL OR a.tenant_id = ANY($2))
+                        AND a.search_text LIKE $1
+                        AND ($3 IS NULL OR (a.created_at, a.id) < ($3, $4))
+                      ORDER BY a.created_at DESC, a.id DESC
+                      LIMIT $5'
+                    USING pattern, tenants, before_at, before_id, max_rows;
+            END
+            $fn$;
+            ALTER FUNCTION audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer) OWNER TO testio_search;
+            REVOKE ALL ON FUNCTION audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer) FROM PUBLIC;
+            GRANT EXECUTE ON FUNCTION audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer)
+                TO testio_audit_reader;
             "#
             ),
         )
@@ -88,7 +131,12 @@ impl MigrationTrait for Migration {
         run(
             manager,
             r#"
+            DROP FUNCTION audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer);
             DROP FUNCTION audit_logs_matching(text, timestamptz, uuid, integer);
+            DROP INDEX audit_logs_platform_time_idx;
+            DROP POLICY audit_logs_platform_review ON audit_logs;
+            REVOKE SELECT ON audit_logs FROM testio_audit_reader;
+            REVOKE USAGE ON SCHEMA public FROM testio_audit_reader;
             DROP POLICY audit_logs_search ON audit_logs;
             REVOKE SELECT ON audit_logs FROM testio_search;
             DROP INDEX audit_logs_search, audit_logs_outcome_idx, audit_logs_target_idx, audit_logs_actor_type_idx,

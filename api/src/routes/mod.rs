@@ -2,6 +2,7 @@
 //! `utoipa_actix_web`'s `.service(..)`, so the OpenAPI spec and the router cannot disagree; the URL tree itself is
 //! written once, here. Handlers share path extractors ([`params`]) and response bodies ([`views`]), never each other.
 
+pub mod admin_audit;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(scope::scope("/v1/auth").configure(auth::configure))
         .service(scope::scope("/v1/me").configure(me::configure))
         .service(scope::scope("/v1/invitations").configure(invitations::configure_acceptance))
+        .service(scope::scope("/v1/admin").configure(admin_audit::configure))
         .service(
             scope::scope("/v1/tenants").configure(tenants::configure_collection).service(
                 scope::scope("/{tenant_id}")

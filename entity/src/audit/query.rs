@@ -8,14 +8,14 @@
 //! may come back short with a `next` position to continue from: only `next == None` means the end.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{DbErr, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, DbErr, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::COLUMNS;
-use crate::TenantTxn;
 use crate::audit_logs::{ActorType, Model, Outcome};
 use crate::db::stmt;
+use crate::{PlatformAuditTxn, TenantTxn};
 
 /// Matches examined by one page of a text search, at most.
 pub const SEARCH_BUDGET: usize = 5_000;
@@ -40,6 +40,8 @@ pub struct AuditFilter {
     pub until: Option<DateTime<Utc>>,
     /// Text the actor's or target's name, the target id or the metadata contain (case-insensitive, literal).
     pub q: Option<String>,
+    /// Only these tenants' events: the platform review only (a tenant's list is its own tenant's).
+    pub tenants: Vec<Uuid>,
 }
 
 /// A place in the list: the events strictly after it (older, or as old with a smaller id) come next.
@@ -77,11 +79,30 @@ impl Sql {
     }
 }
 
+/// Whose events a list reads.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// The transaction's tenant (row-level security shows no other).
+    Tenant(Uuid),
+    /// Every tenant, or `filter.tenants` (the platform review's reader role).
+    Platform,
+}
+
 /// The conditions of `filter` but `q` and the actions, and of the position.
-fn conditions(txn: &TenantTxn, filter: &AuditFilter, after: Option<AuditPosition>) -> Sql {
+fn conditions(scope: Scope, filter: &AuditFilter, after: Option<AuditPosition>) -> Sql {
     let mut sql = Sql { conditions: Vec::new(), values: Vec::new() };
-    let tenant = sql.bind(txn.tenant_id().0);
-    sql.conditions.push(format!("tenant_id = {tenant}"));
+    match scope {
+        Scope::Tenant(tenant) => {
+            let p = sql.bind(tenant);
+            sql.conditions.push(format!("tenant_id = {p}"));
+        }
+        Scope::Platform if !filter.tenants.is_empty() => {
+            let ids: Vec<String> = filter.tenants.iter().map(Uuid::to_string).collect();
+            let p = sql.bind(text_array(&ids));
+            sql.conditions.push(format!("tenant_id = ANY({p}::uuid[])"));
+        }
+        Scope::Platform => sql.conditions.push("true".to_owned()),
+    }
     if !filter.actor_types.is_empty() {
         let words: Vec<String> = filter.actor_types.iter().map(sea_orm::ActiveEnum::to_value).collect();
         let p = sql.bind(text_array(&words));
@@ -151,7 +172,8 @@ fn page_statement(mut sql: Sql, actions: &[String], extra: Option<String>, rows:
 
 /// Whether `filter` narrows beyond `q` (so that matches may be rejected).
 fn narrows_beyond_q(filter: &AuditFilter) -> bool {
-    let AuditFilter { actions, actor_types, actor_id, target_type, target_id, outcomes, since, until, q: _ } = filter;
+    let AuditFilter { actions, actor_types, actor_id, target_type, target_id, outcomes, since, until, q: _, tenants } =
+        filter;
     !actions.is_empty()
         || !actor_types.is_empty()
         || actor_id.is_some()
@@ -160,6 +182,7 @@ fn narrows_beyond_q(filter: &AuditFilter) -> bool {
         || !outcomes.is_empty()
         || since.is_some()
         || until.is_some()
+        || !tenants.is_empty()
 }
 
 #[derive(FromQueryResult)]
@@ -168,7 +191,8 @@ struct Match {
     created_at: DateTime<Utc>,
 }
 
-/// A page of at most `limit` events of the transaction's tenant that pass `filter`, after `after`.
+/// A page of at most `limit` events of the transaction's tenant that pass `filter` (whose `tenants` must be empty),
+/// after `after`.
 #[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
 pub async fn list(
     txn: &TenantTxn,
@@ -176,10 +200,32 @@ pub async fn list(
     after: Option<AuditPosition>,
     limit: usize,
 ) -> Result<AuditPage, DbErr> {
+    list_in(txn.conn(), Scope::Tenant(txn.tenant_id().0), filter, after, limit).await
+}
+
+/// A page of at most `limit` events of every tenant (or `filter.tenants`), the platform's own and deleted tenants'
+/// included, that pass `filter`, after `after`.
+#[tracing::instrument(skip_all)]
+pub async fn list_platform(
+    txn: &PlatformAuditTxn,
+    filter: &AuditFilter,
+    after: Option<AuditPosition>,
+    limit: usize,
+) -> Result<AuditPage, DbErr> {
+    list_in(txn.conn(), Scope::Platform, filter, after, limit).await
+}
+
+async fn list_in(
+    conn: &impl ConnectionTrait,
+    scope: Scope,
+    filter: &AuditFilter,
+    after: Option<AuditPosition>,
+    limit: usize,
+) -> Result<AuditPage, DbErr> {
     let Some(q) = &filter.q else {
-        let sql = conditions(txn, filter, after);
+        let sql = conditions(scope, filter, after);
         let mut items =
-            Model::find_by_statement(page_statement(sql, &filter.actions, None, limit + 1)).all(txn.conn()).await?;
+            Model::find_by_statement(page_statement(sql, &filter.actions, None, limit + 1)).all(conn).await?;
         let more = items.len() > limit;
         items.truncate(limit);
         let next = if more { items.last().map(AuditPosition::of) } else { None };
@@ -188,27 +234,34 @@ pub async fn list(
     let pattern = crate::mirror::query::like_pattern(&q.to_lowercase());
     // Without other filters every match is a row of the page: ask for exactly one page (and one more).
     let chunk = if narrows_beyond_q(filter) { SEARCH_CHUNK.max(limit + 1) } else { limit + 1 };
+    let max_rows = i32::try_from(chunk).unwrap_or(i32::MAX);
     let mut items: Vec<Model> = Vec::new();
     let mut position = after;
     let mut examined = 0;
     loop {
-        let matches = Match::find_by_statement(stmt(
-            "SELECT id, created_at FROM audit_logs_matching($1, $2, $3, $4)",
-            [
-                pattern.clone().into(),
-                position.map(|p| p.created_at).into(),
-                position.map(|p| p.id).into(),
-                i32::try_from(chunk).unwrap_or(i32::MAX).into(),
-            ],
-        ))
-        .all(txn.conn())
-        .await?;
+        let before_at: Value = position.map(|p| p.created_at).into();
+        let before_id: Value = position.map(|p| p.id).into();
+        let search = match scope {
+            Scope::Tenant(_) => stmt(
+                "SELECT id, created_at FROM audit_logs_matching($1, $2, $3, $4)",
+                [pattern.clone().into(), before_at, before_id, max_rows.into()],
+            ),
+            Scope::Platform => {
+                let tenants: Option<String> = (!filter.tenants.is_empty())
+                    .then(|| text_array(&filter.tenants.iter().map(Uuid::to_string).collect::<Vec<_>>()));
+                stmt(
+                    "SELECT id, created_at FROM audit_logs_matching_platform($1, $2::uuid[], $3, $4, $5)",
+                    [pattern.clone().into(), tenants.into(), before_at, before_id, max_rows.into()],
+                )
+            }
+        };
+        let matches = Match::find_by_statement(search).all(conn).await?;
         examined += matches.len();
         let exhausted = matches.len() < chunk;
         let Some(last) = matches.last() else { return Ok(AuditPage { items, next: None }) };
         let last = AuditPosition { created_at: last.created_at, id: last.id };
         let ids: Vec<String> = matches.iter().map(|m| m.id.to_string()).collect();
-        let mut sql = conditions(txn, filter, position);
+        let mut sql = conditions(scope, filter, position);
         let p = sql.bind(text_array(&ids));
         let found = Model::find_by_statement(page_statement(
             sql,
@@ -216,7 +269,7 @@ pub async fn list(
             Some(format!("id = ANY({p}::uuid[])")),
             limit + 1 - items.len(),
         ))
-        .all(txn.conn())
+        .all(conn)
         .await?;
         items.extend(found);
         if items.len() > limit {
@@ -243,6 +296,14 @@ pub async fn get(txn: &TenantTxn, id: Uuid) -> Result<Option<Model>, DbErr> {
     ))
     .one(txn.conn())
     .await
+}
+
+/// One event of any tenant, for the platform review.
+#[tracing::instrument(skip_all)]
+pub async fn get_platform(txn: &PlatformAuditTxn, id: Uuid) -> Result<Option<Model>, DbErr> {
+    Model::find_by_statement(stmt(&format!("SELECT {COLUMNS} FROM audit_logs WHERE id = $1"), [id.into()]))
+        .one(txn.conn())
+        .await
 }
 
 /// A Postgres array literal of `words`, each quoted.

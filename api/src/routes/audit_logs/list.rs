@@ -72,7 +72,7 @@ fn action_filter_schema() -> utoipa::openapi::Array {
         .build()
 }
 
-const PARAMS: &[&str] = &[
+pub(crate) const PARAMS: &[&str] = &[
     "action",
     "actor_type",
     "actor_id",
@@ -86,12 +86,12 @@ const PARAMS: &[&str] = &[
     "cursor",
 ];
 
-fn bad(detail: String) -> ApiError {
+pub(crate) fn bad(detail: String) -> ApiError {
     ApiError::new(ErrorCode::InvalidQueryParameter, detail)
 }
 
 /// The filter a query string asks for, checked.
-pub(super) fn filter(params: &QueryString) -> Result<AuditFilter, ApiError> {
+pub(crate) fn filter(params: &QueryString) -> Result<AuditFilter, ApiError> {
     let mut actions: Vec<String> = params
         .words("action", &action_filter_values())?
         .iter()
@@ -149,6 +149,7 @@ pub(super) fn filter(params: &QueryString) -> Result<AuditFilter, ApiError> {
         since: range.from,
         until: range.to,
         q,
+        tenants: Vec::new(),
     })
 }
 

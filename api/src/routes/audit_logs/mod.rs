@@ -4,7 +4,7 @@
 //! file; recorded in the log itself).
 
 mod export;
-mod list;
+pub(crate) mod list;
 mod view;
 
 use utoipa_actix_web::service_config::ServiceConfig;

@@ -1,0 +1,131 @@
+//! The platform admins' audit review: `GET /v1/admin/audit-logs` (every tenant's events, the platform's own and
+//! deleted tenants' included, with the tenants' filters plus `tenant_id`) and `GET /v1/admin/audit-logs/{id}`.
+//!
+//! Reading across tenants is granted by the database, not by leaving out a filter: the transaction switches to the
+//! reader role (`entity::PlatformAuditTxn`), which may read `audit_logs` and nothing else, in the statement that also
+//! checks that the caller is still an enabled platform admin. Anyone else gets 403; API keys, which belong to a
+//! tenant, too.
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use anyhow::Context;
+use entity::PlatformAuditTxn;
+use entity::audit::query::{self, AuditPosition};
+use serde::Deserialize;
+
+use super::audit_logs::list::{AuditLogFilters, PARAMS, bad, filter};
+use super::audit_logs::{AuditEventView, AuditPageView};
+use crate::auth::principal::Principal;
+use crate::error::{ApiError, ErrorCode, ProblemDetails};
+use crate::pagination::{Cursor, CursorScope, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::routes::mirror::query_string::{MAX_VALUES, QueryString};
+use crate::state::AppState;
+
+/// Registers the handlers under `/v1/admin` (see `routes::configure`).
+pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(list_platform_audit_logs).service(get_platform_audit_log);
+}
+
+/// The platform review's extra filter (documentation; the handler reads it strictly).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct PlatformFilter {
+    /// Only these tenants' events (the platform's own: the nil UUID).
+    #[param(explode = true, style = Form)]
+    pub tenant_id: Option<Vec<uuid::Uuid>>,
+}
+
+fn not_a_platform_admin() -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, "Only platform admins may review the whole platform's audit log.")
+}
+
+/// Opens the reader's transaction for `principal`, if they are a platform admin.
+async fn reader(state: &AppState, principal: &Principal) -> Result<PlatformAuditTxn, ApiError> {
+    let user = principal.user()?;
+    if !user.user.is_platform_admin {
+        return Err(not_a_platform_admin());
+    }
+    PlatformAuditTxn::begin(&state.db, user.user.id)
+        .await
+        .context("Failed to begin the review transaction")?
+        .ok_or_else(not_a_platform_admin)
+}
+
+/// Every tenant's audit log, filtered, newest first, in pages (platform admins).
+#[utoipa::path(
+    tag = "audit",
+    params(AuditLogFilters, PlatformFilter),
+    responses(
+        (status = 200, body = AuditPageView),
+        (status = 400, description = "A parameter is unknown, malformed or out of range; the detail names it", body = ProblemDetails),
+        (status = 403, description = "Not a platform admin (or an API key)", body = ProblemDetails),
+    ),
+)]
+#[get("/audit-logs")]
+pub async fn list_platform_audit_logs(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let mut known = PARAMS.to_vec();
+    known.push("tenant_id");
+    let params = QueryString::parse(req.query_string(), &known)?;
+    let mut filter = filter(&params)?;
+    let mut tenants = Vec::new();
+    for value in params.all_values("tenant_id") {
+        for id in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            tenants.push(uuid::Uuid::parse_str(id).map_err(|_| bad("tenant_id must be UUIDs.".to_owned()))?);
+        }
+    }
+    tenants.sort_unstable();
+    tenants.dedup();
+    if tenants.len() > MAX_VALUES {
+        return Err(bad(format!("tenant_id takes at most {MAX_VALUES} values.")));
+    }
+    filter.tenants = tenants;
+    let limit = params.u64("limit")?.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}.")));
+    }
+    let scope = CursorScope::new(entity::PLATFORM_TENANT, "platform-audit-logs", "-created_at", &filter)?;
+    let after: Option<AuditPosition> = params.one("cursor")?.map(|c| state.cursors.open(c, &scope)).transpose()?;
+    let txn = reader(&state, &principal).await?;
+    let page = query::list_platform(&txn, &filter, after, usize::try_from(limit).unwrap_or(usize::MAX))
+        .await
+        .context("Failed to read the audit log")?;
+    txn.commit().await.context("Failed to end the review transaction")?;
+    let next_cursor = page.next.map(|after| state.cursors.seal(&Cursor { scope, after })).transpose()?;
+    Ok(HttpResponse::Ok()
+        .json(AuditPageView { items: page.items.into_iter().map(AuditEventView::from).collect(), next_cursor }))
+}
+
+/// `/v1/admin/audit-logs/{audit_log_id}`.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct PlatformAuditLogPath {
+    pub audit_log_id: uuid::Uuid,
+}
+
+/// One event of any tenant's audit log (platform admins).
+#[utoipa::path(
+    tag = "audit",
+    params(PlatformAuditLogPath),
+    responses(
+        (status = 200, body = AuditEventView),
+        (status = 403, description = "Not a platform admin (or an API key)", body = ProblemDetails),
+        (status = 404, body = ProblemDetails),
+    ),
+)]
+#[get("/audit-logs/{audit_log_id}")]
+pub async fn get_platform_audit_log(
+    state: web::Data<AppState>,
+    principal: Principal,
+    path: web::Path<PlatformAuditLogPath>,
+) -> Result<HttpResponse, ApiError> {
+    let txn = reader(&state, &principal).await?;
+    let event = query::get_platform(&txn, path.audit_log_id)
+        .await
+        .context("Failed to read the audit event")?
+        .ok_or_else(|| ApiError::not_found("Audit event"))?;
+    txn.commit().await.context("Failed to end the review transaction")?;
+    Ok(HttpResponse::Ok().json(AuditEventView::from(event)))
+}
