@@ -137,6 +137,9 @@ pub async fn ensure_roles(admin: &DatabaseConnection, owner: &Target, runtime: &
         .await?;
     }
     exec(admin, format!("GRANT {SEARCH_ROLE} TO {}", quote_ident(&owner.user))).await?;
+    // The audit chain's sealer asks which transactions still run in the database (`audit_settled_below`, a definer
+    // function of the owner's): pg_stat_activity shows other roles' transactions only to this role.
+    exec(admin, format!("GRANT pg_read_all_stats TO {}", quote_ident(&owner.user))).await?;
     // The platform audit review: the runtime group may `SET ROLE` to the reader (through the gate) but, the gate not
     // inheriting, never holds the reader's rights otherwise.
     for role in [AUDIT_READER_ROLE, AUDIT_GATE_ROLE] {

@@ -55,6 +55,9 @@ pub struct Settings {
     /// How often to look for due tenants, in milliseconds.
     #[arg(long, env = "WORKER_POLL_INTERVAL_MS", default_value_t = 1000)]
     pub poll_interval_ms: u64,
+    /// How often to seal new audit events into the tenants' hash chains, in milliseconds (0: never).
+    #[arg(long, env = "AUDIT_SEAL_INTERVAL_MS", default_value_t = 5000)]
+    pub audit_seal_interval_ms: u64,
     /// Lease on a tenant, in seconds; renewed on every write, taken over by another worker once expired.
     #[arg(long, env = "SYNC_LEASE_SECS", default_value_t = 300)]
     pub lease_secs: i64,
@@ -152,6 +155,8 @@ pub struct Worker {
     runner: Arc<Runner>,
     concurrency: usize,
     poll: Duration,
+    /// How often to seal audit events; `None`: never.
+    seal_every: Option<Duration>,
 }
 
 impl Worker {
@@ -198,6 +203,8 @@ impl Worker {
             runner: Arc::new(runner),
             concurrency: settings.concurrency.max(1),
             poll: Duration::from_millis(settings.poll_interval_ms.max(10)),
+            seal_every: (settings.audit_seal_interval_ms > 0)
+                .then(|| Duration::from_millis(settings.audit_seal_interval_ms.max(10))),
         })
     }
 
@@ -210,7 +217,12 @@ impl Worker {
     pub async fn run(self) -> anyhow::Result<()> {
         tracing::info!(worker = %self.runner.name, "worker started");
         let db = self.runner.db.clone();
+        let sealer =
+            self.seal_every.map(|every| tokio::spawn(seal_loop(db.clone(), every, self.runner.shutdown.clone())));
         self.runner.run_loop(self.concurrency, self.poll).await?;
+        if let Some(sealer) = sealer {
+            let _ = sealer.await;
+        }
         tracing::info!("worker stopping");
         db.close().await.context("Failed to close the database pool")?;
         Ok(())
@@ -245,6 +257,24 @@ impl Worker {
         txn.commit().await.context("Failed to commit the reset")?;
         let finished = runner.sync_claimed(claimed, SyncTrigger::Cli, true).await?;
         Ok((dropped, finished))
+    }
+}
+
+/// Seals new audit events into the tenants' hash chains every `every`, until `shutdown`. Several workers may run it
+/// at once: sealers of one tenant take turns on its chain head.
+pub async fn seal_loop(db: sea_orm::DatabaseConnection, every: Duration, shutdown: CancellationToken) {
+    loop {
+        match audit::chain::seal_pending(&db).await {
+            Ok(done) if done.events > 0 => {
+                tracing::debug!(tenants = done.tenants, events = done.events, "sealed audit events")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "Failed to seal audit events"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 

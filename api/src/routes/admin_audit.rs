@@ -13,7 +13,7 @@ use entity::audit::query::{self, AuditPosition};
 use serde::Deserialize;
 
 use super::audit_logs::list::{AuditLogFilters, PARAMS, bad, filter};
-use super::audit_logs::{AuditEventView, AuditPageView};
+use super::audit_logs::{AuditEventView, AuditPageView, ChainVerificationView};
 use crate::auth::principal::Principal;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::pagination::{Cursor, CursorScope, DEFAULT_LIMIT, MAX_LIMIT};
@@ -22,7 +22,8 @@ use crate::state::AppState;
 
 /// Registers the handlers under `/v1/admin` (see `routes::configure`).
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    cfg.service(list_platform_audit_logs).service(get_platform_audit_log);
+    // `/verify` before `/{audit_log_id}`.
+    cfg.service(list_platform_audit_logs).service(verify_platform_audit_chain).service(get_platform_audit_log);
 }
 
 /// The platform review's extra filter (documentation; the handler reads it strictly).
@@ -128,4 +129,41 @@ pub async fn get_platform_audit_log(
         .ok_or_else(|| ApiError::not_found("Audit event"))?;
     txn.commit().await.context("Failed to end the review transaction")?;
     Ok(HttpResponse::Ok().json(AuditEventView::from(event)))
+}
+
+/// The tenant whose chain to verify.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct VerifyTenant {
+    /// Any tenant, deleted ones and the platform's own (the nil UUID) included.
+    pub tenant_id: uuid::Uuid,
+}
+
+/// Verifies any tenant's audit chain (platform admins).
+#[utoipa::path(
+    tag = "audit",
+    params(VerifyTenant),
+    responses(
+        (status = 200, body = ChainVerificationView),
+        (status = 400, description = "tenant_id is missing or not a UUID", body = ProblemDetails),
+        (status = 403, description = "Not a platform admin (or an API key)", body = ProblemDetails),
+    ),
+)]
+#[get("/audit-logs/verify")]
+pub async fn verify_platform_audit_chain(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let params = QueryString::parse(req.query_string(), &["tenant_id"])?;
+    let tenant = params
+        .one("tenant_id")?
+        .ok_or_else(|| bad("tenant_id is required.".to_owned()))
+        .and_then(|v| uuid::Uuid::parse_str(v).map_err(|_| bad("tenant_id must be a UUID.".to_owned())))?;
+    let txn = reader(&state, &principal).await?;
+    let verdict = entity::audit::chain::verify_platform(&txn, entity::TenantId(tenant))
+        .await
+        .context("Failed to verify the audit chain")?;
+    txn.commit().await.context("Failed to end the review transaction")?;
+    Ok(HttpResponse::Ok().json(ChainVerificationView::from(verdict)))
 }

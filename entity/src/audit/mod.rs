@@ -2,6 +2,7 @@
 //! back with it: there is never a change without its audit row, nor an audit row for a change that did not happen.
 
 mod action;
+pub mod chain;
 pub mod query;
 
 use std::net::IpAddr;

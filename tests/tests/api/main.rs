@@ -2,6 +2,7 @@
 
 mod admin;
 mod api_keys;
+mod audit_chain;
 mod audit_platform;
 mod audit_review;
 mod auth;

@@ -7,8 +7,11 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tests::TestDatabase;
 
 /// Every table of the schema at the head migration.
-const ALL_TABLES: [&str; 20] = [
+const ALL_TABLES: [&str; 23] = [
     "api_keys",
+    "audit_chain",
+    "audit_chain_heads",
+    "audit_chain_progress",
     "audit_logs",
     "auth_throttle",
     "email_verifications",

@@ -59,6 +59,9 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
         txn.commit().await.unwrap();
         out.push(Seeded { tenant: tenant.id, user: user.id });
     }
+    // The audit events into the hash chain (its tables are tenant tables too).
+    let sealed = entity::audit::chain::seal_pending(db).await.unwrap();
+    assert_eq!(sealed.events, 2, "{sealed:?}");
     let beta = out.pop().unwrap();
     let alpha = out.pop().unwrap();
     (alpha, beta)
