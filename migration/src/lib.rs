@@ -22,6 +22,7 @@ mod m20261201_000011_request_auth;
 mod m20261201_000012_search_text;
 mod m20261202_000013_audit_review;
 mod m20261202_000014_audit_chain;
+mod m20261202_000015_audit_retention;
 mod sql;
 
 /// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_search_text::Migration),
             Box::new(m20261202_000013_audit_review::Migration),
             Box::new(m20261202_000014_audit_chain::Migration),
+            Box::new(m20261202_000015_audit_retention::Migration),
         ]
     }
 }

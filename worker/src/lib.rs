@@ -58,6 +58,21 @@ pub struct Settings {
     /// How often to seal new audit events into the tenants' hash chains, in milliseconds (0: never).
     #[arg(long, env = "AUDIT_SEAL_INTERVAL_MS", default_value_t = 5000)]
     pub audit_seal_interval_ms: u64,
+    /// Days the audit events of a tenant on the free plan are kept.
+    #[arg(long, env = "AUDIT_RETENTION_FREE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i32).range(1..))]
+    pub audit_retention_free_days: i32,
+    /// Days the audit events of a tenant on the pro plan are kept.
+    #[arg(long, env = "AUDIT_RETENTION_PRO_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i32).range(1..))]
+    pub audit_retention_pro_days: i32,
+    /// Days the audit events of a tenant on the enterprise plan are kept.
+    #[arg(long, env = "AUDIT_RETENTION_ENTERPRISE_DAYS", default_value_t = 2555, value_parser = clap::value_parser!(i32).range(1..))]
+    pub audit_retention_enterprise_days: i32,
+    /// Days the platform's own audit events (sign-ins, registrations) and deleted tenants' are kept.
+    #[arg(long, env = "AUDIT_RETENTION_OTHER_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i32).range(1..))]
+    pub audit_retention_other_days: i32,
+    /// How often to purge expired audit events, in seconds (0: never).
+    #[arg(long, env = "AUDIT_RETENTION_CHECK_SECS", default_value_t = 3600)]
+    pub audit_retention_check_secs: u64,
     /// Lease on a tenant, in seconds; renewed on every write, taken over by another worker once expired.
     #[arg(long, env = "SYNC_LEASE_SECS", default_value_t = 300)]
     pub lease_secs: i64,
@@ -141,6 +156,16 @@ impl Settings {
         }
     }
 
+    /// The audit retention of each plan.
+    pub fn retention(&self) -> audit::chain::Retention {
+        audit::chain::Retention {
+            free_days: self.audit_retention_free_days,
+            pro_days: self.audit_retention_pro_days,
+            enterprise_days: self.audit_retention_enterprise_days,
+            other_days: self.audit_retention_other_days,
+        }
+    }
+
     pub fn intervals(&self) -> Intervals {
         Intervals {
             free: Duration::from_secs(self.interval_free_secs),
@@ -157,6 +182,9 @@ pub struct Worker {
     poll: Duration,
     /// How often to seal audit events; `None`: never.
     seal_every: Option<Duration>,
+    /// How often to purge expired audit events; `None`: never.
+    purge_every: Option<Duration>,
+    retention: audit::chain::Retention,
 }
 
 impl Worker {
@@ -205,6 +233,9 @@ impl Worker {
             poll: Duration::from_millis(settings.poll_interval_ms.max(10)),
             seal_every: (settings.audit_seal_interval_ms > 0)
                 .then(|| Duration::from_millis(settings.audit_seal_interval_ms.max(10))),
+            purge_every: (settings.audit_retention_check_secs > 0)
+                .then(|| Duration::from_secs(settings.audit_retention_check_secs)),
+            retention: settings.retention(),
         })
     }
 
@@ -217,11 +248,13 @@ impl Worker {
     pub async fn run(self) -> anyhow::Result<()> {
         tracing::info!(worker = %self.runner.name, "worker started");
         let db = self.runner.db.clone();
-        let sealer =
-            self.seal_every.map(|every| tokio::spawn(seal_loop(db.clone(), every, self.runner.shutdown.clone())));
+        let shutdown = self.runner.shutdown.clone();
+        let sealer = self.seal_every.map(|every| tokio::spawn(seal_loop(db.clone(), every, shutdown.clone())));
+        let purger =
+            self.purge_every.map(|every| tokio::spawn(retention_loop(db.clone(), self.retention, every, shutdown)));
         self.runner.run_loop(self.concurrency, self.poll).await?;
-        if let Some(sealer) = sealer {
-            let _ = sealer.await;
+        for task in [sealer, purger].into_iter().flatten() {
+            let _ = task.await;
         }
         tracing::info!("worker stopping");
         db.close().await.context("Failed to close the database pool")?;
@@ -270,6 +303,29 @@ pub async fn seal_loop(db: sea_orm::DatabaseConnection, every: Duration, shutdow
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "Failed to seal audit events"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Purges the audit events older than their tenant's plan keeps them every `every`, until `shutdown`.
+pub async fn retention_loop(
+    db: sea_orm::DatabaseConnection,
+    retention: audit::chain::Retention,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match audit::chain::purge_expired(&db, retention).await {
+            Ok(purged) => {
+                for (tenant, n) in purged.into_iter().filter(|(_, n)| *n > 0) {
+                    tracing::info!(tenant_id = %tenant, purged = n, "purged expired audit events");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "Failed to purge expired audit events"),
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -71,6 +71,10 @@ pub enum AuditAction {
     /// The tenant's audit log was exported (the format and filters are in the metadata).
     #[strum(serialize = "audit_log.export")]
     AuditLogExport,
+    /// The worker purged the events older than the tenant's plan keeps (how many, before when, and where the chain
+    /// now starts are in the metadata).
+    #[strum(serialize = "audit_log.purge")]
+    AuditLogPurge,
 }
 
 impl AuditAction {
@@ -101,7 +105,7 @@ impl AuditAction {
             | TestioConnectionNeedsToken
             | TestioConnectionBaseUrlNotAllowed => "testio_connection",
             SyncRunRequest => "sync_run",
-            AuditLogExport => "audit_log",
+            AuditLogExport | AuditLogPurge => "audit_log",
         }
     }
 }

@@ -127,3 +127,78 @@ pub async fn verify(txn: &TenantTxn) -> Result<Verification, DbErr> {
 pub async fn verify_platform(txn: &PlatformAuditTxn, tenant: TenantId) -> Result<Verification, DbErr> {
     verify_in(txn.conn(), tenant.0).await
 }
+
+/// How many days each plan keeps its audit events; `other`: the platform's own log and deleted tenants'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub free_days: i32,
+    pub pro_days: i32,
+    pub enterprise_days: i32,
+    pub other_days: i32,
+}
+
+/// Events purged per transaction.
+pub const PURGE_BATCH: i32 = 2_000;
+
+#[derive(FromQueryResult)]
+struct Due {
+    tenant_id: Uuid,
+    cutoff: DateTime<Utc>,
+}
+
+#[derive(FromQueryResult)]
+struct Purged {
+    purged: i32,
+    first_seq: i64,
+}
+
+/// Purges, tenant by tenant, the sealed events older than the tenant's plan keeps them, [`PURGE_BATCH`] at a time,
+/// each batch in a transaction that also records it in the tenant's log (`audit_log.purge`, by `system`); the
+/// chain's new start is anchored on the last purged event, so the log still verifies. Returns the events purged per
+/// tenant.
+#[tracing::instrument(skip_all)]
+pub async fn purge_expired(db: &DatabaseConnection, retention: Retention) -> Result<Vec<(TenantId, u64)>, DbErr> {
+    let due = Due::find_by_statement(stmt(
+        "SELECT tenant_id, cutoff FROM audit_retention_due($1, $2, $3, $4)",
+        [
+            retention.free_days.into(),
+            retention.pro_days.into(),
+            retention.enterprise_days.into(),
+            retention.other_days.into(),
+        ],
+    ))
+    .all(db)
+    .await?;
+    let mut out = Vec::new();
+    for tenant in due {
+        let id = TenantId(tenant.tenant_id);
+        let mut total = 0u64;
+        loop {
+            let txn = TenantTxn::begin(db, id).await?;
+            let batch = Purged::find_by_statement(stmt(
+                "SELECT purged, first_seq FROM audit_purge($1, $2, $3)",
+                [tenant.tenant_id.into(), tenant.cutoff.into(), PURGE_BATCH.into()],
+            ))
+            .one(txn.conn())
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("audit_purge returned no row".to_owned()))?;
+            if batch.purged > 0 {
+                let event = super::Event::new(super::AuditAction::AuditLogPurge, super::Actor::system())
+                    .on(tenant.tenant_id)
+                    .metadata(serde_json::json!({
+                        "purged": batch.purged,
+                        "before": tenant.cutoff,
+                        "chain_starts_at": batch.first_seq,
+                    }));
+                super::record(&txn, event, &super::Origin::default()).await?;
+            }
+            txn.commit().await?;
+            total += u64::try_from(batch.purged).unwrap_or(0);
+            if batch.purged < PURGE_BATCH {
+                break;
+            }
+        }
+        out.push((id, total));
+    }
+    Ok(out)
+}

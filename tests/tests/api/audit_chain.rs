@@ -261,3 +261,121 @@ async fn verification_is_for_owners_admins_and_platform_admins() {
     assert_eq!((verdict["intact"].as_bool(), verdict["unsealed"].as_i64()), (Some(true), Some(0)), "{verdict}");
     assert!(verdict["checked"].as_i64().unwrap() >= 4, "{verdict}");
 }
+
+/// Writes `n` events into `tenant`'s log, `days` old, as the superuser.
+async fn old_events(app: &TestApp, tenant: Uuid, n: usize, days: i64) {
+    app.sql(&format!(
+        "INSERT INTO audit_logs (tenant_id, id, actor_type, action, target_type, outcome, created_at)
+         SELECT '{tenant}', gen_random_uuid(), 'system', 'tenant.update', 'tenant', 'success',
+                now() - make_interval(days => {days}) + make_interval(secs => i)
+           FROM generate_series(1, {n}) i"
+    ))
+    .await;
+}
+
+const RETENTION: entity::audit::chain::Retention =
+    entity::audit::chain::Retention { free_days: 30, pro_days: 365, enterprise_days: 2555, other_days: 365 };
+
+#[tokio::test]
+async fn retention_purges_each_plans_expired_sealed_events_and_the_chain_still_verifies() {
+    let app = spawn_app().await;
+    let ann = app.register("ann@example.com").await;
+    let free = app.create_tenant(&ann, "free").await;
+    let pro = app.create_tenant(&ann, "pro").await;
+    app.sql(&format!("UPDATE tenants SET plan = 'pro' WHERE id = '{pro}'")).await;
+    // More than one purge batch of old events in the free tenant.
+    old_events(&app, free, 2_300, 400).await;
+    old_events(&app, free, 10, 40).await;
+    old_events(&app, pro, 10, 400).await;
+    old_events(&app, pro, 10, 40).await;
+    // Time passes: the tenants were created long ago (so their creation comes first in time as in the chain).
+    app.sql(&format!(
+        "ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_no_update;
+         UPDATE audit_logs SET created_at = created_at - interval '500 days'
+          WHERE action = 'tenant.create' AND tenant_id IN ('{free}', '{pro}');
+         ALTER TABLE audit_logs ENABLE TRIGGER audit_logs_no_update;"
+    ))
+    .await;
+    for tenant in [free, pro] {
+        let verdict = settle(&app, &ann, tenant).await;
+        assert_eq!((verdict["intact"].as_bool(), verdict["unsealed"].as_i64()), (Some(true), Some(0)), "{verdict}");
+    }
+    // Old events written after the seal are not sealed yet: retention leaves them for now.
+    old_events(&app, free, 3, 400).await;
+    let before_free = app.audit_log(free).await.0.len();
+    let before_pro = app.audit_log(pro).await.0.len();
+
+    let runtime = app.db.connect_runtime().await;
+    let purged = entity::audit::chain::purge_expired(&runtime, RETENTION).await.unwrap();
+    let of = |t: Uuid| purged.iter().find(|(id, _)| id.0 == t).map(|(_, n)| *n);
+    assert_eq!(of(free), Some(2_311), "the free plan keeps 30 days");
+    assert_eq!(of(pro), Some(11), "the pro plan keeps 365 days");
+
+    let free_log = app.audit_log(free).await.0;
+    let purges: Vec<_> = free_log.iter().filter(|r| r.action == "audit_log.purge").collect();
+    assert_eq!(purges.len(), 2, "one purge event per batch");
+    assert!(purges.iter().all(|r| r.actor_type == "system"));
+    assert_eq!(purges.iter().map(|r| r.metadata["purged"].as_i64().unwrap()).sum::<i64>(), 2_311);
+    assert_eq!(free_log.len(), before_free - 2_311 + 2);
+    assert_eq!(free_log.iter().filter(|r| r.created_at < chrono::Utc::now() - chrono::Duration::days(30)).count(), 3);
+    assert_eq!(app.audit_log(pro).await.0.len(), before_pro - 11 + 1);
+
+    // The chains start after the purged events and still verify, the purge events sealed in turn.
+    for tenant in [free, pro] {
+        let verdict = settle(&app, &ann, tenant).await;
+        assert_eq!(verdict["intact"], true, "{verdict}");
+        assert_eq!(verdict["unsealed"], 0, "{verdict}");
+    }
+    // A second pass finds the three late ones, now sealed.
+    let again = entity::audit::chain::purge_expired(&runtime, RETENTION).await.unwrap();
+    assert_eq!(again.iter().find(|(id, _)| id.0 == free).map(|(_, n)| *n), Some(3));
+    let verdict = settle(&app, &ann, free).await;
+    assert_eq!(verdict["intact"], true, "{verdict}");
+
+    // Tampering after a purge is still caught: the first kept event altered.
+    let first_kept = app.audit_log(free).await.0[0].id;
+    as_owner(&app, free, &format!("UPDATE audit_logs SET outcome = 'failure' WHERE id = '{first_kept}'")).await;
+    let verdict = verify(&app, &ann, free).await;
+    assert_eq!(
+        (verdict["intact"].as_bool(), verdict["broken_event"].as_str()),
+        (Some(false), Some(first_kept.to_string().as_str())),
+        "{verdict}"
+    );
+}
+
+#[tokio::test]
+async fn a_purge_is_only_for_the_bound_tenant_and_never_younger_than_a_day() {
+    let app = spawn_app().await;
+    let ann = app.register("ann@example.com").await;
+    let mine = app.create_tenant(&ann, "mine").await;
+    let other = app.create_tenant(&ann, "other").await;
+    old_events(&app, mine, 5, 0).await;
+    settle(&app, &ann, mine).await;
+    settle(&app, &ann, other).await;
+    let runtime = app.db.connect_runtime().await;
+    // Bound to one tenant (or to none), purging another is refused.
+    for bind in [format!("SELECT set_config('app.tenant_id', '{mine}', true)"), "SELECT 1".to_owned()] {
+        let txn = sea_orm::TransactionTrait::begin(&runtime).await.unwrap();
+        txn.execute_unprepared(&bind).await.unwrap();
+        let refused = txn
+            .execute_unprepared(&format!("SELECT * FROM audit_purge('{other}', now() + interval '1 year', 100)"))
+            .await;
+        let err = refused.unwrap_err().to_string();
+        assert!(err.contains("bound to the tenant it purges"), "{err}");
+        txn.rollback().await.unwrap();
+    }
+    let count = app.audit_log(mine).await.0.len();
+    let bound = format!(
+        "BEGIN; SELECT set_config('app.tenant_id', '{mine}', true);
+         SELECT * FROM audit_purge('{mine}', now() + interval '1 year', 100); COMMIT;"
+    );
+    runtime.execute_unprepared(&bound).await.unwrap();
+    assert_eq!(app.audit_log(mine).await.0.len(), count, "events younger than a day are never purged");
+    // The runtime role itself cannot delete from the log.
+    let err = runtime
+        .execute_unprepared(&format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{mine}', true); DELETE FROM audit_logs; COMMIT;"
+        ))
+        .await;
+    assert!(err.is_err());
+}
