@@ -177,6 +177,13 @@ impl actix_web::FromRequest for ClientOrigin {
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(Ok(Self::of(req)))
+    }
+}
+
+impl ClientOrigin {
+    /// The origin of `req`.
+    pub fn of(req: &actix_web::HttpRequest) -> Self {
         let peer = req.peer_addr().map(|a| a.ip());
         let forwarded = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
         let ip_address = match req.app_data::<actix_web::web::Data<crate::state::AppState>>() {
@@ -189,7 +196,7 @@ impl actix_web::FromRequest for ClientOrigin {
             .and_then(|v| v.to_str().ok())
             .map(|ua| entity::audit::truncate(ua, 1024).to_owned());
         let request_id = req.extensions().get::<RequestId>().map(|id| id.to_string());
-        std::future::ready(Ok(Self(entity::audit::Origin { ip_address, user_agent, request_id })))
+        Self(entity::audit::Origin { ip_address, user_agent, request_id })
     }
 }
 

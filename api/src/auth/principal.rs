@@ -55,9 +55,10 @@ impl Caller {
             return Err(unauthenticated("The Authorization header must use the Bearer scheme."));
         };
         if token.starts_with(API_KEY_PREFIX) {
-            return parse_api_key(token)
-                .map(Caller::ApiKey)
-                .ok_or_else(|| unauthenticated("The API key is malformed."));
+            let mut key = parse_api_key(token).ok_or_else(|| unauthenticated("The API key is malformed."))?;
+            let request = format!("{} {}", req.method(), req.path());
+            key.used_by = Some(Box::new((crate::request_context::ClientOrigin::of(req).0, request)));
+            return Ok(Caller::ApiKey(key));
         }
         let claims = state.jwt.verify(token).map_err(|e| unauthenticated(e.to_string()))?;
         Ok(Caller::User(SessionClaim { user_id: UserId(claims.sub), session_id: claims.sid }))

@@ -49,6 +49,8 @@ pub struct ApiKeyToken {
     pub tenant_id: TenantId,
     pub key_id: Uuid,
     pub secret_hash: Vec<u8>,
+    /// Where the request came from and what it asked (`GET /v1/...`), for the audit of a refused key.
+    pub used_by: Option<Box<(entity::audit::Origin, String)>>,
 }
 
 pub const API_KEY_PREFIX: &str = "thk_";
@@ -77,7 +79,7 @@ pub fn parse_api_key(token: &str) -> Option<ApiKeyToken> {
     let tenant = Uuid::try_parse(parts.next()?).ok()?;
     let secret = parts.next()?;
     (secret.len() == 43).then_some(())?;
-    Some(ApiKeyToken { tenant_id: TenantId(tenant), key_id, secret_hash: sha256(token) })
+    Some(ApiKeyToken { tenant_id: TenantId(tenant), key_id, secret_hash: sha256(token), used_by: None })
 }
 
 #[cfg(test)]

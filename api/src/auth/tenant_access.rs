@@ -9,12 +9,14 @@
 
 use anyhow::Context;
 use entity::audit::{self, Actor, AuditAction, Event, Origin};
+use entity::audit_logs::Outcome;
 use entity::tenant_users::Role;
 use entity::{TenantId, TenantTxn, UserId, api_keys};
 use subtle::ConstantTimeEq;
 
 use super::permissions::{Permission, allows};
 use super::principal::{Caller, account_disabled, api_key_not_allowed, session_ended, unauthenticated};
+use super::secrets::ApiKeyToken;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -26,6 +28,20 @@ pub struct TenantAccess {
     pub actor: Actor,
     /// The signed-in user, `None` for API keys.
     pub user_id: Option<UserId>,
+}
+
+/// Records in the tenant's log that one of its API keys was refused (`api_key.use_denied`, with the reason, the
+/// request and where it came from), in the request's transaction, bound to the tenant, which then commits: the
+/// refusal itself changed nothing else.
+async fn deny_key(txn: TenantTxn, token: &ApiKeyToken, reason: &str) -> Result<(), ApiError> {
+    let (origin, request) = token.used_by.as_deref().cloned().unwrap_or_default();
+    let event = Event::new(AuditAction::ApiKeyUseDenied, Actor::api_key(token.key_id))
+        .on(token.key_id)
+        .outcome(Outcome::Denied)
+        .metadata(serde_json::json!({ "reason": reason, "request": request }));
+    audit::record(&txn, event, &origin).await.context("Failed to record the refused API key")?;
+    txn.commit().await.context("Failed to commit")?;
+    Ok(())
 }
 
 impl TenantAccess {
@@ -60,16 +76,27 @@ impl TenantAccess {
                 let (txn, found) = TenantTxn::begin_with_api_key(&state.db, tenant_id, token.key_id)
                     .await
                     .context("Failed to begin the tenant transaction")?;
-                let found = found
-                    .filter(|k| k.key.revoked_at.is_none() && bool::from(k.key.secret_hash.ct_eq(&token.secret_hash)))
-                    .ok_or_else(|| unauthenticated("The API key is invalid or revoked."))?;
+                // No such key in this tenant: nothing to name in its log.
+                let found = found.ok_or_else(|| unauthenticated("The API key is invalid or revoked."))?;
+                let refusal = if found.key.revoked_at.is_some() {
+                    Some("revoked")
+                } else if !bool::from(found.key.secret_hash.ct_eq(&token.secret_hash)) {
+                    Some("wrong_secret")
+                } else {
+                    None
+                };
+                if let Some(reason) = refusal {
+                    deny_key(txn, token, reason).await?;
+                    return Err(unauthenticated("The API key is invalid or revoked."));
+                }
                 // The key acts for its creator: never above what they may do now, and not at all once they are gone.
-                let creator_role = found.creator_role.filter(|_| found.creator_active).ok_or_else(|| {
-                    unauthenticated(
+                let Some(creator_role) = found.creator_role.filter(|_| found.creator_active) else {
+                    deny_key(txn, token, "creator_not_member").await?;
+                    return Err(unauthenticated(
                         "The member who created this API key is no longer an active member of the tenant, so the key \
                          no longer works; create a new one.",
-                    )
-                })?;
+                    ));
+                };
                 let key = found.key;
                 let stale = key.last_used_at.is_none_or(|t| t < chrono::Utc::now() - chrono::Duration::minutes(1));
                 if stale {
@@ -80,6 +107,9 @@ impl TenantAccess {
         };
         tracing::Span::current().record("tenant_id", tracing::field::display(tenant_id));
         if !allows(role, permission) {
+            if let Caller::ApiKey(token) = caller {
+                deny_key(txn, token, "role").await?;
+            }
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 format!("Your role ({}) does not allow this.", role.as_str()),

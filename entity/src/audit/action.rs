@@ -14,6 +14,9 @@ pub enum AuditAction {
     UserRegister,
     #[strum(serialize = "user.email_verify")]
     UserEmailVerify,
+    /// A new verification link was mailed on request.
+    #[strum(serialize = "user.verification_email_send")]
+    UserVerificationEmailSend,
     #[strum(serialize = "user.password_change")]
     UserPasswordChange,
     #[strum(serialize = "user.platform_admin_grant")]
@@ -24,6 +27,9 @@ pub enum AuditAction {
     AuthLogin,
     #[strum(serialize = "auth.logout")]
     AuthLogout,
+    /// A refresh token was exchanged for a new token pair.
+    #[strum(serialize = "auth.refresh")]
+    AuthRefresh,
     #[strum(serialize = "auth.refresh_token_reuse")]
     AuthRefreshTokenReuse,
     #[strum(serialize = "tenant.create")]
@@ -51,6 +57,10 @@ pub enum AuditAction {
     ApiKeyCreate,
     #[strum(serialize = "api_key.revoke")]
     ApiKeyRevoke,
+    /// A request with one of the tenant's API keys was refused: a wrong secret, a revoked key, a creator no longer
+    /// a member, or a role that does not allow the action (the reason, method and path are in the metadata).
+    #[strum(serialize = "api_key.use_denied")]
+    ApiKeyUseDenied,
     #[strum(serialize = "testio_connection.create")]
     TestioConnectionCreate,
     #[strum(serialize = "testio_connection.replace")]
@@ -89,16 +99,18 @@ impl AuditAction {
         match self {
             UserRegister
             | UserEmailVerify
+            | UserVerificationEmailSend
             | UserPasswordChange
             | UserPlatformAdminGrant
             | UserPlatformAdminRevoke
             | AuthLogin
             | AuthLogout
+            | AuthRefresh
             | AuthRefreshTokenReuse => "user",
             TenantCreate | TenantUpdate | TenantDelete | BootstrapCreate | MirrorReset => "tenant",
             MemberRoleChange | MemberRemove | MemberLeave => "member",
             InvitationCreate | InvitationRevoke | InvitationAccept => "invitation",
-            ApiKeyCreate | ApiKeyRevoke => "api_key",
+            ApiKeyCreate | ApiKeyRevoke | ApiKeyUseDenied => "api_key",
             TestioConnectionCreate
             | TestioConnectionReplace
             | TestioConnectionDelete

@@ -62,11 +62,23 @@ async fn a_requested_run_is_queued_once_and_picked_up_by_a_worker() {
     assert_eq!(f.app.get_sync_runs(&f.owner, f.tenant, &[("limit", "0")]).await.status(), 400);
     let unknown = f.app.get_sync_run(&f.owner, f.tenant, uuid::Uuid::now_v7()).await;
     assert_eq!(unknown.status(), 404);
-    // Only the request that queued a run is audited (finding the queued one changes nothing), by its request id.
+    // Every request is audited, by its request id: the two that found the queued run (`created: false`), and the one
+    // that queued a new run.
     let audit = f.app.audit_log(f.tenant).await;
-    let [requested] = audit.of("sync_run.request")[..] else { panic!("one sync_run.request row expected: {audit:?}") };
+    let [joined, joined_again, requested] = audit.of("sync_run.request")[..] else {
+        panic!("three sync_run.request rows expected: {audit:?}")
+    };
+    for row in [joined, joined_again] {
+        assert_eq!(
+            (row.target_id.as_deref(), &row.metadata["created"]),
+            (first["id"].as_str(), &json!(false)),
+            "{row:?}"
+        );
+    }
+    assert_eq!((joined.metadata["full"].as_bool(), joined_again.metadata["full"].as_bool()), (Some(true), Some(false)));
     assert_eq!((requested.outcome.as_str(), requested.actor_id), ("success", Some(f.owner.id)), "{requested:?}");
     assert_eq!(requested.target_id.as_deref(), next["id"].as_str());
+    assert_eq!(requested.metadata["created"], json!(true));
     assert_eq!(requested.request_id.as_deref(), Some(request_id.as_str()), "{requested:?}");
 }
 

@@ -78,7 +78,12 @@ pub async fn refresh(
         .filter(|u| u.disabled_at.is_none())
         .ok_or_else(|| unauthenticated("The account is disabled."))?;
     refresh_tokens::mark_used(&txn, token).await.context("Failed to use up the refresh token")?;
+    let session_id = session.id;
     let pair = session::issue_tokens(&state, &txn, user.id, &session).await?;
+    let event = Event::new(AuditAction::AuthRefresh, Actor::user(user.id))
+        .on(user.id)
+        .metadata(serde_json::json!({ "session_id": session_id }));
+    audit::record(&txn, event, &origin.0).await.context("Failed to write the audit entry")?;
     txn.commit().await.context("Failed to commit")?;
     Ok(HttpResponse::Ok().json(pair))
 }

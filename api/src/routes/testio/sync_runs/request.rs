@@ -77,8 +77,10 @@ pub async fn request_sync_run(
         .context("Failed to queue the run")?;
     if created {
         schedule::schedule_now(&access.txn).await.context("Failed to make the tenant due")?;
-        access.audit(AuditAction::SyncRunRequest, run.id, serde_json::json!({ "full": full }), &origin.0).await?;
     }
+    // Recorded also when it joins a run already queued (`created: false`): who asked for a sync, and when.
+    let metadata = serde_json::json!({ "full": full, "created": created });
+    access.audit(AuditAction::SyncRunRequest, run.id, metadata, &origin.0).await?;
     access.commit().await?;
     Ok(HttpResponse::Accepted()
         .insert_header(("Location", format!("/v1/tenants/{tenant}/sync-runs/{}", run.id)))
