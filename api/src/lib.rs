@@ -2,7 +2,7 @@
 //!
 //! `startup` assembles the server; `config` holds the settings; `request_context` gives each request its id, span and
 //! access-log line; `error` turns every failure into problem+json; `routes` has one module per resource; `openapi`
-//! builds the spec from the routes.
+//! builds the spec from the routes; `viewer` serves the audit-log viewer page.
 
 pub mod admin;
 pub mod auth;
@@ -18,3 +18,4 @@ pub mod request_context;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod viewer;

@@ -132,6 +132,8 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 web::resource("/docs")
                     .get(|| async { HttpResponse::PermanentRedirect().insert_header(("location", "/docs/")).finish() }),
             )
+            .service(web::resource("/admin/audit").get(crate::viewer::page))
+            .service(web::resource("/admin/audit/app.js").get(crate::viewer::script))
             .default_service(web::to(not_found_or_method_not_allowed))
     })
     .listen(listener)

@@ -6,6 +6,7 @@ mod audit_chain;
 mod audit_coverage;
 mod audit_platform;
 mod audit_review;
+mod audit_viewer;
 mod auth;
 mod bootstrap_logs;
 mod contract;
