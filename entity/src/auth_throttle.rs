@@ -58,7 +58,9 @@ pub async fn admit(db: &impl Db, limits: &[Limit]) -> Result<Option<Duration>, D
         return Ok(None);
     }
     let json = serde_json::Value::Array(limits.iter().map(Limit::as_json).collect());
-    let row = db.query_one_raw(stmt("SELECT auth_throttle_admit($1) AS wait", [json.into()])).await?;
+    let row =
+        again_on_conflict(|| db.query_one_raw(stmt("SELECT auth_throttle_admit($1) AS wait", [json.clone().into()])))
+            .await?;
     let wait: Option<f64> = match row {
         Some(row) => row.try_get("", "wait")?,
         None => None,
@@ -73,38 +75,42 @@ pub async fn settle(db: &impl Db, clear: &[&str], forgive: &[Limit]) -> Result<(
     let db = conn(db);
     let clear = serde_json::Value::Array(clear.iter().map(|k| serde_json::Value::from(*k)).collect());
     let forgive = serde_json::Value::Array(forgive.iter().map(Limit::as_json).collect());
-    db.execute_raw(stmt(
-        "WITH cleared AS (DELETE FROM auth_throttle WHERE key IN (SELECT jsonb_array_elements_text($1)))
-         UPDATE auth_throttle t
-            SET failures = greatest(t.failures - 1, 0),
-                locked_until = CASE WHEN t.failures - 1 < l.threshold THEN NULL ELSE t.locked_until END
-           FROM jsonb_to_recordset($2) AS l(key text, threshold integer)
-          WHERE t.key = l.key",
-        [clear.into(), forgive.into()],
-    ))
+    // In key order, like the admission.
+    again_on_conflict(|| {
+        db.execute_raw(stmt("SELECT auth_throttle_settle($1, $2)", [clear.clone().into(), forgive.clone().into()]))
+    })
     .await
     .map(|_| ())
+}
+
+/// Runs `statement` (one statement, outside a transaction) again when Postgres broke a deadlock by ending it: the
+/// throttle's rows are few and hot (one account signing in from many clients at once), and the functions lock them
+/// in key order, but a row deleted by one settling and inserted again by an admission can still leave two statements
+/// waiting on each other now and then. At most three attempts.
+async fn again_on_conflict<T, F>(mut statement: impl FnMut() -> F) -> Result<T, DbErr>
+where
+    F: std::future::Future<Output = Result<T, DbErr>>,
+{
+    let mut attempt = 1;
+    loop {
+        match statement().await {
+            Err(e) if attempt < 3 && crate::db::is_retryable_conflict(&e) => {
+                tracing::debug!(error = %e, attempt, "throttle statement ended by a deadlock; again");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Takes back one attempt counted under each of `limits` (it succeeded, or was never made), and the lock it set if the
 /// count falls below the threshold again. For shared keys (a client address) whose other attempts must stay counted.
 #[tracing::instrument(skip_all)]
 pub async fn forgive(db: &impl Db, limits: &[Limit]) -> Result<(), DbErr> {
-    let db = conn(db);
     if limits.is_empty() {
         return Ok(());
     }
-    let json = serde_json::Value::Array(limits.iter().map(Limit::as_json).collect());
-    db.execute_raw(stmt(
-        "UPDATE auth_throttle t
-            SET failures = greatest(t.failures - 1, 0),
-                locked_until = CASE WHEN t.failures - 1 < l.threshold THEN NULL ELSE t.locked_until END
-           FROM jsonb_to_recordset($1) AS l(key text, threshold integer)
-          WHERE t.key = l.key",
-        [json.into()],
-    ))
-    .await
-    .map(|_| ())
+    settle(db, &[], limits).await
 }
 
 #[cfg(test)]

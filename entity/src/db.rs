@@ -125,6 +125,18 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     }
 }
 
+/// True when `err` is Postgres ending the statement's transaction to break a deadlock (40P01) or a serialization
+/// failure (40001): the statement did nothing and may simply run again.
+pub fn is_retryable_conflict(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match &**e {
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001")),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 fn sqlx_unavailable(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)

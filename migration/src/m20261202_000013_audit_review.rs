@@ -80,45 +80,78 @@ impl MigrationTrait for Migration {
 
             GRANT SELECT ON audit_logs TO testio_search;
             CREATE POLICY audit_logs_search ON audit_logs FOR SELECT TO testio_search USING (true);
-            -- The newest `max_rows` events of the transaction's tenant whose text matches `pattern` (a LIKE pattern,
-            -- lower-cased by the caller), strictly before (`before_at`, `before_id`) in the list's order (NULL: from
-            -- the newest). Planned for each call (EXECUTE), so Postgres picks the trigram index for a rare pattern and
-            -- the time index for a common one.
-            CREATE FUNCTION audit_logs_matching(pattern text, before_at timestamptz, before_id uuid, max_rows integer)
+            -- The newest `max_rows` events of `tenants` (NULL: every tenant) whose text matches `pattern` (a LIKE
+            -- pattern, lower-cased by the caller), strictly before (`before_at`, `before_id`) in the list's order
+            -- (NULL: from the newest). A common pattern is found by testing the newest 2,000 events in order (a
+            -- probe); when they hold fewer than `max_rows` matches and there are more events, the pattern is rare,
+            -- and the trigram index finds it (`audit_logs_search_rare`, where only bitmap scans are allowed: its
+            -- estimate of a LIKE pattern's selectivity would otherwise lead Postgres down the time index over every
+            -- event). Internal: called by the two functions below, executable by nobody else.
+            CREATE FUNCTION audit_logs_search_rare(tenants uuid[], pattern text, before_at timestamptz,
+                                                   before_id uuid, max_rows integer)
+                RETURNS TABLE (id uuid, created_at timestamptz)
+                LANGUAGE sql STABLE SECURITY DEFINER
+                SET search_path = public, pg_temp SET enable_indexscan = off SET enable_seqscan = off AS $fn$
+                SELECT a.id, a.created_at FROM audit_logs a
+                 WHERE (tenants IS NULL OR a.tenant_id = ANY(tenants))
+                   AND a.search_text LIKE pattern
+                   AND (before_at IS NULL OR (a.created_at, a.id) < (before_at, before_id))
+                 ORDER BY a.created_at DESC, a.id DESC
+                 LIMIT max_rows;
+            $fn$;
+            CREATE FUNCTION audit_logs_search(tenants uuid[], pattern text, before_at timestamptz, before_id uuid,
+                                              max_rows integer)
                 RETURNS TABLE (id uuid, created_at timestamptz)
                 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+            DECLARE
+                scope text := CASE WHEN tenants IS NULL THEN 'true'
+                                   WHEN cardinality(tenants) = 1 THEN 'a.tenant_id = $1[1]'
+                                   ELSE 'a.tenant_id = ANY($1)' END;
+                recent text;
+                hits integer;
+                seen integer;
             BEGIN
-                RETURN QUERY EXECUTE
-                    'SELECT a.id, a.created_at FROM audit_logs a
-                      WHERE a.tenant_id = nullif(current_setting(''app.tenant_id'', true), '''')::uuid
-                        AND a.search_text LIKE $1
-                        AND ($2 IS NULL OR (a.created_at, a.id) < ($2, $3))
-                      ORDER BY a.created_at DESC, a.id DESC
-                      LIMIT $4'
-                    USING pattern, before_at, before_id, max_rows;
+                recent := format(
+                    'SELECT a.id, a.created_at, a.search_text FROM audit_logs a
+                      WHERE %s AND ($3 IS NULL OR (a.created_at, a.id) < ($3, $4))
+                      ORDER BY a.created_at DESC, a.id DESC LIMIT 2000', scope);
+                EXECUTE format('SELECT count(*) FILTER (WHERE w.search_text LIKE $2), count(*) FROM (%s) w', recent)
+                   INTO hits, seen USING tenants, pattern, before_at, before_id;
+                IF hits >= max_rows OR seen < 2000 THEN
+                    RETURN QUERY EXECUTE format(
+                        'SELECT w.id, w.created_at FROM (%s) w WHERE w.search_text LIKE $2
+                          ORDER BY w.created_at DESC, w.id DESC LIMIT $5', recent)
+                        USING tenants, pattern, before_at, before_id, max_rows;
+                    RETURN;
+                END IF;
+                RETURN QUERY SELECT * FROM audit_logs_search_rare(tenants, pattern, before_at, before_id, max_rows);
             END
             $fn$;
-            ALTER FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) OWNER TO testio_search;
-            REVOKE ALL ON FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) FROM PUBLIC;
-            GRANT EXECUTE ON FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) TO testio_runtime;
-            -- The same over every tenant (`tenants` NULL) or some, for the platform review only.
+            -- A tenant's search: the transaction's tenant (`app.tenant_id`, the setting RLS reads), nothing else.
+            CREATE FUNCTION audit_logs_matching(pattern text, before_at timestamptz, before_id uuid, max_rows integer)
+                RETURNS TABLE (id uuid, created_at timestamptz)
+                LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+                SELECT s.id, s.created_at
+                  FROM (SELECT nullif(current_setting('app.tenant_id', true), '')::uuid AS tenant) t,
+                       LATERAL audit_logs_search(ARRAY[t.tenant], pattern, before_at, before_id, max_rows) s
+                 WHERE t.tenant IS NOT NULL;
+            $fn$;
+            -- The platform review's search: every tenant (`tenants` NULL) or some; executable by the reader only.
             CREATE FUNCTION audit_logs_matching_platform(pattern text, tenants uuid[], before_at timestamptz,
                                                          before_id uuid, max_rows integer)
                 RETURNS TABLE (id uuid, created_at timestamptz)
-                LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
-            BEGIN
-                RETURN QUERY EXECUTE
-                    'SELECT a.id, a.created_at FROM audit_logs a
-                      WHERE ($2 IS NULL OR a.tenant_id = ANY($2))
-                        AND a.search_text LIKE $1
-                        AND ($3 IS NULL OR (a.created_at, a.id) < ($3, $4))
-                      ORDER BY a.created_at DESC, a.id DESC
-                      LIMIT $5'
-                    USING pattern, tenants, before_at, before_id, max_rows;
-            END
+                LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public, pg_temp AS $fn$
+                SELECT * FROM audit_logs_search(tenants, pattern, before_at, before_id, max_rows);
             $fn$;
+            ALTER FUNCTION audit_logs_search_rare(uuid[], text, timestamptz, uuid, integer) OWNER TO testio_search;
+            ALTER FUNCTION audit_logs_search(uuid[], text, timestamptz, uuid, integer) OWNER TO testio_search;
+            ALTER FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) OWNER TO testio_search;
             ALTER FUNCTION audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer) OWNER TO testio_search;
-            REVOKE ALL ON FUNCTION audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer) FROM PUBLIC;
+            REVOKE ALL ON FUNCTION audit_logs_search_rare(uuid[], text, timestamptz, uuid, integer),
+                                   audit_logs_search(uuid[], text, timestamptz, uuid, integer),
+                                   audit_logs_matching(text, timestamptz, uuid, integer),
+                                   audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer) FROM PUBLIC;
+            GRANT EXECUTE ON FUNCTION audit_logs_matching(text, timestamptz, uuid, integer) TO testio_runtime;
             GRANT EXECUTE ON FUNCTION audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer)
                 TO testio_audit_reader;
             "#
@@ -133,6 +166,8 @@ impl MigrationTrait for Migration {
             r#"
             DROP FUNCTION audit_logs_matching_platform(text, uuid[], timestamptz, uuid, integer);
             DROP FUNCTION audit_logs_matching(text, timestamptz, uuid, integer);
+            DROP FUNCTION audit_logs_search(uuid[], text, timestamptz, uuid, integer);
+            DROP FUNCTION audit_logs_search_rare(uuid[], text, timestamptz, uuid, integer);
             DROP INDEX audit_logs_platform_time_idx;
             DROP POLICY audit_logs_platform_review ON audit_logs;
             REVOKE SELECT ON audit_logs FROM testio_audit_reader;

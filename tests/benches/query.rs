@@ -47,6 +47,7 @@ use entity::mirror::query::{
 use entity::{TenantId, TenantTxn};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
 use serde_json::Value as Json;
+use tests::bench::{PgResult, PgScript, RANDOM_ID, Recorder, finish_pgbench, percentile, pgbench};
 use tests::testio_sim::Rng;
 use uuid::Uuid;
 
@@ -56,8 +57,6 @@ use uuid::Uuid;
 fn api_pool() -> usize {
     env_usize("BENCH_API_POOL", 10)
 }
-/// Stands for the random id of a detail request in a statement; pgbench replaces it by `:id`.
-const RANDOM_ID: i64 = -7_777_777_777;
 
 fn ms_f(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -466,31 +465,6 @@ fn products_query(sort: ProductSort, direction: Direction, limit: u64) -> List {
     List::Products(ProductQuery { sort, direction, window: Window::Keyset { after: None, limit }, include_raw: false })
 }
 
-/// The statements a connection runs (sea-orm's metric callback): what the data layer sends for a request.
-#[derive(Clone, Default)]
-struct Recorder(Arc<std::sync::Mutex<Vec<Statement>>>);
-
-impl Recorder {
-    /// A connection of the runtime role whose statements are recorded.
-    async fn connect(url: &str) -> (DatabaseConnection, Self) {
-        let mut db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned()).await.unwrap();
-        let recorder = Self::default();
-        let sink = recorder.0.clone();
-        db.set_metric_callback(move |info| sink.lock().unwrap().push(info.statement.clone()));
-        (db, recorder)
-    }
-
-    fn clear(&self) {
-        self.0.lock().unwrap().clear();
-    }
-
-    /// The statements recorded since [`Recorder::clear`], without the tenant binding.
-    fn take(&self) -> Vec<Statement> {
-        let recorded = std::mem::take(&mut *self.0.lock().unwrap());
-        recorded.into_iter().filter(|s| !s.sql.contains("set_config('app.tenant_id'")).collect()
-    }
-}
-
 /// A read of one item or of the statistics, through the data layer's function the route calls.
 #[derive(Clone, Copy)]
 enum Read {
@@ -870,13 +844,6 @@ async fn solo(db: &DatabaseConnection, v: &Variant, rng: &mut Rng, explain_over:
 // ---------------------------------------------------------------------------------------------------------------
 // Load
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
 #[derive(Default)]
 struct Load {
     ok: usize,
@@ -984,135 +951,6 @@ async fn load(http: &reqwest::Client, token: &str, variants: Arc<Vec<Variant>>, 
 
 // ---------------------------------------------------------------------------------------------------------------
 // pgbench
-
-/// A statement as pgbench runs it: `$n` become variables (`-D` values; the random id `:id`).
-fn pgbench_sql(statement: &Statement, prefix: &str, defines: &mut Vec<(String, String)>) -> String {
-    let values: Vec<Value> = statement.values.as_ref().map(|v| v.0.clone()).unwrap_or_default();
-    let names: Vec<String> = values
-        .iter()
-        .enumerate()
-        .map(|(i, value)| {
-            let text = match value {
-                Value::BigInt(Some(RANDOM_ID)) => return ":id".to_owned(),
-                Value::BigInt(Some(n)) => n.to_string(),
-                Value::Int(Some(n)) => n.to_string(),
-                Value::BigUnsigned(Some(n)) => n.to_string(),
-                Value::Unsigned(Some(n)) => n.to_string(),
-                Value::Bool(Some(b)) => b.to_string(),
-                Value::String(Some(s)) => s.clone(),
-                Value::ChronoDateTimeUtc(Some(t)) => t.to_rfc3339(),
-                Value::Uuid(Some(u)) => u.to_string(),
-                other => panic!("no pgbench form for the value {other:?} of {}", statement.sql),
-            };
-            let name = format!("{prefix}_{}", i + 1);
-            defines.push((name.clone(), text));
-            format!(":{name}")
-        })
-        .collect();
-    // `$n` to the variable, longest numbers first through one scan.
-    let sql = &statement.sql;
-    let mut out = String::with_capacity(sql.len());
-    let mut chars = sql.char_indices().peekable();
-    while let Some((_, c)) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) {
-            let mut n = 0usize;
-            while let Some((_, d)) = chars.peek().filter(|(_, d)| d.is_ascii_digit()) {
-                n = n * 10 + d.to_digit(10).unwrap() as usize;
-                chars.next();
-            }
-            out.push_str(&names[n - 1]);
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-struct PgResult {
-    tps: f64,
-    /// Average latency of each script (variant), in ms.
-    script_latency_ms: Vec<f64>,
-    failed: u64,
-    latency_ms: f64,
-    error: Option<String>,
-}
-
-/// Runs the group's variants, with their weights, through pgbench for `secs`.
-fn pgbench(
-    url: &str,
-    variants: &[Variant],
-    with_transaction: bool,
-    clients: usize,
-    secs: u64,
-) -> (std::process::Child, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("bench_query_{}", Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut command = std::process::Command::new("pgbench");
-    command.args(["-n", "-M", "prepared", "-j", "2", "-c", &clients.to_string(), "-T", &secs.to_string()]);
-    let mut defines = Vec::new();
-    for (k, v) in variants.iter().enumerate() {
-        let mut script = String::new();
-        if let Some((lo, hi)) = v.ids {
-            script.push_str(&format!("\\set id random({lo}, {hi})\n"));
-        }
-        if with_transaction {
-            defines.push((format!("s{k}_tenant"), v.tenant.to_string()));
-            script.push_str(&format!("BEGIN;\nSELECT set_config('app.tenant_id', :s{k}_tenant, true);\n"));
-        }
-        for (j, statement) in v.statements.iter().enumerate() {
-            script.push_str(&pgbench_sql(statement, &format!("s{k}_{j}"), &mut defines));
-            script.push_str(";\n");
-        }
-        if with_transaction {
-            script.push_str("COMMIT;\n");
-        }
-        let path = dir.join(format!("{k}.sql"));
-        std::fs::write(&path, script).unwrap();
-        command.arg("-f").arg(format!("{}@{}", path.display(), v.weight));
-    }
-    for (name, value) in defines {
-        command.arg("-D").arg(format!("{name}={value}"));
-    }
-    command.arg(url).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    (command.spawn().expect("pgbench did not start (is it installed?)"), dir)
-}
-
-fn pgbench_result(output: std::process::Output) -> PgResult {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let field = |prefix: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<f64>().ok())
-    };
-    let mut script_latency_ms = Vec::new();
-    for line in stdout.lines() {
-        if line.starts_with("SQL script ") {
-            script_latency_ms.push(f64::NAN);
-        } else if let Some(rest) = line.trim().strip_prefix("- latency average = ")
-            && let Some(last) = script_latency_ms.last_mut()
-        {
-            *last = rest.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(f64::NAN);
-        }
-    }
-    match field("tps = ") {
-        Some(tps) => PgResult {
-            tps,
-            script_latency_ms,
-            failed: field("number of failed transactions: ").unwrap_or(0.0) as u64,
-            latency_ms: field("latency average = ").unwrap_or(0.0),
-            error: None,
-        },
-        None => PgResult {
-            tps: 0.0,
-            script_latency_ms,
-            failed: 0,
-            latency_ms: 0.0,
-            error: Some(format!("{}{}", stdout, String::from_utf8_lossy(&output.stderr))),
-        },
-    }
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Where the CPU goes
@@ -1249,29 +1087,6 @@ async fn sample(
 // ---------------------------------------------------------------------------------------------------------------
 // Processes
 
-/// Waits for a pgbench run without blocking the runtime (stopping it if this future is dropped), then removes its
-/// scripts.
-async fn finish_pgbench(child: std::process::Child, scripts: std::path::PathBuf) -> PgResult {
-    struct Stop(u32, bool);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            if !self.1 {
-                let _ = std::process::Command::new("kill").args(["-TERM", &self.0.to_string()]).status();
-            }
-        }
-    }
-    let mut stop = Stop(child.id(), false);
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap();
-    stop.1 = true;
-    let _ = std::fs::remove_dir_all(&scripts);
-    match output {
-        Ok(output) => pgbench_result(output),
-        Err(e) => {
-            PgResult { tps: 0.0, script_latency_ms: Vec::new(), failed: 0, latency_ms: 0.0, error: Some(e.to_string()) }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 
 struct Row {
@@ -1402,7 +1217,11 @@ async fn run(db: &tests::TestDatabase, api: &tests::bench::ChildApi) {
                 format!("{}?options=-c%20app.tenant_id%3D{}", db.runtime_url(), variants[0].tenant)
             };
             superuser.execute_unprepared("CHECKPOINT").await.unwrap();
-            let (child, scripts) = pgbench(&url, &variants, ceiling.with_transaction, pg_clients, secs);
+            let scripts: Vec<PgScript> = variants
+                .iter()
+                .map(|v| PgScript { tenant: v.tenant, statements: &v.statements, weight: v.weight, ids: v.ids })
+                .collect();
+            let (child, scripts) = pgbench(&url, &scripts, ceiling.with_transaction, pg_clients, secs);
             let done = Arc::new(AtomicBool::new(false));
             let sampler = tokio::spawn(sample(api_pid, child.id(), superuser.clone(), db.name.clone(), done.clone()));
             let result = finish_pgbench(child, scripts).await;

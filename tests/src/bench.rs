@@ -1,14 +1,18 @@
 //! What the benchmarks that drive the API as a separate process share. The API runs as a child of the benchmark:
 //! the same executable started again with [`CHILD_DATABASE_URL`] set, which serves the API ([`serve_if_child`]) and
 //! announces its port on stdout. [`ChildApi`] stops it with SIGTERM when the benchmark lets go of it, a panic or ^C
-//! included.
+//! included. `BENCH_CHILD_LOG=1` shows the API's warnings and errors.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use api::config::Settings;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, Statement, Value as SqlValue};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 /// Set in the child: the database URL its API connects to.
 pub const CHILD_DATABASE_URL: &str = "BENCH_CHILD_API_DATABASE_URL";
@@ -17,6 +21,9 @@ pub const CHILD_DATABASE_URL: &str = "BENCH_CHILD_API_DATABASE_URL";
 /// of the database URL, until it is stopped, and returns `true`; otherwise returns `false` at once.
 pub async fn serve_if_child(settings: impl FnOnce(&str) -> Settings) -> bool {
     let Ok(url) = std::env::var(CHILD_DATABASE_URL) else { return false };
+    if std::env::var_os("BENCH_CHILD_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).try_init();
+    }
     let app = api::startup::Application::build(settings(&url)).await.unwrap();
     println!("PORT={}", app.port());
     app.run_until_stopped().await.unwrap();
@@ -38,7 +45,8 @@ impl ChildApi {
             .env(CHILD_DATABASE_URL, database_url)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // `BENCH_CHILD_LOG=1`: the API's warnings and errors on the benchmark's stderr.
+            .stderr(if std::env::var_os("BENCH_CHILD_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
@@ -105,4 +113,209 @@ pub async fn create_tenant(http: &reqwest::Client, base: &str, token: &str, name
         .await
         .unwrap();
     created["id"].as_str().expect("no tenant id").parse().unwrap()
+}
+
+/// The `p` quantile (0 to 1) of sorted latencies; zero for none.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// pgbench: what Postgres alone does with the statements of a request
+
+/// Stands for the random id of a detail request in a statement; pgbench replaces it by `:id`.
+pub const RANDOM_ID: i64 = -7_777_777_777;
+
+/// The statements a connection runs (sea-orm's metric callback): what the data layer sends for a request.
+#[derive(Clone, Default)]
+pub struct Recorder(Arc<std::sync::Mutex<Vec<Statement>>>);
+
+impl Recorder {
+    /// A connection of the runtime role whose statements are recorded.
+    pub async fn connect(url: &str) -> (DatabaseConnection, Self) {
+        let mut db = Database::connect(ConnectOptions::new(url).max_connections(1).to_owned()).await.unwrap();
+        let recorder = Self::default();
+        let sink = recorder.0.clone();
+        db.set_metric_callback(move |info| sink.lock().unwrap().push(info.statement.clone()));
+        (db, recorder)
+    }
+
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
+    /// The statements recorded since [`Recorder::clear`], without the tenant binding.
+    pub fn take(&self) -> Vec<Statement> {
+        let recorded = std::mem::take(&mut *self.0.lock().unwrap());
+        recorded.into_iter().filter(|s| !s.sql.contains("set_config('app.tenant_id'")).collect()
+    }
+}
+
+/// A statement as pgbench runs it: `$n` become variables (`-D` values; the random id `:id`).
+pub fn pgbench_sql(statement: &Statement, prefix: &str, defines: &mut Vec<(String, String)>) -> String {
+    let values: Vec<SqlValue> = statement.values.as_ref().map(|v| v.0.clone()).unwrap_or_default();
+    let names: Vec<String> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let text = match value {
+                SqlValue::BigInt(Some(RANDOM_ID)) => return ":id".to_owned(),
+                // pgbench variables cannot be NULL: the literal stands in (the statement types it).
+                SqlValue::ChronoDateTimeUtc(None) | SqlValue::Uuid(None) | SqlValue::String(None) => {
+                    return "NULL".to_owned();
+                }
+                SqlValue::BigInt(Some(n)) => n.to_string(),
+                SqlValue::Int(Some(n)) => n.to_string(),
+                SqlValue::BigUnsigned(Some(n)) => n.to_string(),
+                SqlValue::Unsigned(Some(n)) => n.to_string(),
+                SqlValue::Bool(Some(b)) => b.to_string(),
+                SqlValue::String(Some(s)) => s.clone(),
+                SqlValue::ChronoDateTimeUtc(Some(t)) => t.to_rfc3339(),
+                SqlValue::Uuid(Some(u)) => u.to_string(),
+                other => panic!("no pgbench form for the value {other:?} of {}", statement.sql),
+            };
+            let name = format!("{prefix}_{}", i + 1);
+            defines.push((name.clone(), text));
+            format!(":{name}")
+        })
+        .collect();
+    // `$n` to the variable, longest numbers first through one scan.
+    let sql = &statement.sql;
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|(_, d)| d.is_ascii_digit()) {
+            let mut n = 0usize;
+            while let Some((_, d)) = chars.peek().filter(|(_, d)| d.is_ascii_digit()) {
+                n = n * 10 + d.to_digit(10).unwrap() as usize;
+                chars.next();
+            }
+            out.push_str(&names[n - 1]);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+pub struct PgResult {
+    pub tps: f64,
+    /// Average latency of each script (variant), in ms.
+    pub script_latency_ms: Vec<f64>,
+    pub failed: u64,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+}
+
+/// One pgbench script: a request's statements in `tenant`, run `weight` times as often as a weight of 1; with `ids`,
+/// [`RANDOM_ID`] in a statement is a random id in that range.
+pub struct PgScript<'a> {
+    pub tenant: Uuid,
+    pub statements: &'a [Statement],
+    pub weight: u32,
+    pub ids: Option<(i64, i64)>,
+}
+
+/// Runs the scripts, with their weights, through pgbench as `-M prepared -j 2 -c clients` for `secs`;
+/// `with_transaction` wraps each in `BEGIN; set_config('app.tenant_id', ..); ..; COMMIT`.
+pub fn pgbench(
+    url: &str,
+    variants: &[PgScript],
+    with_transaction: bool,
+    clients: usize,
+    secs: u64,
+) -> (std::process::Child, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("bench_query_{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut command = std::process::Command::new("pgbench");
+    command.args(["-n", "-M", "prepared", "-j", "2", "-c", &clients.to_string(), "-T", &secs.to_string()]);
+    let mut defines = Vec::new();
+    for (k, v) in variants.iter().enumerate() {
+        let mut script = String::new();
+        if let Some((lo, hi)) = v.ids {
+            script.push_str(&format!("\\set id random({lo}, {hi})\n"));
+        }
+        if with_transaction {
+            defines.push((format!("s{k}_tenant"), v.tenant.to_string()));
+            script.push_str(&format!("BEGIN;\nSELECT set_config('app.tenant_id', :s{k}_tenant, true);\n"));
+        }
+        for (j, statement) in v.statements.iter().enumerate() {
+            script.push_str(&pgbench_sql(statement, &format!("s{k}_{j}"), &mut defines));
+            script.push_str(";\n");
+        }
+        if with_transaction {
+            script.push_str("COMMIT;\n");
+        }
+        let path = dir.join(format!("{k}.sql"));
+        std::fs::write(&path, script).unwrap();
+        command.arg("-f").arg(format!("{}@{}", path.display(), v.weight));
+    }
+    for (name, value) in defines {
+        command.arg("-D").arg(format!("{name}={value}"));
+    }
+    command.arg(url).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    (command.spawn().expect("pgbench did not start (is it installed?)"), dir)
+}
+
+pub fn pgbench_result(output: std::process::Output) -> PgResult {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let field = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    let mut script_latency_ms = Vec::new();
+    for line in stdout.lines() {
+        if line.starts_with("SQL script ") {
+            script_latency_ms.push(f64::NAN);
+        } else if let Some(rest) = line.trim().strip_prefix("- latency average = ")
+            && let Some(last) = script_latency_ms.last_mut()
+        {
+            *last = rest.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or(f64::NAN);
+        }
+    }
+    match field("tps = ") {
+        Some(tps) => PgResult {
+            tps,
+            script_latency_ms,
+            failed: field("number of failed transactions: ").unwrap_or(0.0) as u64,
+            latency_ms: field("latency average = ").unwrap_or(0.0),
+            error: None,
+        },
+        None => PgResult {
+            tps: 0.0,
+            script_latency_ms,
+            failed: 0,
+            latency_ms: 0.0,
+            error: Some(format!("{}{}", stdout, String::from_utf8_lossy(&output.stderr))),
+        },
+    }
+}
+
+/// Waits for a pgbench run without blocking the runtime (stopping it if this future is dropped), then removes its
+/// scripts.
+pub async fn finish_pgbench(child: std::process::Child, scripts: std::path::PathBuf) -> PgResult {
+    struct Stop(u32, bool);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if !self.1 {
+                let _ = std::process::Command::new("kill").args(["-TERM", &self.0.to_string()]).status();
+            }
+        }
+    }
+    let mut stop = Stop(child.id(), false);
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap();
+    stop.1 = true;
+    let _ = std::fs::remove_dir_all(&scripts);
+    match output {
+        Ok(output) => pgbench_result(output),
+        Err(e) => {
+            PgResult { tps: 0.0, script_latency_ms: Vec::new(), failed: 0, latency_ms: 0.0, error: Some(e.to_string()) }
+        }
+    }
 }

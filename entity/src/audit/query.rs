@@ -2,8 +2,8 @@
 //!
 //! Every filter has an index that leads with `tenant_id` and ends with the list's order (`created_at DESC, id DESC`,
 //! migration `m20261202_000013_audit_review`), so a page is one ordered index scan that stops after `limit + 1` rows.
-//! Several actions are read as one ordered scan each, merged (`UNION ALL`), rather than one scan of all of them and a
-//! sort. Text search (`q`) asks `audit_logs_matching` for the newest matching events before the position, in chunks,
+//! One value of a filter is an equality (which keeps the index's order); several actions (else actor types, else
+//! outcomes) are read as one ordered scan each, merged (`UNION ALL`), rather than one scan of all of them and a sort. Text search (`q`) asks `audit_logs_matching` for the newest matching events before the position, in chunks,
 //! and keeps those that pass the other filters; it examines at most [`SEARCH_BUDGET`] matches per page, so a page
 //! may come back short with a `next` position to continue from: only `next == None` means the end.
 
@@ -21,8 +21,8 @@ use crate::{PlatformAuditTxn, TenantTxn};
 pub const SEARCH_BUDGET: usize = 5_000;
 /// Matches asked of `audit_logs_matching` at once when other filters may reject some.
 const SEARCH_CHUNK: usize = 500;
-/// Most actions read as merged scans; more are read with `= ANY` (and sorted).
-pub const MAX_MERGED_ACTIONS: usize = 16;
+/// Most values of one filter read as merged scans; more are read with `= ANY` (and sorted).
+pub const MAX_MERGED: usize = 16;
 
 /// Which events: every field narrows (AND); the values of one list are alternatives (OR).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -77,6 +77,38 @@ impl Sql {
         self.values.push(value.into());
         format!("${}", self.values.len())
     }
+
+    /// `column` is one of `values` (nothing when empty): `=` for one value, so that the column's index keeps the
+    /// list's order (Postgres 15 reads `= ANY(..)` value by value, and would sort).
+    fn one_of(&mut self, column: &str, values: &[String]) {
+        match values {
+            [] => {}
+            [one] => {
+                let p = self.bind(one.clone());
+                self.conditions.push(format!("{column} = {p}"));
+            }
+            many => {
+                let p = self.bind(text_array(many));
+                self.conditions.push(format!("{column} = ANY({p}::text[])"));
+            }
+        }
+    }
+}
+
+/// The multi-valued filter read as one ordered scan per value, merged: the actions, else the actor types, else the
+/// outcomes, when one of them has 2 to [`MAX_MERGED`] values.
+fn merged(filter: &AuditFilter) -> Option<(&'static str, Vec<String>)> {
+    let fits = |n: usize| (2..=MAX_MERGED).contains(&n);
+    if fits(filter.actions.len()) {
+        return Some(("action", filter.actions.clone()));
+    }
+    if fits(filter.actor_types.len()) {
+        return Some(("actor_type", filter.actor_types.iter().map(sea_orm::ActiveEnum::to_value).collect()));
+    }
+    if fits(filter.outcomes.len()) {
+        return Some(("outcome", filter.outcomes.iter().map(sea_orm::ActiveEnum::to_value).collect()));
+    }
+    None
 }
 
 /// Whose events a list reads.
@@ -103,10 +135,10 @@ fn conditions(scope: Scope, filter: &AuditFilter, after: Option<AuditPosition>) 
         }
         Scope::Platform => sql.conditions.push("true".to_owned()),
     }
-    if !filter.actor_types.is_empty() {
-        let words: Vec<String> = filter.actor_types.iter().map(sea_orm::ActiveEnum::to_value).collect();
-        let p = sql.bind(text_array(&words));
-        sql.conditions.push(format!("actor_type = ANY({p}::text[])"));
+    let merged = merged(filter).map(|(column, _)| column);
+    let actor_types: Vec<String> = filter.actor_types.iter().map(sea_orm::ActiveEnum::to_value).collect();
+    if merged != Some("actor_type") {
+        sql.one_of("actor_type", &actor_types);
     }
     if let Some(actor) = filter.actor_id {
         let p = sql.bind(actor);
@@ -120,10 +152,12 @@ fn conditions(scope: Scope, filter: &AuditFilter, after: Option<AuditPosition>) 
         let p = sql.bind(target_id.clone());
         sql.conditions.push(format!("target_id = {p}"));
     }
-    if !filter.outcomes.is_empty() {
-        let words: Vec<String> = filter.outcomes.iter().map(sea_orm::ActiveEnum::to_value).collect();
-        let p = sql.bind(text_array(&words));
-        sql.conditions.push(format!("outcome = ANY({p}::text[])"));
+    let outcomes: Vec<String> = filter.outcomes.iter().map(sea_orm::ActiveEnum::to_value).collect();
+    if merged != Some("outcome") {
+        sql.one_of("outcome", &outcomes);
+    }
+    if merged != Some("action") {
+        sql.one_of("action", &filter.actions);
     }
     if let Some(since) = filter.since {
         let p = sql.bind(since);
@@ -140,32 +174,32 @@ fn conditions(scope: Scope, filter: &AuditFilter, after: Option<AuditPosition>) 
     sql
 }
 
-/// The statement of one page of at most `rows` events under `sql`'s conditions, plus `extra` (`id = ANY(..)`) and the
-/// actions: one ordered scan per action, merged, when there are a few of them.
-fn page_statement(mut sql: Sql, actions: &[String], extra: Option<String>, rows: usize) -> sea_orm::Statement {
+/// The statement of one page of at most `rows` events under `sql`'s conditions (every filter but the merged one,
+/// see [`merged`]), plus `extra` (`id = ANY(..)`): one ordered scan per value of the merged filter, merged, or one
+/// ordered scan.
+fn page_statement(mut sql: Sql, filter: &AuditFilter, extra: Option<String>, rows: usize) -> sea_orm::Statement {
     if let Some(extra) = extra {
         sql.conditions.push(extra);
     }
     let limit = sql.bind(i64::try_from(rows).unwrap_or(i64::MAX));
     let order = "ORDER BY created_at DESC, id DESC";
-    let text = if (2..=MAX_MERGED_ACTIONS).contains(&actions.len()) {
-        let scans: Vec<String> = actions
-            .iter()
-            .map(|action| {
-                let p = sql.bind(action.clone());
-                format!(
-                    "(SELECT {COLUMNS} FROM audit_logs WHERE {} AND action = {p} {order} LIMIT {limit})",
-                    sql.conditions.join(" AND ")
-                )
-            })
-            .collect();
-        format!("SELECT * FROM ({}) AS merged {order} LIMIT {limit}", scans.join(" UNION ALL "))
-    } else {
-        if !actions.is_empty() {
-            let p = sql.bind(text_array(actions));
-            sql.conditions.push(format!("action = ANY({p}::text[])"));
+    let text = match merged(filter) {
+        Some((column, values)) => {
+            let scans: Vec<String> = values
+                .into_iter()
+                .map(|value| {
+                    let p = sql.bind(value);
+                    format!(
+                        "(SELECT {COLUMNS} FROM audit_logs WHERE {} AND {column} = {p} {order} LIMIT {limit})",
+                        sql.conditions.join(" AND ")
+                    )
+                })
+                .collect();
+            format!("SELECT * FROM ({}) AS merged {order} LIMIT {limit}", scans.join(" UNION ALL "))
         }
-        format!("SELECT {COLUMNS} FROM audit_logs WHERE {} {order} LIMIT {limit}", sql.conditions.join(" AND "))
+        None => {
+            format!("SELECT {COLUMNS} FROM audit_logs WHERE {} {order} LIMIT {limit}", sql.conditions.join(" AND "))
+        }
     };
     stmt(&text, sql.values)
 }
@@ -224,8 +258,7 @@ async fn list_in(
 ) -> Result<AuditPage, DbErr> {
     let Some(q) = &filter.q else {
         let sql = conditions(scope, filter, after);
-        let mut items =
-            Model::find_by_statement(page_statement(sql, &filter.actions, None, limit + 1)).all(conn).await?;
+        let mut items = Model::find_by_statement(page_statement(sql, filter, None, limit + 1)).all(conn).await?;
         let more = items.len() > limit;
         items.truncate(limit);
         let next = if more { items.last().map(AuditPosition::of) } else { None };
@@ -265,7 +298,7 @@ async fn list_in(
         let p = sql.bind(text_array(&ids));
         let found = Model::find_by_statement(page_statement(
             sql,
-            &filter.actions,
+            filter,
             Some(format!("id = ANY({p}::uuid[])")),
             limit + 1 - items.len(),
         ))

@@ -208,3 +208,32 @@ async fn every_mutating_operation_leaves_exactly_one_audit_event() {
         .collect();
     assert_eq!(walk.done, mutating, "audit every new mutating operation, and add it to this walk");
 }
+
+#[tokio::test]
+async fn concurrent_sign_ins_of_one_account_all_succeed_and_are_each_recorded() {
+    let app = tests::spawn_app_with(|s| {
+        s.login_max_failures_per_account_and_ip = 1_000;
+        s.login_max_failures_per_account = 1_000;
+        s.login_max_failures_per_ip = 1_000;
+    })
+    .await;
+    app.register("ann@example.com").await;
+    let before = events(&app).await;
+    let body = json!({ "email": "ann@example.com", "password": "correct horse battery" });
+    // 16 clients signing in over and over: every admission and settling of the same keys overlaps.
+    let clients = (0..16).map(|_| {
+        let (app, body) = (&app, body.clone());
+        async move {
+            let mut statuses = Vec::new();
+            for _ in 0..30 {
+                statuses.push(app.post_login(body.clone()).await.status().as_u16());
+            }
+            statuses
+        }
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(clients).await.into_iter().flatten().collect();
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
+    let ok = statuses.iter().filter(|s| **s == 200).count() as i64;
+    assert!(ok > 0);
+    assert_eq!(events(&app).await - before, ok, "one auth.login per sign-in");
+}

@@ -81,15 +81,18 @@ pub async fn login(
             return Err(busy);
         }
     };
-    let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await.context("Failed to begin the transaction")?;
     let Some(user) = user.clone().filter(|_| ok) else {
+        let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await.context("Failed to begin the transaction")?;
         audit::record(&txn, attempt(Outcome::Failure, "invalid_credentials"), &origin.0)
             .await
             .context("Failed to write the audit entry")?;
         txn.commit().await.context("Failed to commit")?;
         return Err(unauthenticated("Invalid email or password."));
     };
-    check.succeeded(&txn).await?;
+    // Settled on its own, not in the sign-in's transaction: its locks on the throttle rows end with the statement,
+    // so concurrent sign-ins of the account never wait on each other's sessions being written (nor deadlock).
+    check.succeeded(&state.db).await?;
+    let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await.context("Failed to begin the transaction")?;
     let user = users::touch_last_login(&txn, user).await.context("Failed to record the sign-in")?;
     let tokens = session::start(&state, &txn, user.id, &origin.0).await?;
     let event = Event::new(AuditAction::AuthLogin, Actor::user(user.id)).on(user.id);

@@ -87,8 +87,9 @@ pub async fn change_password(
         return Err(invalid("current_password", "is not the current password").into());
     }
     let hash = state.passwords.hash(new_password.expose().to_owned()).await?;
+    // Settled on its own statement (see the sign-in): the current password was right.
+    check.succeeded(&state.db).await?;
     let txn = TenantTxn::begin(&state.db, PLATFORM_TENANT).await.context("Failed to begin the transaction")?;
-    check.succeeded(&txn).await?;
     let user = users::set_password_hash(&txn, me.user.clone(), hash).await.context("Failed to store the password")?;
     let ended = sessions::revoke_all_for_user(&txn, user.id, RevokeReason::PasswordChange)
         .await
