@@ -479,16 +479,30 @@ async fn logins(db: &tests::TestDatabase, http: &reqwest::Client, base: &str, se
             tasks.join_all().await.into_iter().sum::<usize>() as f64 / secs as f64
         }
     };
-    let off = rate(secs).await;
+    // The seeded log is sealed first (and timed): the comparison is of sign-ins with and without a sealer that keeps
+    // up with new events, not with one working through a million old ones.
     let runtime = db.connect_runtime().await;
+    let started = Instant::now();
+    let mut sealed = 0;
+    loop {
+        let pass = entity::audit::chain::seal_pending(&runtime).await.unwrap();
+        if pass.events == 0 {
+            break;
+        }
+        sealed += pass.events;
+    }
+    let sealing = started.elapsed();
+    let off = rate(secs).await;
     let stop = tokio_util::sync::CancellationToken::new();
     let sealer = tokio::spawn(worker::seal_loop(runtime, Duration::from_millis(100), stop.clone()));
     let on = rate(secs).await;
     stop.cancel();
     sealer.await.unwrap();
     let line = format!(
-        "Sign-ins, 16 clients for {secs} s each: {off:.1}/s with nobody sealing, {on:.1}/s with a sealer sealing every \
-         100 ms: **{:.0}%**.\n\n",
+        "Sealing the seeded log: {sealed} events in {:.0} s ({:.0} events/s). Sign-ins, 16 clients for {secs} s \
+         each: {off:.1}/s with nobody sealing, {on:.1}/s with a sealer sealing every 100 ms: **{:.0}%**.\n\n",
+        sealing.as_secs_f64(),
+        sealed as f64 / sealing.as_secs_f64(),
         on / off * 100.0
     );
     print!("{line}");
