@@ -12,12 +12,12 @@ use entity::PlatformAuditTxn;
 use entity::audit::query::{self, AuditPosition};
 use serde::Deserialize;
 
-use super::audit_logs::list::{AuditLogFilters, PARAMS, bad, filter};
+use super::audit_logs::list::{AuditLogFilters, PARAMS, bad, filter, limit, page_response};
 use super::audit_logs::{AuditEventView, AuditPageView, ChainVerificationView};
 use crate::auth::principal::Principal;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
-use crate::pagination::{Cursor, CursorScope, DEFAULT_LIMIT, MAX_LIMIT};
-use crate::routes::mirror::query_string::{MAX_VALUES, QueryString};
+use crate::pagination::CursorScope;
+use crate::routes::mirror::query_string::QueryString;
 use crate::state::AppState;
 
 /// Registers the handlers under `/v1/admin` (see `routes::configure`).
@@ -72,32 +72,14 @@ pub async fn list_platform_audit_logs(
     known.push("tenant_id");
     let params = QueryString::parse(req.query_string(), &known)?;
     let mut filter = filter(&params)?;
-    let mut tenants = Vec::new();
-    for value in params.all_values("tenant_id") {
-        for id in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-            tenants.push(uuid::Uuid::parse_str(id).map_err(|_| bad("tenant_id must be UUIDs.".to_owned()))?);
-        }
-    }
-    tenants.sort_unstable();
-    tenants.dedup();
-    if tenants.len() > MAX_VALUES {
-        return Err(bad(format!("tenant_id takes at most {MAX_VALUES} values.")));
-    }
-    filter.tenants = tenants;
-    let limit = params.u64("limit")?.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}.")));
-    }
+    filter.tenants = params.uuids("tenant_id")?;
+    let limit = limit(&params)?;
     let scope = CursorScope::new(entity::PLATFORM_TENANT, "platform-audit-logs", "-created_at", &filter)?;
     let after: Option<AuditPosition> = params.one("cursor")?.map(|c| state.cursors.open(c, &scope)).transpose()?;
     let txn = reader(&state, &principal).await?;
-    let page = query::list_platform(&txn, &filter, after, usize::try_from(limit).unwrap_or(usize::MAX))
-        .await
-        .context("Failed to read the audit log")?;
+    let page = query::list_platform(&txn, &filter, after, limit).await.context("Failed to read the audit log")?;
     txn.commit().await.context("Failed to end the review transaction")?;
-    let next_cursor = page.next.map(|after| state.cursors.seal(&Cursor { scope, after })).transpose()?;
-    Ok(HttpResponse::Ok()
-        .json(AuditPageView { items: page.items.into_iter().map(AuditEventView::from).collect(), next_cursor }))
+    page_response(&state, page, scope)
 }
 
 /// `/v1/admin/audit-logs/{audit_log_id}`.

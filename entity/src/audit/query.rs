@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::COLUMNS;
 use crate::audit_logs::{ActorType, Model, Outcome};
 use crate::db::stmt;
+use crate::mirror::query::text_array;
 use crate::{PlatformAuditTxn, TenantTxn};
 
 /// Matches examined by one page of a text search, at most.
@@ -337,13 +338,6 @@ pub async fn get_platform(txn: &PlatformAuditTxn, id: Uuid) -> Result<Option<Mod
     Model::find_by_statement(stmt(&format!("SELECT {COLUMNS} FROM audit_logs WHERE id = $1"), [id.into()]))
         .one(txn.conn())
         .await
-}
-
-/// A Postgres array literal of `words`, each quoted.
-fn text_array(words: &[String]) -> String {
-    let quoted: Vec<String> =
-        words.iter().map(|w| format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))).collect();
-    format!("{{{}}}", quoted.join(","))
 }
 
 #[cfg(test)]

@@ -318,7 +318,7 @@ async fn resolve_search(txn: &TenantTxn, table: &str, q: &Option<String>) -> Res
 }
 
 /// A Postgres array literal of `words`, each quoted.
-fn text_array(words: &[String]) -> String {
+pub(crate) fn text_array(words: &[String]) -> String {
     let quoted: Vec<String> =
         words.iter().map(|w| format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))).collect();
     format!("{{{}}}", quoted.join(","))

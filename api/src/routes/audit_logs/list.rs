@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use anyhow::Context;
 use entity::TenantId;
 use entity::audit::AuditAction;
-use entity::audit::query::{self, AuditFilter, AuditPosition};
+use entity::audit::query::{self, AuditFilter, AuditPage, AuditPosition};
 use entity::audit_logs::{ActorType, Outcome};
 use sea_orm::{ActiveEnum, Iterable};
 use serde::Deserialize;
@@ -174,17 +174,26 @@ pub async fn list_audit_logs(
     let tenant = TenantId(path.tenant_id);
     let params = QueryString::parse(req.query_string(), PARAMS)?;
     let filter = filter(&params)?;
+    let limit = limit(&params)?;
+    let scope = CursorScope::new(tenant, "audit-logs", "-created_at", &filter)?;
+    let after: Option<AuditPosition> = params.one("cursor")?.map(|c| state.cursors.open(c, &scope)).transpose()?;
+    let access = TenantAccess::begin(&state, &caller, tenant, Permission::ReadAuditLogs).await?;
+    let page = query::list(&access.txn, &filter, after, limit).await.context("Failed to read the audit log")?;
+    access.commit().await?;
+    page_response(&state, page, scope)
+}
+
+/// `limit`: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when absent.
+pub(crate) fn limit(params: &QueryString) -> Result<usize, ApiError> {
     let limit = params.u64("limit")?.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(bad(format!("limit must be between 1 and {MAX_LIMIT}.")));
     }
-    let scope = CursorScope::new(tenant, "audit-logs", "-created_at", &filter)?;
-    let after: Option<AuditPosition> = params.one("cursor")?.map(|c| state.cursors.open(c, &scope)).transpose()?;
-    let access = TenantAccess::begin(&state, &caller, tenant, Permission::ReadAuditLogs).await?;
-    let page = query::list(&access.txn, &filter, after, usize::try_from(limit).unwrap_or(usize::MAX))
-        .await
-        .context("Failed to read the audit log")?;
-    access.commit().await?;
+    Ok(usize::try_from(limit).unwrap_or(usize::MAX))
+}
+
+/// A page of events as the lists answer it, its next position sealed into `next_cursor` under `scope`.
+pub(crate) fn page_response(state: &AppState, page: AuditPage, scope: CursorScope) -> Result<HttpResponse, ApiError> {
     let next_cursor = page.next.map(|after| state.cursors.seal(&Cursor { scope, after })).transpose()?;
     Ok(HttpResponse::Ok()
         .json(AuditPageView { items: page.items.into_iter().map(AuditEventView::from).collect(), next_cursor }))

@@ -43,11 +43,6 @@ impl QueryString {
         self.pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
-    /// Every value given for `name`, as given.
-    pub fn all_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.all(name)
-    }
-
     /// A single-valued parameter.
     pub fn one<'a>(&'a self, name: &'a str) -> Result<Option<&'a str>, ApiError> {
         let mut values = self.all(name);
@@ -100,6 +95,18 @@ impl QueryString {
                     .filter(|id| *id > 0)
                     .ok_or_else(|| bad(format!("{name} must be positive whole numbers, not {:?}.", clip(v))))
             })
+            .collect::<Result<_, _>>()?;
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    /// UUIDs, sorted, without duplicates.
+    pub fn uuids(&self, name: &str) -> Result<Vec<uuid::Uuid>, ApiError> {
+        let mut ids: Vec<uuid::Uuid> = self
+            .many(name)?
+            .into_iter()
+            .map(|v| uuid::Uuid::parse_str(v).map_err(|_| bad(format!("{name} must be UUIDs, not {:?}.", clip(v)))))
             .collect::<Result<_, _>>()?;
         ids.sort_unstable();
         ids.dedup();
