@@ -5,6 +5,7 @@
 //! a superuser connection used only to create roles and databases.
 
 pub mod app;
+pub mod audit;
 pub mod bench;
 pub mod database;
 pub mod mirror;

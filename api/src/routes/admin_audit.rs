@@ -8,22 +8,28 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use anyhow::Context;
-use entity::PlatformAuditTxn;
 use entity::audit::query::{self, AuditPosition};
+use entity::audit::{self, Actor, AuditAction, Event};
+use entity::{PLATFORM_TENANT, PlatformAuditTxn, TenantTxn};
 use serde::Deserialize;
 
+use super::audit_logs::export::{self, ExportFormat};
 use super::audit_logs::list::{AuditLogFilters, PARAMS, bad, filter, limit, page_response};
 use super::audit_logs::{AuditEventView, AuditPageView, ChainVerificationView};
 use crate::auth::principal::Principal;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::pagination::CursorScope;
+use crate::request_context::ClientOrigin;
 use crate::routes::mirror::query_string::QueryString;
 use crate::state::AppState;
 
 /// Registers the handlers under `/v1/admin` (see `routes::configure`).
 pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    // `/verify` before `/{audit_log_id}`.
-    cfg.service(list_platform_audit_logs).service(verify_platform_audit_chain).service(get_platform_audit_log);
+    // `/verify` and `/export` before `/{audit_log_id}`.
+    cfg.service(list_platform_audit_logs)
+        .service(verify_platform_audit_chain)
+        .service(export_platform_audit_logs)
+        .service(get_platform_audit_log);
 }
 
 /// The platform review's extra filter (documentation; the handler reads it strictly).
@@ -41,7 +47,7 @@ fn not_a_platform_admin() -> ApiError {
 }
 
 /// Opens the reader's transaction for `principal`, if they are a platform admin.
-async fn reader(state: &AppState, principal: &Principal) -> Result<PlatformAuditTxn, ApiError> {
+pub(crate) async fn reader(state: &AppState, principal: &Principal) -> Result<PlatformAuditTxn, ApiError> {
     let user = principal.user()?;
     if !user.user.is_platform_admin {
         return Err(not_a_platform_admin());
@@ -80,6 +86,47 @@ pub async fn list_platform_audit_logs(
     let page = query::list_platform(&txn, &filter, after, limit).await.context("Failed to read the audit log")?;
     txn.commit().await.context("Failed to end the review transaction")?;
     page_response(&state, page, scope)
+}
+
+/// Every tenant's audit log (or the chosen tenants') as a file, streamed like a tenant's export (platform admins).
+/// The export is recorded in the platform's own log.
+#[utoipa::path(
+    tag = "audit",
+    params(AuditLogFilters, PlatformFilter, ExportFormat),
+    responses(
+        (status = 200, description = "The events, streamed", content(
+            (String = "text/csv; charset=utf-8"),
+            (String = "application/x-ndjson"),
+        )),
+        (status = 400, description = "A parameter is unknown, malformed or out of range; the detail names it", body = ProblemDetails),
+        (status = 403, description = "Not a platform admin (or an API key)", body = ProblemDetails),
+    ),
+)]
+#[get("/audit-logs/export")]
+pub async fn export_platform_audit_logs(
+    state: web::Data<AppState>,
+    principal: Principal,
+    req: HttpRequest,
+    origin: ClientOrigin,
+) -> Result<HttpResponse, ApiError> {
+    let mut known = export::PARAMS.to_vec();
+    known.push("tenant_id");
+    let params = QueryString::parse(req.query_string(), &known)?;
+    let format = export::format(&params)?;
+    let mut filter = filter(&params)?;
+    filter.tenants = params.uuids("tenant_id")?;
+    let txn = reader(&state, &principal).await?;
+    let first =
+        query::list_platform(&txn, &filter, None, export::BATCH).await.context("Failed to read the audit log")?;
+    txn.commit().await.context("Failed to end the review transaction")?;
+    let admin = principal.user()?.user.id;
+    let record = TenantTxn::begin(&state.db, PLATFORM_TENANT).await.context("Failed to begin the transaction")?;
+    let event = Event::new(AuditAction::AuditLogExport, Actor::user(admin))
+        .on(PLATFORM_TENANT)
+        .metadata(export::export_metadata(format, &filter));
+    audit::record(&record, event, &origin.0).await.context("Failed to write the audit entry")?;
+    record.commit().await.context("Failed to commit")?;
+    Ok(export::streamed(state, export::Source::Platform { principal }, filter, format, first, "platform"))
 }
 
 /// `/v1/admin/audit-logs/{audit_log_id}`.

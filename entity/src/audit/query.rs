@@ -205,6 +205,37 @@ fn page_statement(mut sql: Sql, filter: &AuditFilter, extra: Option<String>, row
     stmt(&text, sql.values)
 }
 
+/// The statement of a page of `limit` events (and one more, to tell whether there are more) under `filter` but `q`.
+fn statement(scope: Scope, filter: &AuditFilter, after: Option<AuditPosition>, limit: usize) -> sea_orm::Statement {
+    page_statement(conditions(scope, filter, after), filter, None, limit + 1)
+}
+
+/// What [`list`] runs for a page of `tenant`'s events under `filter` (without `q`), for the plan checks.
+pub fn list_statement(
+    tenant: crate::TenantId,
+    filter: &AuditFilter,
+    after: Option<AuditPosition>,
+    limit: usize,
+) -> sea_orm::Statement {
+    statement(Scope::Tenant(tenant.0), filter, after, limit)
+}
+
+/// What [`list_platform`] runs for a page under `filter` (without `q`), for the plan checks.
+pub fn platform_list_statement(filter: &AuditFilter, after: Option<AuditPosition>, limit: usize) -> sea_orm::Statement {
+    statement(Scope::Platform, filter, after, limit)
+}
+
+/// `EXPLAIN (FORMAT JSON)` of `statement` in the platform reader's transaction, for the plan checks (a tenant's:
+/// [`crate::mirror::query::explain`]).
+pub async fn explain_platform(
+    txn: &PlatformAuditTxn,
+    statement: &sea_orm::Statement,
+) -> Result<serde_json::Value, DbErr> {
+    let explained = sea_orm::Statement { sql: format!("EXPLAIN (FORMAT JSON) {}", statement.sql), ..statement.clone() };
+    let row = txn.conn().query_one_raw(explained).await?;
+    row.map(|r| r.try_get::<serde_json::Value>("", "QUERY PLAN")).transpose().map(Option::unwrap_or_default)
+}
+
 /// Whether `filter` narrows beyond `q` (so that matches may be rejected).
 fn narrows_beyond_q(filter: &AuditFilter) -> bool {
     let AuditFilter { actions, actor_types, actor_id, target_type, target_id, outcomes, since, until, q: _, tenants } =
@@ -258,8 +289,7 @@ async fn list_in(
     limit: usize,
 ) -> Result<AuditPage, DbErr> {
     let Some(q) = &filter.q else {
-        let sql = conditions(scope, filter, after);
-        let mut items = Model::find_by_statement(page_statement(sql, filter, None, limit + 1)).all(conn).await?;
+        let mut items = Model::find_by_statement(statement(scope, filter, after, limit)).all(conn).await?;
         let more = items.len() > limit;
         items.truncate(limit);
         let next = if more { items.last().map(AuditPosition::of) } else { None };

@@ -146,6 +146,99 @@ async fn platform_admins_read_every_tenants_events_the_platforms_and_deleted_ten
     assert!(bad.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("tenant_id"));
 }
 
+/// Every export recorded in the platform's own log: (actor, metadata).
+async fn platform_exports(app: &TestApp) -> Vec<(Option<Uuid>, Value)> {
+    use sea_orm::FromQueryResult;
+    #[derive(FromQueryResult)]
+    struct Row {
+        actor_id: Option<Uuid>,
+        metadata: Value,
+    }
+    Row::find_by_statement(sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        "SELECT actor_id, metadata FROM audit_logs WHERE tenant_id = '00000000-0000-0000-0000-000000000000' \
+         AND action = 'audit_log.export' ORDER BY created_at, id",
+    ))
+    .all(app.db.superuser().await)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.actor_id, r.metadata))
+    .collect()
+}
+
+#[tokio::test]
+async fn a_platform_export_streams_every_chosen_tenants_events_and_is_recorded_in_the_platforms_log() {
+    let app = spawn_app().await;
+    let root = app.register("root@example.com").await;
+    make_platform_admin(&app, "root@example.com").await;
+    let bob = app.register("bob@example.com").await;
+    let big = app.create_tenant(&bob, "big").await;
+    let small = app.create_tenant(&bob, "small").await;
+    let other = app.create_tenant(&bob, "other").await;
+    // More than a batch of 1,000 across the two chosen tenants, so the stream reads several.
+    super::audit_review::seed(&app, big, 1_300, 5).await;
+    super::audit_review::seed(&app, small, 400, 6).await;
+    super::audit_review::seed(&app, other, 50, 7).await;
+    let export = |query: String| {
+        let app = &app;
+        let token = root.access_token.clone();
+        async move {
+            app.call(reqwest::Method::GET, &format!("/v1/admin/audit-logs/export?{query}"), Some(&token), None).await
+        }
+    };
+
+    let chosen = format!("tenant_id={big}&tenant_id={small}");
+    let csv = export(format!("{chosen}&outcome=failure,denied")).await;
+    assert_eq!(csv.status(), 200);
+    assert_eq!(csv.headers()["content-type"], "text/csv; charset=utf-8");
+    let disposition = csv.headers()["content-disposition"].to_str().unwrap().to_owned();
+    assert!(disposition.contains("audit-log-platform-") && disposition.ends_with(".csv\""), "{disposition}");
+    let records = super::audit_review::csv_records(&csv.text().await.unwrap());
+    let ids: Vec<Uuid> = records.iter().map(|r| r["id"].parse().unwrap()).collect();
+    let want = all_rows(&app, &format!("tenant_id IN ('{big}', '{small}') AND outcome IN ('failure', 'denied')")).await;
+    assert!(want.len() > 100, "the filter keeps a fair share: {}", want.len());
+    assert_eq!(ids, want.iter().map(|(id, _)| *id).collect::<Vec<_>>(), "the chosen tenants' failures, newest first");
+
+    let ndjson = export(format!("{chosen}&format=ndjson")).await;
+    assert_eq!(ndjson.status(), 200);
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    let lines: Vec<(Uuid, Uuid)> = ndjson
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).unwrap();
+            (event["id"].as_str().unwrap().parse().unwrap(), event["tenant_id"].as_str().unwrap().parse().unwrap())
+        })
+        .collect();
+    let every = all_rows(&app, &format!("tenant_id IN ('{big}', '{small}')")).await;
+    assert!(every.len() > 1_700);
+    assert_eq!(lines, every, "every event of the two tenants, in several batches, each once");
+
+    // Recorded in the platform's log, by the admin, with the format and the filters.
+    let recorded = platform_exports(&app).await;
+    assert_eq!(recorded.len(), 2);
+    assert!(recorded.iter().all(|(actor, _)| *actor == Some(root.id)));
+    assert_eq!(recorded[0].1["format"], "csv");
+    assert_eq!(recorded[1].1["format"], "ndjson");
+    let tenants = recorded[0].1["filters"]["tenants"].as_array().unwrap();
+    assert_eq!(tenants.len(), 2, "{}", recorded[0].1);
+
+    // Bad input and other callers: an ordinary problem, nothing exported, nothing recorded.
+    for (query, name) in [("format=xml", "format"), ("tenant_id=nope", "tenant_id"), ("limit=5", "limit")] {
+        let refused = export(query.to_owned()).await;
+        assert_eq!(refused.status(), 400, "{query}");
+        assert_eq!(refused.headers()["content-type"], "application/problem+json");
+        assert!(refused.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains(name), "{query}");
+    }
+    let bobs =
+        app.call(reqwest::Method::GET, "/v1/admin/audit-logs/export", Some(bob.access_token.as_str()), None).await;
+    assert_eq!(bobs.status(), 403);
+    assert_eq!(platform_exports(&app).await.len(), 2, "only the two exports were recorded");
+}
+
 #[tokio::test]
 async fn everyone_else_is_refused_and_a_revoked_admin_at_once() {
     let app = spawn_app().await;
@@ -162,7 +255,11 @@ async fn everyone_else_is_refused_and_a_revoked_admin_at_once() {
     assert_eq!(get(root.access_token.clone(), "/v1/admin/audit-logs".into()).await.status(), 200);
     assert_eq!(get(root.access_token.clone(), format!("/v1/admin/audit-logs/{event}")).await.status(), 200);
     for (who, name) in [(owner.access_token.clone(), "a tenant owner"), (key.clone(), "an owner's API key")] {
-        for path in ["/v1/admin/audit-logs".to_owned(), format!("/v1/admin/audit-logs/{event}")] {
+        for path in [
+            "/v1/admin/audit-logs".to_owned(),
+            format!("/v1/admin/audit-logs/{event}"),
+            "/v1/admin/audit-logs/export".to_owned(),
+        ] {
             let refused = get(who.clone(), path.clone()).await;
             assert_eq!(refused.status(), 403, "{name}: {path}");
             assert_eq!(refused.json::<Value>().await.unwrap()["code"], "forbidden");

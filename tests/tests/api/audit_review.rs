@@ -41,7 +41,7 @@ fn target_type(action: &str) -> &'static str {
 }
 
 /// Writes `n` events into `tenant`'s log as the superuser; returns the actor and target ids used.
-async fn seed(app: &TestApp, tenant: Uuid, n: usize, seed: u64) -> (Vec<Uuid>, Vec<String>) {
+pub(crate) async fn seed(app: &TestApp, tenant: Uuid, n: usize, seed: u64) -> (Vec<Uuid>, Vec<String>) {
     let mut rng = Rng::new(seed);
     let actors: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
     let targets: Vec<String> = (0..4).map(|_| Uuid::new_v4().to_string()).collect();
@@ -517,7 +517,7 @@ async fn bad_parameters_are_a_400_naming_them_and_never_a_500() {
 }
 
 /// The ids of a CSV export, and its records as maps from the header.
-fn csv_records(body: &str) -> Vec<std::collections::HashMap<String, String>> {
+pub(crate) fn csv_records(body: &str) -> Vec<std::collections::HashMap<String, String>> {
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
     reader.records().map(|r| header.iter().cloned().zip(r.unwrap().iter().map(str::to_owned)).collect()).collect()

@@ -214,4 +214,26 @@ async fn the_viewer_signs_in_filters_pages_opens_exports_and_shows_the_chain() {
 
     // The export is on the log, and the viewer reads the log it shows only as its user may.
     assert!(app.audit_log(tenant).await.has("audit_log.export", "success"));
+
+    // A platform admin reads (and exports) every tenant's events, the platform's own sign-ins included.
+    app.sql("UPDATE users SET is_platform_admin = true WHERE email = 'ann@example.com'").await;
+    browser.go(&format!("{}/admin/audit", app.address)).await;
+    browser.type_into("#email", "ann@example.com").await;
+    browser.type_into("#password", "correct horse battery").await;
+    browser.click("#signin-button").await;
+    browser.wait_text("#status", "50 events shown; more on the next page").await;
+    assert_eq!(browser.script("return document.querySelector('#tenant').value").await, "*");
+    browser.type_into("#action", "auth.login").await;
+    browser.click("#apply").await;
+    let logins = app.db.count("SELECT count(*) FROM audit_logs WHERE action = 'auth.login'").await;
+    assert!(logins >= 3, "two failed and two successful sign-ins at least: {logins}");
+    browser.wait_text("#status", &format!("{logins} events shown.")).await;
+    browser.click("#export").await;
+    browser.wait_text("#status", &format!("Exported {logins} events as CSV.")).await;
+    let platform = browser.downloads.join("audit-log-platform.csv");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !platform.exists() {
+        assert!(Instant::now() < deadline, "no platform CSV was downloaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

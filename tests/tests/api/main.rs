@@ -4,6 +4,7 @@ mod admin;
 mod api_keys;
 mod audit_chain;
 mod audit_coverage;
+mod audit_plans;
 mod audit_platform;
 mod audit_review;
 mod audit_viewer;

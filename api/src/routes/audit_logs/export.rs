@@ -16,7 +16,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use anyhow::Context;
 use entity::TenantId;
 use entity::audit::AuditAction;
-use entity::audit::query::{self, AuditFilter, AuditPosition};
+use entity::audit::query::{self, AuditFilter, AuditPage, AuditPosition};
 use entity::audit_logs::Model;
 use futures_util::stream;
 use sea_orm::ActiveEnum;
@@ -24,7 +24,7 @@ use sea_orm::ActiveEnum;
 use super::list::{AuditLogFilters, filter};
 use super::view::AuditEventView;
 use crate::auth::permissions::Permission;
-use crate::auth::principal::Caller;
+use crate::auth::principal::{Caller, Principal};
 use crate::auth::tenant_access::TenantAccess;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
 use crate::request_context::ClientOrigin;
@@ -35,7 +35,7 @@ use crate::state::AppState;
 /// Events read (and written out) at a time.
 pub const BATCH: usize = 1_000;
 
-const PARAMS: &[&str] =
+pub(crate) const PARAMS: &[&str] =
     &["action", "actor_type", "actor_id", "target_type", "target_id", "outcome", "since", "until", "q", "format"];
 
 /// The export's format (documentation; the handler reads it strictly).
@@ -51,7 +51,7 @@ pub struct ExportFormat {
 
 #[derive(Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-enum Format {
+pub(crate) enum Format {
     Csv,
     Ndjson,
 }
@@ -121,11 +121,45 @@ fn encode(events: Vec<Model>, format: Format, header: bool) -> Result<Bytes, std
     }
 }
 
+/// Whose events an export reads, and as whom: every batch is authorized again.
+pub(crate) enum Source {
+    /// One tenant's log, for an owner or admin of it.
+    Tenant { caller: Caller, tenant: TenantId },
+    /// Every tenant's log (or the filter's tenants), for a platform admin.
+    Platform { principal: Principal },
+}
+
+impl Source {
+    /// The batch after `after` (or the first), as the caller may read it now.
+    async fn read(
+        &self,
+        state: &AppState,
+        filter: &AuditFilter,
+        after: Option<AuditPosition>,
+    ) -> Result<AuditPage, ApiError> {
+        match self {
+            Source::Tenant { caller, tenant } => {
+                let access = TenantAccess::begin(state, caller, *tenant, Permission::ReadAuditLogs).await?;
+                let page =
+                    query::list(&access.txn, filter, after, BATCH).await.context("Failed to read the audit log")?;
+                access.commit().await?;
+                Ok(page)
+            }
+            Source::Platform { principal } => {
+                let txn = crate::routes::admin_audit::reader(state, principal).await?;
+                let page =
+                    query::list_platform(&txn, filter, after, BATCH).await.context("Failed to read the audit log")?;
+                txn.commit().await.context("Failed to end the review transaction")?;
+                Ok(page)
+            }
+        }
+    }
+}
+
 /// What the stream still has to send.
 struct Pending {
     state: web::Data<AppState>,
-    caller: Caller,
-    tenant: TenantId,
+    source: Source,
     filter: AuditFilter,
     format: Format,
     /// A batch read but not yet sent, and whether it is the first.
@@ -142,13 +176,12 @@ impl Pending {
             return Some((chunk, rest));
         }
         let after = self.next?;
-        match self.read(after).await {
-            Ok((events, next)) => {
-                self.ready = Some((events, false));
-                self.next = next;
-                let chunk = self.ready.take().map(|(events, _)| encode(events, self.format, false));
-                let rest = if self.next.is_some() { Some(self) } else { None };
-                chunk.map(|c| (c, rest))
+        match self.source.read(&self.state, &self.filter, Some(after)).await {
+            Ok(page) => {
+                self.next = page.next;
+                let chunk = encode(page.items, self.format, false);
+                let rest = if chunk.is_ok() && self.next.is_some() { Some(self) } else { None };
+                Some((chunk, rest))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "the audit export stopped early");
@@ -156,14 +189,52 @@ impl Pending {
             }
         }
     }
+}
 
-    async fn read(&self, after: AuditPosition) -> Result<(Vec<Model>, Option<AuditPosition>), ApiError> {
-        let access = TenantAccess::begin(&self.state, &self.caller, self.tenant, Permission::ReadAuditLogs).await?;
-        let page =
-            query::list(&access.txn, &self.filter, Some(after), BATCH).await.context("Failed to read the audit log")?;
-        access.commit().await?;
-        Ok((page.items, page.next))
+/// The export's format, from the query string.
+pub(crate) fn format(params: &QueryString) -> Result<Format, ApiError> {
+    match params.one("format")? {
+        None | Some("csv") => Ok(Format::Csv),
+        Some("ndjson") => Ok(Format::Ndjson),
+        Some(other) => {
+            let other: String = other.chars().take(40).collect();
+            Err(ApiError::new(
+                ErrorCode::InvalidQueryParameter,
+                format!("format must be csv or ndjson, not {other:?}."),
+            ))
+        }
     }
+}
+
+/// The metadata of the `audit_log.export` event.
+pub(crate) fn export_metadata(format: Format, filter: &AuditFilter) -> serde_json::Value {
+    serde_json::json!({ "format": format, "filters": filter })
+}
+
+/// The answer of an export whose `first` batch was read (and the export recorded): the file, streamed, named after
+/// `name`.
+pub(crate) fn streamed(
+    state: web::Data<AppState>,
+    source: Source,
+    filter: AuditFilter,
+    format: Format,
+    first: AuditPage,
+    name: &str,
+) -> HttpResponse {
+    let (content_type, extension) = match format {
+        Format::Csv => ("text/csv; charset=utf-8", "csv"),
+        Format::Ndjson => ("application/x-ndjson", "ndjson"),
+    };
+    let filename = format!("audit-log-{name}-{}.{extension}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
+    let pending = Pending { state, source, filter, format, ready: Some((first.items, true)), next: first.next };
+    let body = stream::unfold(Some(pending), |pending| async move { pending?.step().await });
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(ContentDisposition {
+            disposition: DispositionType::Attachment,
+            parameters: vec![DispositionParam::Filename(filename)],
+        })
+        .streaming(body)
 }
 
 /// The tenant's audit log as a file: every event the filters select, newest first, streamed (owners and admins).
@@ -191,36 +262,11 @@ pub async fn export_audit_logs(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId(path.tenant_id);
     let params = QueryString::parse(req.query_string(), PARAMS)?;
-    let format = match params.one("format")? {
-        None | Some("csv") => Format::Csv,
-        Some("ndjson") => Format::Ndjson,
-        Some(other) => {
-            let other: String = other.chars().take(40).collect();
-            return Err(ApiError::new(
-                ErrorCode::InvalidQueryParameter,
-                format!("format must be csv or ndjson, not {other:?}."),
-            ));
-        }
-    };
+    let format = format(&params)?;
     let filter = filter(&params)?;
     let access = TenantAccess::begin(&state, &caller, tenant, Permission::ReadAuditLogs).await?;
     let first = query::list(&access.txn, &filter, None, BATCH).await.context("Failed to read the audit log")?;
-    let metadata = serde_json::json!({ "format": format, "filters": filter });
-    access.audit(AuditAction::AuditLogExport, tenant, metadata, &origin.0).await?;
+    access.audit(AuditAction::AuditLogExport, tenant, export_metadata(format, &filter), &origin.0).await?;
     access.commit().await?;
-
-    let (content_type, extension) = match format {
-        Format::Csv => ("text/csv; charset=utf-8", "csv"),
-        Format::Ndjson => ("application/x-ndjson", "ndjson"),
-    };
-    let filename = format!("audit-log-{}-{}.{extension}", tenant.0, chrono::Utc::now().format("%Y%m%dT%H%M%SZ"));
-    let pending = Pending { state, caller, tenant, filter, format, ready: Some((first.items, true)), next: first.next };
-    let body = stream::unfold(Some(pending), |pending| async move { pending?.step().await });
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header(ContentDisposition {
-            disposition: DispositionType::Attachment,
-            parameters: vec![DispositionParam::Filename(filename)],
-        })
-        .streaming(body))
+    Ok(streamed(state, Source::Tenant { caller, tenant }, filter, format, first, &tenant.0.to_string()))
 }

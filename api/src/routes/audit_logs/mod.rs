@@ -3,7 +3,7 @@
 //! members get 403, strangers 404), and `GET .../audit-logs/export` (the same filters, as a streamed CSV or NDJSON
 //! file; recorded in the log itself) and `GET .../audit-logs/verify` (the hash chain's verdict).
 
-mod export;
+pub(crate) mod export;
 pub(crate) mod list;
 mod verify;
 mod view;
