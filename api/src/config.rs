@@ -140,6 +140,28 @@ pub struct Settings {
     /// Timeout of the token check made when a connection is saved, in seconds.
     #[arg(long, env = "TESTIO_VERIFY_TIMEOUT_SECS", default_value_t = 10)]
     pub testio_verify_timeout_secs: u64,
+    /// The plans' limits and prices.
+    #[command(flatten)]
+    pub plans: common::settings::PlanSettings,
+    /// How to reach Stripe.
+    #[command(flatten)]
+    pub stripe: common::settings::StripeSettings,
+    /// Signing secrets of the Stripe webhook endpoint (`whsec_...`), comma-separated: two while one is rotated. Unset:
+    /// webhooks are refused.
+    #[arg(long, env = "STRIPE_WEBHOOK_SECRETS", hide_env_values = true, value_parser = secret)]
+    pub stripe_webhook_secrets: Option<SecretString>,
+    /// How far a webhook signature's timestamp may be from now, in seconds.
+    #[arg(long, env = "STRIPE_WEBHOOK_TOLERANCE_SECS", default_value_t = 300)]
+    pub stripe_webhook_tolerance_secs: u64,
+    /// Where Checkout sends the customer after paying (default: `APP_PUBLIC_URL/billing/success`).
+    #[arg(long, env = "BILLING_SUCCESS_URL")]
+    pub billing_success_url: Option<String>,
+    /// Where Checkout sends the customer who cancels (default: `APP_PUBLIC_URL/billing/cancel`).
+    #[arg(long, env = "BILLING_CANCEL_URL")]
+    pub billing_cancel_url: Option<String>,
+    /// Where the customer portal's "return" link goes (default: `APP_PUBLIC_URL/billing`).
+    #[arg(long, env = "BILLING_RETURN_URL")]
+    pub billing_return_url: Option<String>,
 }
 
 /// Where outgoing mail goes.
@@ -150,6 +172,11 @@ pub enum MailTransport {
 }
 
 impl Settings {
+    /// A billing page URL: the configured one, else `APP_PUBLIC_URL` + `path`.
+    pub fn billing_url(&self, configured: &Option<String>, path: &str) -> String {
+        configured.clone().unwrap_or_else(|| format!("{}{path}", self.public_url.trim_end_matches('/')))
+    }
+
     pub fn pool(&self) -> PoolSettings {
         PoolSettings {
             max_connections: self.database_max_connections,

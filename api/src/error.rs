@@ -35,6 +35,9 @@ pub enum ErrorCode {
     InvalidQueryParameter,
     /// 401: no valid credentials were presented.
     Unauthenticated,
+    /// 402: the tenant's plan does not allow this (`limit` names the limit, `plan` the plan in force, `upgrade_to`
+    /// the cheapest plan that lifts it); nothing was changed.
+    PlanLimit,
     /// 403: the credentials are valid but do not allow this action.
     Forbidden,
     /// 403: the action needs a verified email address (see `POST /v1/me/verification-email`).
@@ -74,6 +77,7 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PlanLimit => StatusCode::PAYMENT_REQUIRED,
             Self::Forbidden | Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::NotFound | Self::RouteNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -94,6 +98,7 @@ impl ErrorCode {
     pub fn for_status(status: StatusCode) -> Self {
         match status.as_u16() {
             401 => Self::Unauthenticated,
+            402 => Self::PlanLimit,
             403 => Self::Forbidden,
             404 => Self::RouteNotFound,
             405 => Self::MethodNotAllowed,

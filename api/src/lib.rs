@@ -14,6 +14,7 @@ pub mod error;
 pub mod mailer;
 pub mod openapi;
 pub mod pagination;
+pub mod plan_limits;
 pub mod request_context;
 pub mod routes;
 pub mod startup;

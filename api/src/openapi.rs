@@ -66,11 +66,20 @@ pub mod contract {
 
     /// Operations anyone may call. Every other operation needs a credential: a new route is authenticated in the
     /// document unless it is added here (and the black-box walk of every operation checks the server agrees).
-    pub const PUBLIC_OPERATIONS: [&str; 7] =
-        ["livez", "readyz", "register", "login", "refresh", "verify_email", "verify_email_link"];
+    pub const PUBLIC_OPERATIONS: [&str; 9] = [
+        "livez",
+        "readyz",
+        "register",
+        "login",
+        "refresh",
+        "verify_email",
+        "verify_email_link",
+        "list_plans",
+        "stripe_webhook",
+    ];
 
     /// Operations that answer without the database (so never 503 or 500 because of it).
-    const WITHOUT_DATABASE: [&str; 1] = ["livez"];
+    const WITHOUT_DATABASE: [&str; 2] = ["livez", "list_plans"];
 
     /// The `pattern` a request schema gives a display name (`#[schema(pattern = "display-name")]`): replaced by the
     /// regular expression [`crate::domain::display_name_pattern`] builds from the rules the server applies.

@@ -8,7 +8,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -74,6 +74,35 @@ impl Application {
             Duration::from_millis(settings.password_hash_wait_ms),
         );
         let cursors = crate::pagination::CursorKeys::from_config(settings.jwt_keys.as_ref())?;
+        let plans = settings.plans.catalog();
+        let stripe = settings
+            .stripe
+            .stripe_secret_key
+            .as_ref()
+            .filter(|key| !key.expose_secret().trim().is_empty())
+            .map(|key| {
+                billing::StripeClient::new(
+                    key,
+                    &settings.stripe.stripe_api_base,
+                    Duration::from_secs(settings.stripe.stripe_timeout_secs),
+                )
+            })
+            .transpose()?;
+        let webhooks = billing::webhook::Verifier::new(
+            settings
+                .stripe_webhook_secrets
+                .as_ref()
+                .map(|s| {
+                    s.expose_secret()
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| SecretString::from(s.to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            chrono::Duration::seconds(i64::try_from(settings.stripe_webhook_tolerance_secs).unwrap_or(300)),
+        );
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -86,6 +115,9 @@ impl Application {
             proxy_trust: Arc::new(proxy_trust),
             cursors: Arc::new(cursors),
             stats: Arc::new(entity::mirror::query::StatsCache::new(crate::state::STATS_CACHE_TENANTS)),
+            plans: Arc::new(plans),
+            stripe,
+            webhooks: Arc::new(webhooks),
         };
         let server = serve(listener, state)?;
         tracing::info!(port, "listening");

@@ -40,4 +40,10 @@ pub struct AppState {
     pub cursors: Arc<CursorKeys>,
     /// Each tenant's counted statistics, kept under the version of its counters.
     pub stats: Arc<StatsCache<CountedStats>>,
+    /// The plans, their limits and prices.
+    pub plans: Arc<entity::plans::Catalog>,
+    /// Stripe, when `STRIPE_SECRET_KEY` is set.
+    pub stripe: Option<billing::StripeClient>,
+    /// Checks Stripe webhook signatures (`STRIPE_WEBHOOK_SECRETS`).
+    pub webhooks: Arc<billing::webhook::Verifier>,
 }

@@ -8,10 +8,12 @@
 
 pub mod audit;
 pub mod auth_throttle;
+pub mod billing;
 pub mod db;
 pub mod entities;
 pub mod ids;
 pub mod mirror;
+pub mod plans;
 pub mod request_auth;
 pub mod sync;
 pub mod tenancy;

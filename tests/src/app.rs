@@ -155,6 +155,21 @@ pub fn defaults_without_env<T: clap::Args + clap::FromArgMatches>() -> T {
     T::from_arg_matches(&matches).unwrap_or_else(|e| panic!("defaults do not parse: {e}"))
 }
 
+/// No plan limits on seats, products or API keys: the tests of other features add as many as they need (the billing
+/// tests set small limits, `tests::billing::small_plans`).
+pub fn unlimited_plans(plans: &mut common::settings::PlanSettings) {
+    for limit in [
+        &mut plans.free_seats,
+        &mut plans.free_products,
+        &mut plans.free_api_keys,
+        &mut plans.pro_seats,
+        &mut plans.pro_products,
+        &mut plans.pro_api_keys,
+    ] {
+        *limit = 0;
+    }
+}
+
 /// Settings for a test app: the declared defaults (never the environment), port 0, one worker, short timeouts.
 pub fn test_settings(db: &TestDatabase) -> Settings {
     test_settings_for(&db.runtime_url())
@@ -163,6 +178,7 @@ pub fn test_settings(db: &TestDatabase) -> Settings {
 /// [`test_settings`] for a database URL (a child process has the URL, not the [`TestDatabase`]).
 pub fn test_settings_for(database_url: &str) -> Settings {
     let mut settings: Settings = defaults_without_env();
+    unlimited_plans(&mut settings.plans);
     settings.host = "127.0.0.1".into();
     settings.port = 0;
     settings.workers = 1;

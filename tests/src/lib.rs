@@ -7,11 +7,13 @@
 pub mod app;
 pub mod audit;
 pub mod bench;
+pub mod billing;
 pub mod database;
 pub mod mirror;
 pub mod proxy;
 pub mod smtp_sink;
 pub mod spec;
+pub mod stripe_sim;
 pub mod sync;
 pub mod testio_sim;
 

@@ -5,6 +5,7 @@
 //! algorithm of [`sync`] against the client of the [`testio`] crate. SIGTERM stops it between requests: the running
 //! syncs record an interrupted run and hand their tenant back as due at once.
 
+pub mod billing;
 pub mod runner;
 pub mod sync;
 
@@ -58,15 +59,15 @@ pub struct Settings {
     /// How often to seal new audit events into the tenants' hash chains, in milliseconds (0: never).
     #[arg(long, env = "AUDIT_SEAL_INTERVAL_MS", default_value_t = 5000)]
     pub audit_seal_interval_ms: u64,
-    /// Days the audit events of a tenant on the free plan are kept.
-    #[arg(long, env = "AUDIT_RETENTION_FREE_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i32).range(1..))]
-    pub audit_retention_free_days: i32,
-    /// Days the audit events of a tenant on the pro plan are kept.
-    #[arg(long, env = "AUDIT_RETENTION_PRO_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i32).range(1..))]
-    pub audit_retention_pro_days: i32,
-    /// Days the audit events of a tenant on the enterprise plan are kept.
-    #[arg(long, env = "AUDIT_RETENTION_ENTERPRISE_DAYS", default_value_t = 2555, value_parser = clap::value_parser!(i32).range(1..))]
-    pub audit_retention_enterprise_days: i32,
+    /// The plans' limits (sync intervals, mirrored products, audit retention).
+    #[command(flatten)]
+    pub plans: common::settings::PlanSettings,
+    /// How to reach Stripe (webhook events are applied, and subscriptions reconciled, from what it says).
+    #[command(flatten)]
+    pub stripe: common::settings::StripeSettings,
+    /// How often to look for Stripe events to apply when there were none, in milliseconds.
+    #[arg(long, env = "BILLING_POLL_INTERVAL_MS", default_value_t = 1000)]
+    pub billing_poll_interval_ms: u64,
     /// Days the platform's own audit events (sign-ins, registrations) and deleted tenants' are kept.
     #[arg(long, env = "AUDIT_RETENTION_OTHER_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i32).range(1..))]
     pub audit_retention_other_days: i32,
@@ -76,15 +77,6 @@ pub struct Settings {
     /// Lease on a tenant, in seconds; renewed on every write, taken over by another worker once expired.
     #[arg(long, env = "SYNC_LEASE_SECS", default_value_t = 300)]
     pub lease_secs: i64,
-    /// Sync interval of tenants on the free plan, in seconds.
-    #[arg(long, env = "SYNC_INTERVAL_FREE_SECS", default_value_t = 3600)]
-    pub interval_free_secs: u64,
-    /// Sync interval of tenants on the pro plan, in seconds.
-    #[arg(long, env = "SYNC_INTERVAL_PRO_SECS", default_value_t = 900)]
-    pub interval_pro_secs: u64,
-    /// Sync interval of tenants on the enterprise plan, in seconds.
-    #[arg(long, env = "SYNC_INTERVAL_ENTERPRISE_SECS", default_value_t = 300)]
-    pub interval_enterprise_secs: u64,
     /// `per_page` of test list requests.
     #[arg(long, env = "SYNC_PAGE_SIZE", default_value_t = 50)]
     pub page_size: usize,
@@ -158,19 +150,20 @@ impl Settings {
 
     /// The audit retention of each plan.
     pub fn retention(&self) -> audit::chain::Retention {
+        let days = |d: u32| i32::try_from(d).unwrap_or(i32::MAX);
         audit::chain::Retention {
-            free_days: self.audit_retention_free_days,
-            pro_days: self.audit_retention_pro_days,
-            enterprise_days: self.audit_retention_enterprise_days,
+            free_days: days(self.plans.audit_retention_free_days),
+            pro_days: days(self.plans.audit_retention_pro_days),
+            enterprise_days: days(self.plans.audit_retention_enterprise_days),
             other_days: self.audit_retention_other_days,
         }
     }
 
     pub fn intervals(&self) -> Intervals {
         Intervals {
-            free: Duration::from_secs(self.interval_free_secs),
-            pro: Duration::from_secs(self.interval_pro_secs),
-            enterprise: Duration::from_secs(self.interval_enterprise_secs),
+            free: Duration::from_secs(self.plans.interval_free_secs),
+            pro: Duration::from_secs(self.plans.interval_pro_secs),
+            enterprise: Duration::from_secs(self.plans.interval_enterprise_secs),
         }
     }
 }
@@ -185,6 +178,9 @@ pub struct Worker {
     /// How often to purge expired audit events; `None`: never.
     purge_every: Option<Duration>,
     retention: audit::chain::Retention,
+    /// Stripe and the plans, when `STRIPE_SECRET_KEY` is set.
+    billing: Option<(::billing::StripeClient, entity::plans::Catalog)>,
+    billing_poll: Duration,
 }
 
 impl Worker {
@@ -224,6 +220,7 @@ impl Worker {
             allowlist,
             settings: settings.sync(),
             intervals: settings.intervals(),
+            plans: settings.plans.catalog(),
             name: settings.name.clone().unwrap_or_else(default_worker_name),
             shutdown,
         };
@@ -236,7 +233,35 @@ impl Worker {
             purge_every: (settings.audit_retention_check_secs > 0)
                 .then(|| Duration::from_secs(settings.audit_retention_check_secs)),
             retention: settings.retention(),
+            billing: settings
+                .stripe
+                .stripe_secret_key
+                .as_ref()
+                .filter(|key| !key.expose_secret().trim().is_empty())
+                .map(|key| {
+                    ::billing::StripeClient::new(
+                        key,
+                        &settings.stripe.stripe_api_base,
+                        Duration::from_secs(settings.stripe.stripe_timeout_secs),
+                    )
+                })
+                .transpose()?
+                .map(|client| (client, settings.plans.catalog())),
+            billing_poll: Duration::from_millis(settings.billing_poll_interval_ms.max(10)),
         })
+    }
+
+    /// Re-reads every billed tenant's subscription from Stripe and fixes what drifted (the `billing-reconcile`
+    /// command).
+    pub async fn reconcile_billing(&self) -> anyhow::Result<billing::Reconciled> {
+        let (stripe, plans) = self.billing.as_ref().context("STRIPE_SECRET_KEY is not set")?;
+        billing::reconcile(&self.runner.db, stripe, plans).await
+    }
+
+    /// Applies the due Stripe events, one after another, until none is due (tests and operators).
+    pub async fn apply_billing_events(&self) -> anyhow::Result<usize> {
+        let (stripe, plans) = self.billing.as_ref().context("STRIPE_SECRET_KEY is not set")?;
+        billing::apply_due(&self.runner.db, stripe, plans).await
     }
 
     /// This process's name in leases and sync runs.
@@ -250,10 +275,14 @@ impl Worker {
         let db = self.runner.db.clone();
         let shutdown = self.runner.shutdown.clone();
         let sealer = self.seal_every.map(|every| tokio::spawn(seal_loop(db.clone(), every, shutdown.clone())));
-        let purger =
-            self.purge_every.map(|every| tokio::spawn(retention_loop(db.clone(), self.retention, every, shutdown)));
+        let purger = self
+            .purge_every
+            .map(|every| tokio::spawn(retention_loop(db.clone(), self.retention, every, shutdown.clone())));
+        let biller = self.billing.clone().map(|(stripe, plans)| {
+            tokio::spawn(billing::events_loop(db.clone(), stripe, plans, self.billing_poll, shutdown))
+        });
         self.runner.run_loop(self.concurrency, self.poll).await?;
-        for task in [sealer, purger].into_iter().flatten() {
+        for task in [sealer, purger, biller].into_iter().flatten() {
             let _ = task.await;
         }
         tracing::info!("worker stopping");

@@ -26,6 +26,8 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
+    /// Re-read every billed tenant's subscription from Stripe and fix what drifted (each fix audited).
+    BillingReconcile,
     /// Drop one tenant's mirrored data and sync it again in full.
     Reset {
         #[arg(long)]
@@ -47,6 +49,15 @@ async fn main() -> anyhow::Result<()> {
             let worker = Worker::build(&cli.settings, shutdown).await?;
             let finished = worker.sync_tenant(TenantId(tenant), full).await?;
             print_run(&finished);
+            Ok(())
+        }
+        Command::BillingReconcile => {
+            let worker = Worker::build(&cli.settings, shutdown).await?;
+            let done = worker.reconcile_billing().await?;
+            println!("reconciled {} subscriptions: {} changed, {} failed", done.tenants, done.changed, done.failed);
+            if done.failed > 0 {
+                anyhow::bail!("{} subscriptions could not be read from Stripe", done.failed);
+            }
             Ok(())
         }
         Command::Reset { tenant, yes } => {

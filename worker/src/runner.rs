@@ -50,6 +50,8 @@ pub struct Runner {
     pub allowlist: AllowedBaseUrls,
     pub settings: SyncSettings,
     pub intervals: Intervals,
+    /// The plans: which one is in force for a tenant (a lapsed past-due subscription falls to `free`), and its limits.
+    pub plans: entity::plans::Catalog,
     /// This process's name in leases and run records.
     pub name: String,
     pub shutdown: CancellationToken,
@@ -102,6 +104,12 @@ impl Runner {
         let tenant = claimed.tenant_id;
         let txn = TenantTxn::begin(&self.db, tenant).await.context("Failed to begin the tenant transaction")?;
         let connection = testio_connections::find(&txn).await.context("Failed to load the TestIO connection")?;
+        let plan = match entity::tenants::find(&txn, tenant).await.context("Failed to load the tenant")? {
+            Some(t) => {
+                self.plans.in_force(t.plan, t.subscription_status.as_deref(), t.subscription_past_due_since, Utc::now())
+            }
+            None => claimed.plan,
+        };
         let Some(connection) = connection.filter(|c| c.status == ConnectionStatus::Active) else {
             txn.commit().await.context("Failed to commit")?;
             let note = "no active TestIO connection: taken off the schedule".to_owned();
@@ -121,7 +129,7 @@ impl Runner {
                     .await
                     .context("Failed to record the run")?;
                 txn.commit().await.context("Failed to commit")?;
-                let next = Utc::now() + chrono_of(self.intervals.of(claimed.plan));
+                let next = Utc::now() + chrono_of(self.intervals.of(plan));
                 return Ok((Finished { run: Some(run), note: e.to_string() }, Release::DueAt(next)));
             }
         };
@@ -135,7 +143,8 @@ impl Runner {
         txn.commit().await.context("Failed to commit the run start")?;
 
         let source = Source::new(self.client.clone(), Endpoint { base_url, token });
-        let mut job = Job::new(&self.db, source, tenant, &self.name, &self.settings, run.id);
+        let mut job = Job::new(&self.db, source, tenant, &self.name, &self.settings, run.id)
+            .with_product_limit(self.plans.limits(plan).products);
         // Writes renew the lease, but a long stretch of requests (retries, a page shrunk item by item, many bug
         // batches) could outlast it: a heartbeat keeps it while the job runs. Writes stay fenced by their own renewal.
         let beat = tokio_util::sync::CancellationToken::new();
@@ -156,7 +165,7 @@ impl Runner {
                 }
             })
         };
-        let result = job.run(run.full_sync, self.intervals.of(claimed.plan)).await;
+        let result = job.run(run.full_sync, self.intervals.of(plan)).await;
         beat.cancel();
         let _ = heartbeat.await;
         let counts = job.counts();
@@ -164,8 +173,7 @@ impl Runner {
         let (status, error, release) = match &result {
             Ok(outcome) => {
                 let status = if outcome.open_gaps > 0 { SyncStatus::Partial } else { SyncStatus::Succeeded };
-                let next =
-                    if outcome.backfill_pending { now } else { now + chrono_of(self.intervals.of(claimed.plan)) };
+                let next = if outcome.backfill_pending { now } else { now + chrono_of(self.intervals.of(plan)) };
                 (status, None, Release::DueAt(next))
             }
             Err(e @ SyncError::Unauthorized) => (SyncStatus::Failed, Some(e.to_string()), Release::Unscheduled),
@@ -182,6 +190,9 @@ impl Runner {
         let run = sync_runs::find(&txn, run.id).await.context("Failed to load the run")?.unwrap_or(run);
         let run =
             sync_runs::finish(&txn, run, status, counts, error.as_deref()).await.context("Failed to record the run")?;
+        sync_runs::record_skipped_products(&txn, run.id, job.skipped_products())
+            .await
+            .context("Failed to record the skipped products")?;
         // A token saved while this run used the old one is not the token TestIO refused.
         let current = testio_connections::find(&txn).await.context("Failed to load the connection")?;
         // Whatever the outcome, the run shows how far the mirror was verified when it ended.

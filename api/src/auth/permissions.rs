@@ -13,6 +13,9 @@ pub enum Permission {
     /// Change roles, remove members, invite, revoke invitations.
     ManageMembers,
     ManageApiKeys,
+    /// See the plan, the subscription and what the tenant uses of its limits.
+    ReadBilling,
+    /// Subscribe, change or cancel (Checkout and the customer portal).
     ManageBilling,
     ManageTestioConnection,
     ReadAuditLogs,
@@ -26,7 +29,7 @@ pub const fn allows(role: Role, permission: Permission) -> bool {
     match permission {
         ReadTenant | ReadSyncedData => true,
         TriggerSync => matches!(role, Role::Owner | Role::Admin | Role::Member),
-        UpdateTenant | ManageMembers | ManageApiKeys | ManageTestioConnection | ReadAuditLogs => {
+        UpdateTenant | ManageMembers | ManageApiKeys | ManageTestioConnection | ReadAuditLogs | ReadBilling => {
             matches!(role, Role::Owner | Role::Admin)
         }
         DeleteTenant | ManageBilling => matches!(role, Role::Owner),
@@ -57,6 +60,7 @@ mod tests {
             DeleteTenant,
             ManageMembers,
             ManageApiKeys,
+            ReadBilling,
             ManageBilling,
             ManageTestioConnection,
             ReadAuditLogs,

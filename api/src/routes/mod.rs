@@ -6,6 +6,7 @@ pub mod admin_audit;
 pub mod api_keys;
 pub mod audit_logs;
 pub mod auth;
+pub mod billing;
 pub mod fallback;
 pub mod health;
 pub mod invitations;
@@ -30,6 +31,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(scope::scope("/v1/me").configure(me::configure))
         .service(scope::scope("/v1/invitations").configure(invitations::configure_acceptance))
         .service(scope::scope("/v1/admin").configure(admin_audit::configure))
+        .service(scope::scope("/v1/plans").configure(billing::configure_plans))
+        .service(scope::scope("/v1/webhooks").configure(billing::configure_webhooks))
         .service(
             scope::scope("/v1/tenants").configure(tenants::configure_collection).service(
                 scope::scope("/{tenant_id}")
@@ -38,6 +41,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                     .service(scope::scope("/invitations").configure(invitations::configure))
                     .service(scope::scope("/api-keys").configure(api_keys::configure))
                     .service(scope::scope("/audit-logs").configure(audit_logs::configure))
+                    .service(scope::scope("/billing").configure(billing::configure))
                     .service(scope::scope("/testio-connection").configure(testio::connection::configure))
                     .service(scope::scope("/sync-runs").configure(testio::sync_runs::configure))
                     .configure(mirror::configure),

@@ -145,6 +145,9 @@ pub struct SyncRunView {
     /// When the run ended, every change TestIO had made before this time was in the mirror; `null` until every
     /// product's list has been verified once.
     pub verified_through: Option<DateTime<Utc>>,
+    /// Products TestIO listed that the tenant's plan does not mirror (what was mirrored of them is kept, not updated;
+    /// a plan with more products mirrors them again).
+    pub skipped_product_ids: Vec<i64>,
 }
 
 impl From<sync_runs::Model> for SyncRunView {
@@ -170,6 +173,7 @@ impl From<sync_runs::Model> for SyncRunView {
             list_pages_total: r.list_pages_total,
             products_verified: r.products_verified,
             verified_through: r.verified_through,
+            skipped_product_ids: serde_json::from_value(r.skipped_product_ids).unwrap_or_default(),
         }
     }
 }

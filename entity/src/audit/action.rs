@@ -85,6 +85,16 @@ pub enum AuditAction {
     /// now starts are in the metadata).
     #[strum(serialize = "audit_log.purge")]
     AuditLogPurge,
+    /// A Stripe Checkout session was opened to subscribe the tenant to a plan (the plan is in the metadata).
+    #[strum(serialize = "billing.checkout_start")]
+    BillingCheckoutStart,
+    /// A Stripe customer portal session was opened for the tenant.
+    #[strum(serialize = "billing.portal_open")]
+    BillingPortalOpen,
+    /// The tenant's subscription changed, as Stripe reported it (a webhook event, whose id is in the metadata, or the
+    /// reconciliation): the plan, status, period end or cancellation before and after.
+    #[strum(serialize = "billing.subscription_update")]
+    BillingSubscriptionUpdate,
 }
 
 impl AuditAction {
@@ -118,6 +128,7 @@ impl AuditAction {
             | TestioConnectionBaseUrlNotAllowed => "testio_connection",
             SyncRunRequest => "sync_run",
             AuditLogExport | AuditLogPurge => "audit_log",
+            BillingCheckoutStart | BillingPortalOpen | BillingSubscriptionUpdate => "tenant",
         }
     }
 }
@@ -215,6 +226,7 @@ mod tests {
                 name.starts_with(action.target_type())
                     || name.starts_with("auth.")
                     || name.starts_with("bootstrap.")
+                    || name.starts_with("billing.")
                     || name.starts_with("mirror."),
                 "{name}"
             );

@@ -45,6 +45,14 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub active: bool,
+    /// The subscription's price, as last read from Stripe.
+    pub subscription_price_id: Option<String>,
+    pub subscription_current_period_end: Option<DateTimeUtc>,
+    pub subscription_cancel_at_period_end: bool,
+    /// Since when the subscription has been `past_due` (the grace period counts from here).
+    pub subscription_past_due_since: Option<DateTimeUtc>,
+    /// When the subscription was last read from Stripe.
+    pub billing_synced_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -74,6 +82,11 @@ pub async fn create_with_id(db: &impl Db, id: TenantId, name: &str, slug: &str) 
         created_at: Set(now),
         updated_at: Set(now),
         active: Set(true),
+        subscription_price_id: Set(None),
+        subscription_current_period_end: Set(None),
+        subscription_cancel_at_period_end: Set(false),
+        subscription_past_due_since: Set(None),
+        billing_synced_at: Set(None),
     }
     .insert(db)
     .await

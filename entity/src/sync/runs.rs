@@ -109,6 +109,10 @@ pub struct Model {
     pub products_verified: i32,
     /// The tenant's `verified_through` when the run ended.
     pub verified_through: Option<DateTimeUtc>,
+    /// Products TestIO listed that the plan does not mirror (kept as they were, not updated).
+    pub products_skipped: i32,
+    /// Their ids (a JSON array of numbers).
+    pub skipped_product_ids: Json,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -136,6 +140,8 @@ pub struct Counts {
     pub list_pages_total: i32,
     /// Products whose verification slice (or whole list, on a full run) was read without a gap.
     pub products_verified: i32,
+    /// Products listed but not mirrored: the plan allows fewer.
+    pub products_skipped: i32,
 }
 
 /// Queues a run unless one is already queued or running; returns the run and whether it is new.
@@ -258,6 +264,8 @@ async fn start_new(txn: &TenantTxn, trigger: SyncTrigger, full_sync: bool, worke
         list_pages_total: Set(0),
         products_verified: Set(0),
         verified_through: Set(None),
+        products_skipped: Set(0),
+        skipped_product_ids: Set(serde_json::json!([])),
     }
     .insert(txn.conn())
     .await
@@ -307,6 +315,19 @@ fn set_counts(active: &mut ActiveModel, c: Counts) {
     active.list_pages_read = Set(c.list_pages_read);
     active.list_pages_total = Set(c.list_pages_total);
     active.products_verified = Set(c.products_verified);
+    active.products_skipped = Set(c.products_skipped);
+}
+
+/// Records on the run which listed products the plan left out.
+#[tracing::instrument(skip_all, fields(tenant_id = %txn.tenant_id()))]
+pub async fn record_skipped_products(txn: &TenantTxn, id: Uuid, products: &[i64]) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::SkippedProductIds, sea_orm::sea_query::Expr::value(serde_json::json!(products)))
+        .filter(Column::TenantId.eq(txn.tenant_id()))
+        .filter(Column::Id.eq(id))
+        .exec(txn.conn())
+        .await
+        .map(|_| ())
 }
 
 /// Records on the run how far the tenant's mirror was verified when it ended.

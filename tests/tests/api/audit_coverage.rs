@@ -74,7 +74,13 @@ impl Walk<'_> {
 #[tokio::test]
 async fn every_mutating_operation_leaves_exactly_one_audit_event() {
     let sim = tests::testio_sim::Simulator::start().await;
-    let app = spawn_app_with(|s| s.testio_allowed_base_urls = sim.base_url.clone()).await;
+    let stripe = tests::stripe_sim::StripeSim::start().await;
+    let app = spawn_app_with(|s| {
+        s.testio_allowed_base_urls = sim.base_url.clone();
+        tests::billing::use_stripe(s, &stripe);
+    })
+    .await;
+    stripe.set_webhook(&format!("{}/v1/webhooks/stripe", app.address), tests::stripe_sim::WEBHOOK_SECRET);
     let shape = tests::testio_sim::Shape { products: 1, tests_per_product: 1, bugs_per_test: 0 };
     sim.add_account("acme-token-1", tests::testio_sim::Account::generate(1, shape));
     let mut walk = Walk { app: &app, done: BTreeSet::new() };
@@ -163,6 +169,30 @@ async fn every_mutating_operation_leaves_exactly_one_audit_event() {
     )
     .await;
     walk.step("delete_connection", 204, "testio_connection.delete", app.delete_connection(ann.as_str(), tenant)).await;
+    let (checkout_path, portal_path) = (
+        format!("/v1/tenants/{tenant}/billing/checkout-session"),
+        format!("/v1/tenants/{tenant}/billing/portal-session"),
+    );
+    let checkout = app.call(reqwest::Method::POST, &checkout_path, Some(ann.as_str()), Some(json!({ "plan": "pro" })));
+    let session = walk.step("create_checkout_session", 201, "billing.checkout_start", checkout).await;
+    let portal = app.call(reqwest::Method::POST, &portal_path, Some(ann.as_str()), None);
+    walk.step("create_portal_session", 201, "billing.portal_open", portal).await;
+    // Stripe's webhook only stores the event; the worker's application of it is the audited change, once.
+    let session = stripe.session_of_url(session["url"].as_str().unwrap()).unwrap();
+    stripe.complete_checkout(&session).unwrap();
+    let before = events(&app).await;
+    assert!(stripe.deliver().await.iter().all(|(_, status)| *status == 200));
+    assert_eq!(events(&app).await, before, "receiving changes nothing yet");
+    let mut settings = tests::sync::worker_settings(&app.db);
+    settings.plans.stripe_price_pro = Some(tests::stripe_sim::PRICE_PRO.to_owned());
+    settings.stripe.stripe_secret_key = Some(tests::stripe_sim::SECRET_KEY.into());
+    settings.stripe.stripe_api_base = stripe.base_url.clone();
+    let worker = tests::sync::build_worker(&settings).await;
+    assert_eq!(worker.apply_billing_events().await.unwrap(), 3);
+    assert_eq!(events(&app).await - before, 1, "the subscription's arrival is one event");
+    let (_, action, _, actor) = newest(&app).await;
+    assert_eq!((action.as_str(), actor.as_str()), ("billing.subscription_update", "system"));
+    walk.done.insert("stripe_webhook".to_owned());
 
     // Security events: one each.
     let wrong = json!({ "email": "ann@example.com", "password": "not the password" });

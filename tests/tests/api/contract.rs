@@ -127,7 +127,9 @@ async fn without_a_credential_only_public_operations_answer_and_the_rest_say_401
 
 #[tokio::test]
 async fn malformed_wrong_type_and_empty_requests_get_documented_problems_on_every_operation() {
-    let app = spawn_app().await;
+    // Billing configured (against the simulator), as in production: its routes answer, not 503.
+    let stripe = tests::stripe_sim::StripeSim::start().await;
+    let app = tests::spawn_app_with(|s| tests::billing::use_stripe(s, &stripe)).await;
     let user = app.register("walker@example.com").await;
     let tenant = app.create_tenant(&user, "walk").await;
     let spec = spec();

@@ -9,6 +9,7 @@ mod audit_platform;
 mod audit_review;
 mod audit_viewer;
 mod auth;
+mod billing;
 mod bootstrap_logs;
 mod contract;
 mod errors;

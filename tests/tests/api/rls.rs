@@ -50,6 +50,12 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
         .await
         .unwrap();
         seed_mirror(&txn, name).await;
+        let payload = serde_json::json!({ "id": format!("evt_{name}"), "type": "invoice.paid" });
+        assert!(
+            entity::billing::store_event(&txn, &format!("evt_{name}"), "invoice.paid", chrono::Utc::now(), &payload)
+                .await
+                .unwrap()
+        );
         let event = Event::new(AuditAction::TenantCreate, Actor::user(user.id))
             .on(tenant.id)
             .outcome(Outcome::Success)

@@ -62,7 +62,7 @@ fn settings(f: &SyncFixture) -> worker::Settings {
     let mut s = f.worker_settings();
     s.page_size = PAGE;
     s.bug_batch_size = BATCH;
-    s.interval_free_secs = INTERVAL_SECS;
+    s.plans.interval_free_secs = INTERVAL_SECS;
     s.verify_cycle_secs = CYCLE_SECS;
     s.bug_review_days = REVIEW_DAYS as u64;
     s.stop_after_quiet_pages = 1;

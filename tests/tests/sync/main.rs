@@ -8,5 +8,6 @@ mod crash;
 mod fidelity;
 mod mirror;
 mod mirror_paging;
+mod plan_limits;
 mod runs;
 mod simulator;

@@ -200,6 +200,10 @@ pub struct Job<'a> {
     bug_gaps: bool,
     /// When the run started.
     started: DateTime<Utc>,
+    /// Products the plan mirrors (`None`: all).
+    product_limit: Option<u32>,
+    /// Listed products left out because of `product_limit`, ascending.
+    skipped: Vec<i64>,
 }
 
 impl<'a> Job<'a> {
@@ -230,7 +234,21 @@ impl<'a> Job<'a> {
             pending: Vec::new(),
             bug_gaps: false,
             started: Utc::now(),
+            product_limit: None,
+            skipped: Vec::new(),
         }
+    }
+
+    /// Mirrors at most `limit` products (the plan's): the listed products with the lowest ids; the others are
+    /// skipped, what was mirrored of them kept as it was.
+    pub fn with_product_limit(mut self, limit: Option<u32>) -> Self {
+        self.product_limit = limit;
+        self
+    }
+
+    /// The listed products this run skipped because of the plan, ascending.
+    pub fn skipped_products(&self) -> &[i64] {
+        &self.skipped
     }
 
     /// Counts so far (also when the run stopped with an error).
@@ -362,6 +380,12 @@ impl<'a> Job<'a> {
                 }
             }
         }
+        rows.sort_unstable_by_key(|r| r.testio_id);
+        if let Some(limit) = self.product_limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX)) {
+            self.skipped = rows.iter().skip(limit).map(|r| r.testio_id).collect();
+            rows.truncate(limit);
+        }
+        self.counts.products_skipped = i32::try_from(self.skipped.len()).unwrap_or(i32::MAX);
         let txn = self.begin().await?;
         mirror::upsert_products(&txn, &rows).await?;
         if !unidentified && (full || !items.is_empty()) {
@@ -436,6 +460,10 @@ impl<'a> Job<'a> {
         let mut rows = Vec::with_capacity(items.len());
         for item in &items {
             match rows::test(item, product) {
+                // A product the plan does not mirror: what is mirrored of it stays as it was.
+                Ok(row) if self.skipped.contains(&row.product_id) => {
+                    self.seen_tests.insert(row.testio_id);
+                }
                 Ok(row) if !self.products.contains(&row.product_id) => {
                     self.seen_tests.insert(row.testio_id);
                     gaps.push(Gap::test(

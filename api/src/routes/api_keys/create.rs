@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, post, web};
 use anyhow::Context;
 use entity::audit::AuditAction;
+use entity::plans::Limit;
 use entity::tenant_users::Role;
 use entity::{TenantId, api_keys};
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,7 @@ pub struct CreatedApiKey {
     request_body = CreateApiKeyRequest,
     responses(
         (status = 201, body = CreatedApiKey),
+        (status = 402, description = "The plan allows no more active API keys (`plan_limit`)", body = ProblemDetails),
         (status = 403, body = ProblemDetails),
         (status = 404, body = ProblemDetails),
         (status = 422, body = ProblemDetails),
@@ -66,6 +68,7 @@ pub async fn create_api_key(
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can create owner keys."));
     }
+    crate::plan_limits::require_room(&state, &access, Limit::ApiKeys).await?;
     let id = secrets::new_api_key_id();
     let (secret, prefix) = secrets::new_api_key(access.txn.tenant_id(), id);
     let new = api_keys::NewApiKey {

@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, post, web};
 use anyhow::Context;
 use chrono::Utc;
 use entity::audit::AuditAction;
+use entity::plans::Limit;
 use entity::tenant_users::Role;
 use entity::{TenantId, invitations, tenants};
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,7 @@ pub struct CreatedInvitation {
     request_body = CreateInvitationRequest,
     responses(
         (status = 201, body = CreatedInvitation),
+        (status = 402, description = "The plan allows no more seats, counting pending invitations (`plan_limit`)", body = ProblemDetails),
         (status = 403, body = ProblemDetails),
         (status = 404, body = ProblemDetails),
         (status = 422, body = ProblemDetails),
@@ -72,6 +74,7 @@ pub async fn create_invitation(
         .await
         .context("Failed to read the tenant")?
         .ok_or_else(|| ApiError::not_found("Tenant"))?;
+    crate::plan_limits::require_room(&state, &access, Limit::Seats).await?;
     let token = secrets::new_invitation_token(tenant.id);
     let expires_at = Utc::now() + chrono::Duration::seconds(state.settings.invitation_ttl_secs as i64);
     let new = invitations::NewInvitation {
