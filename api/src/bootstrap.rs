@@ -81,6 +81,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<Option<Bootstrapped>> {
         token: sealed,
         token_last4: testio_connections::last4(&token),
         saved_by: Some(user.id),
+        sync_interval_secs: None,
     };
     testio_connections::connect(&txn, new).await.context("Failed to connect TestIO and queue the first sync")?;
     let event = Event::new(AuditAction::BootstrapCreate, Actor::system())

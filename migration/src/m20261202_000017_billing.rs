@@ -31,6 +31,9 @@ impl MigrationTrait for Migration {
                 ADD COLUMN subscription_cancel_at_period_end boolean NOT NULL DEFAULT false,
                 ADD COLUMN subscription_past_due_since timestamptz,
                 ADD COLUMN billing_synced_at timestamptz;
+            -- The sync interval a tenant asked for (at least its plan's; NULL: the plan's).
+            ALTER TABLE testio_connections
+                ADD COLUMN sync_interval_secs bigint CHECK (sync_interval_secs BETWEEN 60 AND 604800);
             -- Products a sync left out because the plan mirrors fewer (kept, not deleted; listed on the run).
             ALTER TABLE sync_runs
                 ADD COLUMN products_skipped integer NOT NULL DEFAULT 0 CHECK (products_skipped >= 0),
@@ -83,6 +86,7 @@ impl MigrationTrait for Migration {
             DROP FUNCTION stripe_events_due_tenants(integer);
             DROP TABLE stripe_events;
             ALTER TABLE sync_runs DROP COLUMN products_skipped, DROP COLUMN skipped_product_ids;
+            ALTER TABLE testio_connections DROP COLUMN sync_interval_secs;
             ALTER TABLE tenants
                 DROP COLUMN subscription_price_id,
                 DROP COLUMN subscription_current_period_end,

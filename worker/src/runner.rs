@@ -104,12 +104,15 @@ impl Runner {
         let tenant = claimed.tenant_id;
         let txn = TenantTxn::begin(&self.db, tenant).await.context("Failed to begin the tenant transaction")?;
         let connection = testio_connections::find(&txn).await.context("Failed to load the TestIO connection")?;
+        let asked = connection.as_ref().and_then(|c| c.sync_interval_secs).and_then(|s| u64::try_from(s).ok());
         let plan = match entity::tenants::find(&txn, tenant).await.context("Failed to load the tenant")? {
             Some(t) => {
                 self.plans.in_force(t.plan, t.subscription_status.as_deref(), t.subscription_past_due_since, Utc::now())
             }
             None => claimed.plan,
         };
+        // The tenant's own interval, never shorter than its plan's.
+        let interval = self.intervals.of(plan).max(std::time::Duration::from_secs(asked.unwrap_or(0)));
         let Some(connection) = connection.filter(|c| c.status == ConnectionStatus::Active) else {
             txn.commit().await.context("Failed to commit")?;
             let note = "no active TestIO connection: taken off the schedule".to_owned();
@@ -129,7 +132,7 @@ impl Runner {
                     .await
                     .context("Failed to record the run")?;
                 txn.commit().await.context("Failed to commit")?;
-                let next = Utc::now() + chrono_of(self.intervals.of(plan));
+                let next = Utc::now() + chrono_of(interval);
                 return Ok((Finished { run: Some(run), note: e.to_string() }, Release::DueAt(next)));
             }
         };
@@ -165,7 +168,7 @@ impl Runner {
                 }
             })
         };
-        let result = job.run(run.full_sync, self.intervals.of(plan)).await;
+        let result = job.run(run.full_sync, interval).await;
         beat.cancel();
         let _ = heartbeat.await;
         let counts = job.counts();
@@ -173,7 +176,7 @@ impl Runner {
         let (status, error, release) = match &result {
             Ok(outcome) => {
                 let status = if outcome.open_gaps > 0 { SyncStatus::Partial } else { SyncStatus::Succeeded };
-                let next = if outcome.backfill_pending { now } else { now + chrono_of(self.intervals.of(plan)) };
+                let next = if outcome.backfill_pending { now } else { now + chrono_of(interval) };
                 (status, None, Release::DueAt(next))
             }
             Err(e @ SyncError::Unauthorized) => (SyncStatus::Failed, Some(e.to_string()), Release::Unscheduled),

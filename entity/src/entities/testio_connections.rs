@@ -65,6 +65,9 @@ pub struct Model {
     /// Every change TestIO made before this time is in the mirror (the oldest of the products' last complete, clean
     /// verification passes); `None` until the whole mirror has been verified once.
     pub verified_through: Option<DateTimeUtc>,
+    /// The interval between scheduled syncs the tenant asked for, in seconds (never below its plan's); `None`: the
+    /// plan's.
+    pub sync_interval_secs: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -89,6 +92,7 @@ pub struct NewConnection {
     pub token: Sealed,
     pub token_last4: String,
     pub saved_by: Option<UserId>,
+    pub sync_interval_secs: Option<i64>,
 }
 
 /// The last four characters of a token, the only part of it ever shown.
@@ -133,6 +137,7 @@ pub async fn save(txn: &TenantTxn, new: NewConnection) -> Result<Model, DbErr> {
         verified_at: Set(now),
         last_reconcile_at: Set(None),
         verified_through: Set(None),
+        sync_interval_secs: Set(new.sync_interval_secs),
     };
     Entity::insert(model)
         .on_conflict(
@@ -147,6 +152,7 @@ pub async fn save(txn: &TenantTxn, new: NewConnection) -> Result<Model, DbErr> {
                     Column::StatusReason,
                     Column::UpdatedAt,
                     Column::VerifiedAt,
+                    Column::SyncIntervalSecs,
                 ])
                 .to_owned(),
         )

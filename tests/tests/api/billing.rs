@@ -557,3 +557,66 @@ async fn a_webhook_that_is_not_signed_right_or_not_a_known_event_changes_nothing
     f.worker.apply_billing_events().await.unwrap();
     assert_eq!(f.billing(&owner, tenant).await["plan"], "free");
 }
+
+/// Random journeys (upgrades, failed and recovered payments, plan changes, cancellations), their events delivered in a
+/// random order with random duplicates and stale replays: the tenant always ends where Stripe's subscription is.
+#[tokio::test]
+async fn any_order_of_any_events_ends_in_stripes_final_state() {
+    let f = BillingFixture::start().await;
+    let owner = f.app.register("owner@example.com").await;
+    for seed in 1..=6_u64 {
+        let mut rng = tests::testio_sim::Rng::new(seed);
+        let tenant = f.app.create_tenant(&owner, &format!("t{seed}")).await;
+        let plan = if rng.below(2) == 0 { "pro" } else { "enterprise" };
+        let response = f.checkout(&owner.access_token, tenant, plan).await;
+        let url = response.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
+        let subscription = f.stripe.complete_checkout(&f.stripe.session_of_url(&url).unwrap()).unwrap();
+        for _ in 0..rng.below(6) {
+            match rng.below(5) {
+                0 => f.stripe.set_status(&subscription, "past_due"),
+                1 => f.stripe.set_status(&subscription, "active"),
+                2 => f.stripe.change_price(&subscription, rng.pick(&[PRICE_PRO, PRICE_ENTERPRISE])),
+                3 => f.stripe.cancel_at_period_end(&subscription),
+                _ => f.stripe.set_status(&subscription, "unpaid"),
+            }
+        }
+        if rng.below(3) == 0 {
+            f.stripe.end_period(&subscription);
+        }
+        let mut events = f.stripe.take_pending();
+        // Shuffle, duplicate some.
+        for i in (1..events.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            events.swap(i, j);
+        }
+        let duplicates: Vec<_> = events.iter().filter(|_| rng.below(3) == 0).cloned().collect();
+        events.extend(duplicates);
+        // Applied in random batches while they arrive.
+        for event in &events {
+            assert_eq!(f.stripe.send(event, 1).await, 200);
+            if rng.below(3) == 0 {
+                f.worker.apply_billing_events().await.unwrap();
+            }
+        }
+        f.worker.apply_billing_events().await.unwrap();
+        let s = f.stripe.subscription(&subscription).unwrap();
+        let paid = matches!(s.status.as_str(), "active" | "past_due");
+        let want = match (paid, s.price.as_str()) {
+            (false, _) => "free",
+            (true, PRICE_PRO) => "pro",
+            (true, _) => "enterprise",
+        };
+        let state = f.billing(&owner, tenant).await;
+        assert_eq!(state["plan"], want, "seed {seed}: {state}");
+        assert_eq!(state["subscription_status"], s.status.as_str(), "seed {seed}");
+        assert_eq!(state["cancel_at_period_end"], s.cancel_at_period_end, "seed {seed}");
+        let stored = f.app.db.count(&format!("SELECT count(*) FROM stripe_events WHERE tenant_id = '{tenant}'")).await;
+        let unique: std::collections::HashSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        assert_eq!(stored, unique.len() as i64, "seed {seed}: each event stored once");
+        // Every audited change moved toward Stripe's state; the last one is it.
+        let changes = updates(&f, tenant).await;
+        if let Some(last) = changes.last() {
+            assert_eq!((last.2.as_str(), last.3.as_str()), (want, s.status.as_str()), "seed {seed}");
+        }
+    }
+}

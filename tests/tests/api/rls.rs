@@ -85,6 +85,7 @@ async fn seed_mirror(txn: &TenantTxn, name: &str) {
             token: keys.seal(txn.tenant_id(), &format!("token-{name}").into()).unwrap(),
             token_last4: "1234".into(),
             saved_by: None,
+            sync_interval_secs: None,
         },
     )
     .await

@@ -42,6 +42,8 @@ pub struct ConnectionView {
     /// top of a list are mirrored by the next sync; any change within one verify cycle (`SYNC_VERIFY_CYCLE_SECS`)
     /// plus one interval.
     pub verified_through: Option<DateTime<Utc>>,
+    /// The interval between scheduled syncs asked for, in seconds; `null`: the plan's (`GET /v1/plans`).
+    pub sync_interval_secs: Option<i64>,
     /// When the next sync is due; `null` while the connection is not `active`.
     pub next_sync_at: Option<DateTime<Utc>>,
     /// The latest sync run, if any.
@@ -60,6 +62,7 @@ impl ConnectionView {
             updated_at: c.updated_at,
             last_reconcile_at: c.last_reconcile_at,
             verified_through: c.verified_through,
+            sync_interval_secs: c.sync_interval_secs,
             next_sync_at: next,
             last_run: last.map(Into::into),
         }

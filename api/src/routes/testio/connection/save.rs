@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, put, web};
 use anyhow::Context;
 use entity::TenantId;
 use entity::audit::AuditAction;
+use entity::plans::Limit;
 use entity::sync::schedule;
 use entity::testio_connections::{self, NewConnection};
 use secrecy::SecretString;
@@ -32,6 +33,10 @@ pub struct SaveConnectionRequest {
     /// Base URL of the Customer API; defaults to TestIO's.
     #[schema(max_length = 500, pattern = "^https?://", example = "https://api.test.io/customer/v2/")]
     pub base_url: Option<String>,
+    /// Seconds between scheduled syncs, at least the plan's minimum (`GET /v1/plans`: `min_sync_interval_secs`; a
+    /// shorter one is 402 `plan_limit`); absent: the plan's. At most a week.
+    #[schema(minimum = 60, maximum = 604800, example = 3600)]
+    pub sync_interval_secs: Option<u64>,
 }
 
 fn field(field: &str, message: impl Into<String>) -> ApiError {
@@ -62,6 +67,7 @@ fn parse_base_url(state: &AppState, raw: Option<&str>) -> Result<url::Url, ApiEr
     request_body = SaveConnectionRequest,
     responses(
         (status = 200, body = ConnectionView),
+        (status = 402, description = "The interval is shorter than the plan allows (`plan_limit`)", body = ProblemDetails),
         (status = 403, body = ProblemDetails),
         (status = 404, body = ProblemDetails),
         (status = 422, body = ProblemDetails),
@@ -79,7 +85,26 @@ pub async fn save_connection(
 ) -> Result<HttpResponse, ApiError> {
     let tenant = TenantId(path.tenant_id);
     // Authorize before calling out: the server must not probe tokens or URLs for strangers.
-    TenantAccess::begin(&state, &caller, tenant, Permission::ManageTestioConnection).await?.commit().await?;
+    let access = TenantAccess::begin(&state, &caller, tenant, Permission::ManageTestioConnection).await?;
+    if let Some(interval) = body.sync_interval_secs {
+        if !(60..=604_800).contains(&interval) {
+            return Err(field("sync_interval_secs", "must be between 60 and 604800 seconds"));
+        }
+        let row = entity::tenants::find(&access.txn, tenant)
+            .await
+            .context("Failed to read the tenant")?
+            .ok_or_else(|| ApiError::not_found("Tenant"))?;
+        let plan = state.plans.in_force(
+            row.plan,
+            row.subscription_status.as_deref(),
+            row.subscription_past_due_since,
+            chrono::Utc::now(),
+        );
+        if !state.plans.allows(plan, Limit::SyncInterval, interval) {
+            return Err(crate::plan_limits::exceeded(&state, plan, Limit::SyncInterval, interval));
+        }
+    }
+    access.commit().await?;
     let token = TestioToken::parse("token", &body.token)?.into_secret();
     let base_url = parse_base_url(&state, body.base_url.as_deref())?;
     if !state.token_keys.is_configured() {
@@ -98,6 +123,7 @@ pub async fn save_connection(
         token: sealed,
         token_last4: testio_connections::last4(&token),
         saved_by: access.user_id,
+        sync_interval_secs: body.sync_interval_secs.and_then(|s| i64::try_from(s).ok()),
     };
     let (connection, run) =
         testio_connections::connect(&access.txn, new).await.context("Failed to save the connection")?;
