@@ -101,12 +101,23 @@ impl BillingFixture {
         response.json().await.unwrap()
     }
 
-    /// Subscribes `tenant` to `plan` through Checkout, paid, delivered and applied; the subscription id.
-    pub async fn subscribe(&self, owner: &TestUser, tenant: uuid::Uuid, plan: &str) -> String {
+    /// `POST .../billing/portal-session`.
+    pub async fn portal(&self, who: &str, tenant: uuid::Uuid) -> reqwest::Response {
+        let path = format!("/v1/tenants/{tenant}/billing/portal-session");
+        self.app.call(reqwest::Method::POST, &path, Some(who), None).await
+    }
+
+    /// Opens a Checkout session for `plan` as `owner` (expected 201); the simulator's session id.
+    pub async fn open_checkout(&self, owner: &TestUser, tenant: uuid::Uuid, plan: &str) -> String {
         let response = self.checkout(&owner.access_token, tenant, plan).await;
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.unwrap();
-        let session = self.stripe.session_of_url(body["url"].as_str().unwrap()).expect("a simulator Checkout URL");
+        self.stripe.session_of_url(body["url"].as_str().unwrap()).expect("a simulator Checkout URL")
+    }
+
+    /// Subscribes `tenant` to `plan` through Checkout, paid, delivered and applied; the subscription id.
+    pub async fn subscribe(&self, owner: &TestUser, tenant: uuid::Uuid, plan: &str) -> String {
+        let session = self.open_checkout(owner, tenant, plan).await;
         let subscription = self.stripe.complete_checkout(&session).expect("the session exists");
         self.settle().await;
         subscription

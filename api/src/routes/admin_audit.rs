@@ -14,7 +14,7 @@ use entity::{PLATFORM_TENANT, PlatformAuditTxn, TenantTxn};
 use serde::Deserialize;
 
 use super::audit_logs::export::{self, ExportFormat};
-use super::audit_logs::list::{AuditLogFilters, PARAMS, bad, filter, limit, page_response};
+use super::audit_logs::list::{AuditLogFilters, AuditPaging, PARAMS, bad, filter, limit, page_response};
 use super::audit_logs::{AuditEventView, AuditPageView, ChainVerificationView};
 use crate::auth::principal::Principal;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
@@ -61,7 +61,7 @@ pub(crate) async fn reader(state: &AppState, principal: &Principal) -> Result<Pl
 /// Every tenant's audit log, filtered, newest first, in pages (platform admins).
 #[utoipa::path(
     tag = "audit",
-    params(AuditLogFilters, PlatformFilter),
+    params(AuditLogFilters, AuditPaging, PlatformFilter),
     responses(
         (status = 200, body = AuditPageView),
         (status = 400, description = "A parameter is unknown, malformed or out of range; the detail names it", body = ProblemDetails),

@@ -100,15 +100,7 @@ async fn an_owner_upgrades_through_checkout_and_the_plan_changes_when_stripe_rep
 
     // The portal opens for the customer; checking out the same plan again is a conflict, another plan too (the
     // portal changes plans).
-    let portal = f
-        .app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/tenants/{tenant}/billing/portal-session"),
-            Some(&owner.access_token),
-            None,
-        )
-        .await;
+    let portal = f.portal(&owner.access_token, tenant).await;
     assert_eq!(portal.status(), 201);
     assert!(portal.json::<Value>().await.unwrap()["url"].as_str().unwrap().contains("/portal/"));
     assert_eq!(f.checkout(&owner.access_token, tenant, "pro").await.status(), 409);
@@ -232,9 +224,8 @@ async fn replayed_duplicated_and_reordered_events_never_let_older_state_win() {
     let f = BillingFixture::start().await;
     let owner = f.app.register("owner@example.com").await;
     let tenant = f.app.create_tenant(&owner, "acme").await;
-    let response = f.checkout(&owner.access_token, tenant, "pro").await;
-    let url = response.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
-    let subscription = f.stripe.complete_checkout(&f.stripe.session_of_url(&url).unwrap()).unwrap();
+    let session = f.open_checkout(&owner, tenant, "pro").await;
+    let subscription = f.stripe.complete_checkout(&session).unwrap();
     f.stripe.set_status(&subscription, "past_due");
     f.stripe.set_status(&subscription, "active");
     f.stripe.cancel_at_period_end(&subscription);
@@ -286,9 +277,8 @@ async fn an_event_received_but_not_applied_survives_a_crash_and_stripe_being_dow
     let f = BillingFixture::start().await;
     let owner = f.app.register("owner@example.com").await;
     let tenant = f.app.create_tenant(&owner, "acme").await;
-    let response = f.checkout(&owner.access_token, tenant, "pro").await;
-    let url = response.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
-    f.stripe.complete_checkout(&f.stripe.session_of_url(&url).unwrap()).unwrap();
+    let session = f.open_checkout(&owner, tenant, "pro").await;
+    f.stripe.complete_checkout(&session).unwrap();
     for (_, status) in f.stripe.deliver().await {
         assert_eq!(status, 200);
     }
@@ -430,15 +420,7 @@ async fn checkout_and_portal_refuse_what_they_cannot_do() {
         .call(reqwest::Method::GET, &format!("/v1/tenants/{tenant}/billing"), Some(&member.access_token), None)
         .await;
     assert_eq!(peek.status(), 403);
-    let portal = f
-        .app
-        .call(
-            reqwest::Method::POST,
-            &format!("/v1/tenants/{tenant}/billing/portal-session"),
-            Some(&owner.access_token),
-            None,
-        )
-        .await;
+    let portal = f.portal(&owner.access_token, tenant).await;
     assert_eq!(portal.status(), 409, "no billing account yet");
     assert!(f.stripe.customers().is_empty(), "nothing was created at Stripe");
 
@@ -568,9 +550,8 @@ async fn any_order_of_any_events_ends_in_stripes_final_state() {
         let mut rng = tests::testio_sim::Rng::new(seed);
         let tenant = f.app.create_tenant(&owner, &format!("t{seed}")).await;
         let plan = if rng.below(2) == 0 { "pro" } else { "enterprise" };
-        let response = f.checkout(&owner.access_token, tenant, plan).await;
-        let url = response.json::<Value>().await.unwrap()["url"].as_str().unwrap().to_owned();
-        let subscription = f.stripe.complete_checkout(&f.stripe.session_of_url(&url).unwrap()).unwrap();
+        let session = f.open_checkout(&owner, tenant, plan).await;
+        let subscription = f.stripe.complete_checkout(&session).unwrap();
         for _ in 0..rng.below(6) {
             match rng.below(5) {
                 0 => f.stripe.set_status(&subscription, "past_due"),

@@ -50,6 +50,13 @@ pub struct AuditLogFilters {
     /// are literal). At least three letters or digits in a row, so that the text index applies.
     #[param(min_length = 3, max_length = 200)]
     pub q: Option<String>,
+}
+
+/// The lists' paging (documentation, like [`AuditLogFilters`]): not parameters of the exports, which read everything.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct AuditPaging {
     /// Events per page, 1 to 200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u64>,
@@ -156,7 +163,7 @@ pub(crate) fn filter(params: &QueryString) -> Result<AuditFilter, ApiError> {
 /// The tenant's audit log, filtered, newest first, in pages (owners and admins).
 #[utoipa::path(
     tag = "audit",
-    params(crate::routes::params::TenantPath, AuditLogFilters),
+    params(crate::routes::params::TenantPath, AuditLogFilters, AuditPaging),
     responses(
         (status = 200, body = AuditPageView),
         (status = 400, description = "A parameter is unknown, malformed or out of range; the detail names it", body = ProblemDetails),

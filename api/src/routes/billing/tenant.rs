@@ -107,7 +107,24 @@ pub async fn get_billing(
 pub struct CheckoutRequest {
     /// A paid plan that is for sale (`GET /v1/plans`: `purchasable`).
     #[schema(example = "pro")]
-    pub plan: Plan,
+    pub plan: PaidPlan,
+}
+
+/// The plans that can be bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaidPlan {
+    Pro,
+    Enterprise,
+}
+
+impl From<PaidPlan> for Plan {
+    fn from(p: PaidPlan) -> Self {
+        match p {
+            PaidPlan::Pro => Plan::Pro,
+            PaidPlan::Enterprise => Plan::Enterprise,
+        }
+    }
 }
 
 /// Where to send the customer.
@@ -146,7 +163,7 @@ pub async fn create_checkout_session(
     path: web::Path<TenantPath>,
     body: JsonBody<CheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let plan = body.plan;
+    let plan = Plan::from(body.plan);
     let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageBilling).await?;
     let me = access.user()?;
     let Some(price) = state.plans.price(plan).map(str::to_owned) else {
