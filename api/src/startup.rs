@@ -75,19 +75,7 @@ impl Application {
         );
         let cursors = crate::pagination::CursorKeys::from_config(settings.jwt_keys.as_ref())?;
         let plans = settings.plans.catalog();
-        let stripe = settings
-            .stripe
-            .stripe_secret_key
-            .as_ref()
-            .filter(|key| !key.expose_secret().trim().is_empty())
-            .map(|key| {
-                billing::StripeClient::new(
-                    key,
-                    &settings.stripe.stripe_api_base,
-                    Duration::from_secs(settings.stripe.stripe_timeout_secs),
-                )
-            })
-            .transpose()?;
+        let stripe = billing::StripeClient::from_settings(&settings.stripe)?;
         let webhooks = billing::webhook::Verifier::new(
             settings
                 .stripe_webhook_secrets

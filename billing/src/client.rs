@@ -82,6 +82,16 @@ impl StripeClient {
         Ok(Self { client })
     }
 
+    /// The client `settings` describe; `None` when no secret key is set (billing is off).
+    pub fn from_settings(settings: &common::settings::StripeSettings) -> anyhow::Result<Option<Self>> {
+        settings
+            .stripe_secret_key
+            .as_ref()
+            .filter(|key| !key.expose_secret().trim().is_empty())
+            .map(|key| Self::new(key, &settings.stripe_api_base, Duration::from_secs(settings.stripe_timeout_secs)))
+            .transpose()
+    }
+
     /// Creates the Stripe customer of `tenant` (named for it, its id in the metadata). The idempotency key is the
     /// tenant's: however often it is asked (concurrently, or again after a lost answer), Stripe makes one customer.
     pub async fn create_customer(&self, tenant: TenantId, name: &str, email: &str) -> Result<String, StripeError> {

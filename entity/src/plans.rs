@@ -115,6 +115,13 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// [`Catalog::in_force`] for a tenant as stored.
+    pub fn in_force_for(&self, tenant: &crate::tenants::Model, now: DateTime<Utc>) -> Plan {
+        self.in_force(tenant.plan, tenant.subscription_status.as_deref(), tenant.subscription_past_due_since, now)
+    }
+}
+
 /// The plan a subscription in `status` for `price_plan` pays for: the price's plan while it is live (trialing,
 /// active, or past due within the grace period, which [`Catalog::in_force`] judges), the free plan otherwise
 /// (incomplete, canceled, unpaid, paused, expired).

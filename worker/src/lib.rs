@@ -233,19 +233,7 @@ impl Worker {
             purge_every: (settings.audit_retention_check_secs > 0)
                 .then(|| Duration::from_secs(settings.audit_retention_check_secs)),
             retention: settings.retention(),
-            billing: settings
-                .stripe
-                .stripe_secret_key
-                .as_ref()
-                .filter(|key| !key.expose_secret().trim().is_empty())
-                .map(|key| {
-                    ::billing::StripeClient::new(
-                        key,
-                        &settings.stripe.stripe_api_base,
-                        Duration::from_secs(settings.stripe.stripe_timeout_secs),
-                    )
-                })
-                .transpose()?
+            billing: ::billing::StripeClient::from_settings(&settings.stripe)?
                 .map(|client| (client, settings.plans.catalog())),
             billing_poll: Duration::from_millis(settings.billing_poll_interval_ms.max(10)),
         })

@@ -106,9 +106,7 @@ impl Runner {
         let connection = testio_connections::find(&txn).await.context("Failed to load the TestIO connection")?;
         let asked = connection.as_ref().and_then(|c| c.sync_interval_secs).and_then(|s| u64::try_from(s).ok());
         let plan = match entity::tenants::find(&txn, tenant).await.context("Failed to load the tenant")? {
-            Some(t) => {
-                self.plans.in_force(t.plan, t.subscription_status.as_deref(), t.subscription_past_due_since, Utc::now())
-            }
+            Some(t) => self.plans.in_force_for(&t, Utc::now()),
             None => claimed.plan,
         };
         // The tenant's own interval, never shorter than its plan's.

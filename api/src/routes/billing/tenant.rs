@@ -75,12 +75,7 @@ pub async fn get_billing(
     let usage = entity::billing::usage(&access.txn).await.context("Failed to count the tenant's usage")?;
     access.commit().await?;
     let now = Utc::now();
-    let in_force = state.plans.in_force(
-        tenant.plan,
-        tenant.subscription_status.as_deref(),
-        tenant.subscription_past_due_since,
-        now,
-    );
+    let in_force = state.plans.in_force_for(&tenant, now);
     let limits = state.plans.limits(in_force);
     let grace_period_ends_at = match tenant.subscription_status.as_deref() {
         Some("past_due") => tenant.subscription_past_due_since.map(|since| since + state.plans.past_due_grace),

@@ -94,12 +94,7 @@ pub async fn save_connection(
             .await
             .context("Failed to read the tenant")?
             .ok_or_else(|| ApiError::not_found("Tenant"))?;
-        let plan = state.plans.in_force(
-            row.plan,
-            row.subscription_status.as_deref(),
-            row.subscription_past_due_since,
-            chrono::Utc::now(),
-        );
+        let plan = state.plans.in_force_for(&row, chrono::Utc::now());
         if !state.plans.allows(plan, Limit::SyncInterval, interval) {
             return Err(crate::plan_limits::exceeded(&state, plan, Limit::SyncInterval, interval));
         }
