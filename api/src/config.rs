@@ -41,6 +41,35 @@ pub struct Settings {
     /// How long start-up waits for the database to become reachable before giving up, in seconds.
     #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = 30)]
     pub database_startup_timeout_secs: u64,
+    /// Longest a statement may run before Postgres cancels it (the request is answered 503), in milliseconds
+    /// (0: no limit).
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT_MS", default_value_t = 10_000)]
+    pub database_statement_timeout_ms: u64,
+    /// Longest a request's transaction may sit idle before Postgres ends its session and so releases its locks, in
+    /// milliseconds (0: no limit). Above the Stripe and TestIO timeouts: a few calls to them happen inside one.
+    #[arg(long, env = "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", default_value_t = 60_000)]
+    pub database_idle_in_transaction_timeout_ms: u64,
+    /// Longest the server works on one request before answering 503 (its transaction is rolled back), in
+    /// milliseconds (0: no limit). Counts until the response starts: a streamed export may run longer.
+    #[arg(long, env = "APP_REQUEST_TIMEOUT_MS", default_value_t = 30_000)]
+    pub request_timeout_ms: u64,
+    /// Seconds the server waits for a client to send a request's headers before answering 408.
+    #[arg(long, env = "APP_CLIENT_REQUEST_TIMEOUT_SECS", default_value_t = 10)]
+    pub client_request_timeout_secs: u64,
+    /// Seconds an idle keep-alive connection is held open.
+    #[arg(long, env = "APP_KEEP_ALIVE_SECS", default_value_t = 30)]
+    pub keep_alive_secs: u64,
+    /// Origins (`https://app.example.com`, comma-separated) whose browser pages may call the API (CORS). Empty: none,
+    /// browsers allow only same-origin pages. `*` allows every origin (credentials are bearer tokens, never cookies).
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
+    pub cors_allowed_origins: String,
+    /// Bearer token the scraper of `/metrics` must send; unset: `/metrics` is open (keep it off the public network).
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub metrics_token: Option<SecretString>,
+    /// `max-age` of the `Strict-Transport-Security` header, in seconds, sent when `APP_PUBLIC_URL` is `https://`
+    /// (the API is behind TLS); 0: never sent.
+    #[arg(long, env = "APP_HSTS_MAX_AGE_SECS", default_value_t = 31_536_000)]
+    pub hsts_max_age_secs: u64,
     /// Public base URL of the API, used in links sent to people (invitation accept links).
     #[arg(long, env = "APP_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
     pub public_url: String,
@@ -182,6 +211,8 @@ impl Settings {
             max_connections: self.database_max_connections,
             acquire_timeout: Duration::from_millis(self.database_acquire_timeout_ms),
             connect_timeout: Duration::from_millis(self.database_acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(self.database_statement_timeout_ms),
+            idle_in_transaction_timeout: Duration::from_millis(self.database_idle_in_transaction_timeout_ms),
         }
     }
 }

@@ -208,6 +208,16 @@ impl ApiError {
         .with_header(header::RETRY_AFTER, HeaderValue::from_static("5"))
     }
 
+    /// 503 when a statement ran past `DATABASE_STATEMENT_TIMEOUT_MS` or the request past `APP_REQUEST_TIMEOUT_MS`:
+    /// the transaction was rolled back, nothing changed.
+    pub fn timed_out(source: anyhow::Error) -> Self {
+        Self {
+            source: Some(source),
+            ..Self::new(ErrorCode::ServiceUnavailable, "The server took too long to answer; nothing was changed.")
+        }
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
@@ -286,6 +296,8 @@ impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
         if entity::db::is_unavailable(&err) {
             Self::database_unavailable(err.into())
+        } else if entity::db::is_statement_timeout(&err) {
+            Self::timed_out(err.into())
         } else {
             Self::internal(err.into())
         }
@@ -296,7 +308,15 @@ impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         let unavailable =
             err.chain().any(|cause| cause.downcast_ref::<DbErr>().is_some_and(entity::db::is_unavailable));
-        if unavailable { Self::database_unavailable(err) } else { Self::internal(err) }
+        let timed_out =
+            err.chain().any(|cause| cause.downcast_ref::<DbErr>().is_some_and(entity::db::is_statement_timeout));
+        if unavailable {
+            Self::database_unavailable(err)
+        } else if timed_out {
+            Self::timed_out(err)
+        } else {
+            Self::internal(err)
+        }
     }
 }
 

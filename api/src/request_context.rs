@@ -1,4 +1,5 @@
-//! The outermost middleware: gives every request an id, a root span and an access-log line.
+//! The outermost middleware: gives every request an id, a root span, an access-log line and its deadline
+//! (`APP_REQUEST_TIMEOUT_MS`, see [`DeadlineExceeded`]).
 //!
 //! The id is the incoming `x-request-id` when it is a sane token (1-128 characters of `[A-Za-z0-9._:-]`), otherwise
 //! a new UUID; it is echoed in the `x-request-id` response header, carried by the root span (so every log line of the
@@ -19,6 +20,8 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 use tracing::Instrument;
 use tracing::field::Empty;
+
+use crate::http_policy::{DeadlineExceeded, HttpPolicy};
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -51,7 +54,7 @@ impl std::fmt::Display for RequestId {
 
 tokio::task_local! {
     /// The current request's id, readable wherever the response is built (error bodies included).
-    static CURRENT: RequestId;
+    pub(crate) static CURRENT: RequestId;
 }
 
 /// The id of the request being served on this task, if any.
@@ -80,8 +83,21 @@ pub async fn request_context(
         tenant_id = Empty,
         user_id = Empty,
     );
+    let policy = req.app_data::<actix_web::web::Data<HttpPolicy>>().map(|p| (p.request_timeout(), p.hsts.clone()));
+    let labels = RouteLabels::of(&req);
     let started = Instant::now();
-    let result = CURRENT.scope(request_id.clone(), next.call(req)).instrument(span.clone()).await;
+    let served = CURRENT.scope(request_id.clone(), next.call(req)).instrument(span.clone());
+    let result = match policy {
+        Some((Some(limit), hsts)) => match tokio::time::timeout(limit, served).await {
+            Ok(result) => result,
+            Err(_) => {
+                span.in_scope(|| tracing::warn!(status = 503, ?limit, "request ran past its deadline"));
+                labels.record(503, started.elapsed());
+                return Err(DeadlineExceeded { limit, request_id, hsts }.into());
+            }
+        },
+        _ => served.await,
+    };
     // The inner services render every error into a response (handlers through `ApiError`, the rest through the
     // `ErrorHandlers` fallback), so an `Err` here is a bug in a middleware: actix renders it, and we log it.
     let mut response = result.inspect_err(|err| {
@@ -91,6 +107,7 @@ pub async fn request_context(
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     let status = response.status().as_u16();
+    labels.record(status, started.elapsed());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status >= 500 {
@@ -100,6 +117,42 @@ pub async fn request_context(
         }
     });
     Ok(response)
+}
+
+/// The labels of a request's metrics: its method and its route template (`/v1/tenants/{tenant_id}`, never the path
+/// itself, so the number of series stays bounded).
+struct RouteLabels {
+    method: &'static str,
+    route: String,
+}
+
+impl RouteLabels {
+    fn of(req: &ServiceRequest) -> Self {
+        let method = match req.method().as_str() {
+            "GET" => "GET",
+            "POST" => "POST",
+            "PUT" => "PUT",
+            "PATCH" => "PATCH",
+            "DELETE" => "DELETE",
+            "HEAD" => "HEAD",
+            "OPTIONS" => "OPTIONS",
+            _ => "other",
+        };
+        let route = match req.match_pattern() {
+            Some(pattern) if pattern.starts_with("/docs/") => "/docs/{file}".to_owned(),
+            Some(pattern) => pattern,
+            None => "unmatched".to_owned(),
+        };
+        Self { method, route }
+    }
+
+    /// `http_requests_total` and `http_request_duration_seconds`, by method, route and status.
+    fn record(&self, status: u16, elapsed: std::time::Duration) {
+        let labels =
+            [("method", self.method.to_owned()), ("route", self.route.clone()), ("status", status.to_string())];
+        metrics::counter!("http_requests_total", &labels).increment(1);
+        metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::middleware::{Condition, ErrorHandlers, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
@@ -16,6 +16,7 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error, render_foreign_error};
+use crate::http_policy::{HttpPolicy, security_headers};
 use crate::request_context::{ProxyTrust, request_context};
 use crate::routes::fallback::{RouteTable, not_found_or_method_not_allowed};
 use crate::state::AppState;
@@ -107,6 +108,7 @@ impl Application {
             stripe,
             webhooks: Arc::new(webhooks),
         };
+        common::metrics::handle();
         let server = serve(listener, state)?;
         tracing::info!(port, "listening");
         Ok(Self { port, server })
@@ -136,13 +138,21 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
     let route_table = Arc::new(RouteTable::from_spec(&spec));
     let settings = state.settings.clone();
     let max_body = settings.max_body_bytes;
+    let policy = web::Data::new(HttpPolicy::from_settings(&settings));
+    // Checked here, so a bad origin stops start-up; built again for each HTTP worker (a `Cors` is not `Clone`).
+    crate::http_policy::cors(&settings)?;
+    let cors_settings = settings.clone();
     let mut server = HttpServer::new(move || {
         let spec = spec.clone();
+        let cors = crate::http_policy::cors(&cors_settings).ok().flatten();
         App::new()
             .app_data(web::Data::new(state.clone()))
             .app_data(web::Data::new(route_table.clone()))
+            .app_data(policy.clone())
             .configure(|cfg| configure_extractors(cfg, max_body))
+            .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
             .wrap(ErrorHandlers::new().default_handler(render_foreign_error))
+            .wrap(from_fn(security_headers))
             .wrap(from_fn(request_context))
             .into_utoipa_app()
             .configure(routes::configure)
@@ -152,13 +162,16 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
                 web::resource("/docs")
                     .get(|| async { HttpResponse::PermanentRedirect().insert_header(("location", "/docs/")).finish() }),
             )
+            .service(web::resource("/metrics").get(crate::metrics::scrape))
             .service(web::resource("/admin/audit").get(crate::viewer::page))
             .service(web::resource("/admin/audit/app.js").get(crate::viewer::script))
             .default_service(web::to(not_found_or_method_not_allowed))
     })
     .listen(listener)
     .context("Failed to listen")?
-    .shutdown_timeout(settings.shutdown_timeout_secs);
+    .shutdown_timeout(settings.shutdown_timeout_secs)
+    .client_request_timeout(Duration::from_secs(settings.client_request_timeout_secs))
+    .keep_alive(Duration::from_secs(settings.keep_alive_secs));
     if settings.workers > 0 {
         server = server.workers(settings.workers);
     }

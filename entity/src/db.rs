@@ -18,6 +18,34 @@ pub struct PoolSettings {
     /// How long a request waits for a pooled connection before it is answered 503.
     pub acquire_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Longest a statement may run before Postgres cancels it (SQLSTATE 57014); zero: no limit.
+    pub statement_timeout: Duration,
+    /// Longest a transaction may sit idle (opened, nothing sent) before Postgres ends the session, so a stuck client
+    /// cannot hold row locks; zero: no limit.
+    pub idle_in_transaction_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl PoolSettings {
+    /// The session settings of every connection of the pool, sent in the startup packet (no round trip of its own).
+    fn startup_options(&self) -> [(&'static str, String); 3] {
+        [
+            ("search_path", "public, pg_temp".to_owned()),
+            ("statement_timeout", self.statement_timeout.as_millis().to_string()),
+            ("idle_in_transaction_session_timeout", self.idle_in_transaction_timeout.as_millis().to_string()),
+        ]
+    }
 }
 
 /// Opens a lazily connecting pool: the process starts (and `/readyz` can report the outage) even while Postgres is
@@ -30,7 +58,8 @@ pub struct PoolSettings {
 /// [`begin`] (every transaction, so every tenant request) and [`retry_if_dead`] (reads outside one) try again on
 /// another connection.
 ///
-/// Every connection's `search_path` is pinned to `public, pg_temp`, in the startup packet (no extra round trip), so
+/// Every connection's `statement_timeout` and `idle_in_transaction_session_timeout` come from `settings`, and its
+/// `search_path` is pinned to `public, pg_temp`, all in the startup packet (no extra round trip), so
 /// a role or database setting cannot point unqualified names elsewhere. `pg_temp` is named last on purpose: left
 /// out, Postgres looks up tables and types in it *first*, so a temporary table would shadow the real one; last, a
 /// temporary object can never hide a real one.
@@ -40,6 +69,7 @@ pub struct PoolSettings {
 pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConnection, DbErr> {
     let (url, password) = split_password(url)?;
     let mut options = ConnectOptions::new(url);
+    let startup = settings.startup_options();
     if let Some(password) = password {
         options.map_sqlx_postgres_opts(move |pg| pg.password(&password));
     }
@@ -52,7 +82,7 @@ pub async fn connect(url: &str, settings: &PoolSettings) -> Result<DatabaseConne
         .connect_lazy(true)
         .sqlx_logging(false)
         .record_stmt_in_spans(false)
-        .map_sqlx_postgres_opts(|pg| pg.options([("search_path", "public, pg_temp")]));
+        .map_sqlx_postgres_opts(move |pg| pg.options(startup.clone()));
     Database::connect(options).await
 }
 
@@ -77,8 +107,27 @@ pub(crate) fn stmt(sql: &str, values: impl IntoIterator<Item = sea_orm::Value>) 
 /// dropped it), `BEGIN` fails at once and nothing has run yet, so it is sent again on another connection: a request
 /// does not fail for a connection the pool could have replaced. Each failure discards its connection, so after as
 /// many attempts as the pool holds connections a further failure means Postgres itself is unreachable.
+///
+/// While it waits for a pooled connection (and its `BEGIN`), the gauge `db_pool_waiting` counts it.
 pub async fn begin(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let _waiting = Waiting::enter();
     retry_if_dead(db, || db.begin()).await
+}
+
+/// One transaction waiting to begin, in the `db_pool_waiting` gauge while it lives.
+struct Waiting;
+
+impl Waiting {
+    fn enter() -> Self {
+        metrics::gauge!("db_pool_waiting").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        metrics::gauge!("db_pool_waiting").decrement(1.0);
+    }
 }
 
 /// Runs `attempt` (a statement that is safe to run again: a read, or the first statement of a transaction) again while
@@ -121,6 +170,16 @@ pub fn is_unavailable(err: &DbErr) -> bool {
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => sqlx_unavailable(e),
+        _ => false,
+    }
+}
+
+/// True when `err` is a statement Postgres cancelled because it ran past `statement_timeout` (57014).
+pub fn is_statement_timeout(err: &DbErr) -> bool {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(&**e, sqlx::Error::Database(db) if db.code().is_some_and(|code| code == "57014"))
+        }
         _ => false,
     }
 }

@@ -13,6 +13,7 @@ pub mod db;
 pub mod entities;
 pub mod ids;
 pub mod mirror;
+pub mod ops;
 pub mod plans;
 pub mod request_auth;
 pub mod sync;

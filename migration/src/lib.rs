@@ -25,6 +25,7 @@ mod m20261202_000014_audit_chain;
 mod m20261202_000015_audit_retention;
 mod m20261202_000016_throttle_lock_order;
 mod m20261202_000017_billing;
+mod m20261202_000018_operations;
 mod sql;
 
 /// The NOLOGIN group role that holds every privilege the API and the worker need. Login roles are granted membership
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_audit_retention::Migration),
             Box::new(m20261202_000016_throttle_lock_order::Migration),
             Box::new(m20261202_000017_billing::Migration),
+            Box::new(m20261202_000018_operations::Migration),
         ]
     }
 }

@@ -92,6 +92,13 @@ impl FetchError {
 }
 
 /// Statuses returned to the caller at once: retrying the same request would fail the same way.
+/// `testio_requests_total` and `testio_request_duration_seconds` by status (the HTTP status, or `transport_error`).
+fn record_request(status: &str, started: std::time::Instant) {
+    metrics::counter!("testio_requests_total", "status" => status.to_owned()).increment(1);
+    metrics::histogram!("testio_request_duration_seconds", "status" => status.to_owned())
+        .record(started.elapsed().as_secs_f64());
+}
+
 fn is_final_for_caller(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 524) || status.is_client_error()
 }
@@ -176,11 +183,16 @@ impl TestioClient {
             .get(url.clone())
             .header("Authorization", format!("Token {}", endpoint.token.expose_secret()))
             .header("Accept", "application/json");
+        let started = std::time::Instant::now();
         let response = tokio::select! {
             _ = self.shutdown.cancelled() => return Err(Failure::Final(FetchError::Cancelled)),
-            r = request.send() => r.map_err(|e| Failure::Retry(FetchError::Transport(transport_reason(&e)), None))?,
+            r = request.send() => r.map_err(|e| {
+                record_request("transport_error", started);
+                Failure::Retry(FetchError::Transport(transport_reason(&e)), None)
+            })?,
         };
         let status = response.status();
+        record_request(status.as_str(), started);
         if status == StatusCode::UNAUTHORIZED {
             return Err(Failure::Final(FetchError::Unauthorized));
         }

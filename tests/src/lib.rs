@@ -9,6 +9,7 @@ pub mod audit;
 pub mod bench;
 pub mod billing;
 pub mod database;
+pub mod metrics;
 pub mod mirror;
 pub mod proxy;
 pub mod smtp_sink;

@@ -31,6 +31,8 @@ pub fn worker_settings_for(database_url: &str) -> worker::Settings {
     settings.max_retry_after_secs = 5;
     settings.request_timeout_secs = 5;
     settings.allowed_base_urls = "https://api.test.io/".to_owned();
+    // No metrics port (the metrics tests bind one on port 0).
+    settings.metrics_addr = String::new();
     crate::app::unlimited_plans(&mut settings.plans);
     settings
 }

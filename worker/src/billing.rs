@@ -132,11 +132,13 @@ pub async fn apply_one(
     match sync_subscription(&txn, stripe, plans, subscription.as_deref(), cause).await {
         Ok(outcome) => {
             txn.commit().await.context("Failed to commit the billing change")?;
+            metrics::counter!("stripe_events_applied_total", "outcome" => outcome).increment(1);
             tracing::info!(tenant_id = %tenant, event_id = %event.id, event_type = %event.event_type, outcome, "applied a Stripe event");
             Ok(true)
         }
         Err(e) => {
             drop(txn);
+            metrics::counter!("stripe_events_applied_total", "outcome" => "retry").increment(1);
             let error = format!("{e:#}");
             tracing::warn!(tenant_id = %tenant, event_id = %event.id, attempts = event.attempts, error, "a Stripe event could not be applied yet");
             let retry = TenantTxn::begin(db, tenant).await.context("Failed to begin the tenant transaction")?;

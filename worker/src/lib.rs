@@ -6,6 +6,7 @@
 //! syncs record an interrupted run and hand their tenant back as due at once.
 
 pub mod billing;
+pub mod metrics;
 pub mod runner;
 pub mod sync;
 
@@ -41,6 +42,13 @@ pub struct Settings {
     /// How long start-up waits for the database to become reachable before giving up, in seconds.
     #[arg(long, env = "DATABASE_STARTUP_TIMEOUT_SECS", default_value_t = 30)]
     pub database_startup_timeout_secs: u64,
+    /// Longest a statement of the worker may run before Postgres cancels it, in milliseconds (0: no limit).
+    #[arg(long, env = "WORKER_STATEMENT_TIMEOUT_MS", default_value_t = 120_000)]
+    pub statement_timeout_ms: u64,
+    /// Longest a transaction of the worker may sit idle before Postgres ends its session, in milliseconds (0: no
+    /// limit).
+    #[arg(long, env = "WORKER_IDLE_IN_TRANSACTION_TIMEOUT_MS", default_value_t = 300_000)]
+    pub idle_in_transaction_timeout_ms: u64,
     /// Log format: `json` or `pretty`. The level comes from `RUST_LOG`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -53,6 +61,13 @@ pub struct Settings {
     /// Tenants synced at once by this process.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+    /// Address of the worker's metrics port (`GET /metrics`, `GET /livez`), `host:port`; empty: none. Give each worker
+    /// on one host its own port.
+    #[arg(long, env = "WORKER_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+    /// How often the per-tenant freshness and audit-chain gauges are read from the database, in seconds.
+    #[arg(long, env = "WORKER_METRICS_INTERVAL_SECS", default_value_t = 15)]
+    pub metrics_interval_secs: u64,
     /// How often to look for due tenants, in milliseconds.
     #[arg(long, env = "WORKER_POLL_INTERVAL_MS", default_value_t = 1000)]
     pub poll_interval_ms: u64,
@@ -181,6 +196,9 @@ pub struct Worker {
     /// Stripe and the plans, when `STRIPE_SECRET_KEY` is set.
     billing: Option<(::billing::StripeClient, entity::plans::Catalog)>,
     billing_poll: Duration,
+    /// The metrics port, bound at build and served while the worker runs.
+    metrics: Option<metrics::MetricsListener>,
+    metrics_every: Duration,
 }
 
 impl Worker {
@@ -207,6 +225,8 @@ impl Worker {
             max_connections: settings.database_max_connections,
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_millis(settings.statement_timeout_ms),
+            idle_in_transaction_timeout: Duration::from_millis(settings.idle_in_transaction_timeout_ms),
         };
         let db = entity::db::connect(settings.database_url.expose_secret(), &pool)
             .await
@@ -236,6 +256,11 @@ impl Worker {
             billing: ::billing::StripeClient::from_settings(&settings.stripe)?
                 .map(|client| (client, settings.plans.catalog())),
             billing_poll: Duration::from_millis(settings.billing_poll_interval_ms.max(10)),
+            metrics: match settings.metrics_addr.trim() {
+                "" => None,
+                addr => Some(metrics::MetricsListener::bind(addr)?),
+            },
+            metrics_every: Duration::from_secs(settings.metrics_interval_secs.max(1)),
         })
     }
 
@@ -252,16 +277,23 @@ impl Worker {
         billing::apply_due(&self.runner.db, stripe, plans).await
     }
 
+    /// The port of the metrics listener, if there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(metrics::MetricsListener::port)
+    }
+
     /// This process's name in leases and sync runs.
     pub fn name(&self) -> &str {
         &self.runner.name
     }
 
     /// Runs until the shutdown token is cancelled, then closes the pool.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(mut self) -> anyhow::Result<()> {
         tracing::info!(worker = %self.runner.name, "worker started");
         let db = self.runner.db.clone();
         let shutdown = self.runner.shutdown.clone();
+        let metrics_server = self.metrics.take().map(metrics::MetricsListener::serve).transpose()?;
+        let collector = tokio::spawn(metrics::collect_loop(db.clone(), self.metrics_every, shutdown.clone()));
         let sealer = self.seal_every.map(|every| tokio::spawn(seal_loop(db.clone(), every, shutdown.clone())));
         let purger = self
             .purge_every
@@ -270,8 +302,11 @@ impl Worker {
             tokio::spawn(billing::events_loop(db.clone(), stripe, plans, self.billing_poll, shutdown))
         });
         self.runner.run_loop(self.concurrency, self.poll).await?;
-        for task in [sealer, purger, biller].into_iter().flatten() {
+        for task in [sealer, purger, biller, Some(collector)].into_iter().flatten() {
             let _ = task.await;
+        }
+        if let Some(server) = metrics_server {
+            server.stop(true).await;
         }
         tracing::info!("worker stopping");
         db.close().await.context("Failed to close the database pool")?;

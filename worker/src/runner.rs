@@ -88,6 +88,14 @@ impl Runner {
                 return Err(e);
             }
         };
+        if let Some(run) = &finished.run {
+            let outcome = run.status.as_str();
+            metrics::counter!("sync_runs_total", "outcome" => outcome).increment(1);
+            if let (Some(started), Some(ended)) = (run.started_at, run.finished_at) {
+                let seconds = (ended - started).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics::histogram!("sync_run_duration_seconds", "outcome" => outcome).record(seconds);
+            }
+        }
         let next = match release {
             Release::DueAt(at) => Some(at),
             Release::Unscheduled => None,

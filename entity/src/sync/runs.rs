@@ -72,6 +72,18 @@ pub enum SyncStatus {
 }
 
 impl SyncStatus {
+    /// The stored name (`succeeded`, `partial`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Partial => "partial",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
     pub fn is_active(self) -> bool {
         matches!(self, Self::Queued | Self::Running)
     }

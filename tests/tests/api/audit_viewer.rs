@@ -237,3 +237,24 @@ async fn the_viewer_signs_in_filters_pages_opens_exports_and_shows_the_chain() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Swagger UI (`/docs/`) runs under its strict Content-Security-Policy: scripts and styles from this origin only.
+/// Were the policy to block what the page needs, no operation would be drawn.
+#[tokio::test]
+#[ignore = "needs chromium and chromium-driver; .ci/run installs them and runs it"]
+async fn the_api_docs_render_under_their_content_security_policy() {
+    let app = spawn_app().await;
+    let page = reqwest::get(format!("{}/docs/", app.address)).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-eval"), "{csp}");
+
+    let browser = Browser::start().await;
+    browser.go(&format!("{}/docs/", app.address)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while browser.count(".opblock").await < 10 {
+        assert!(Instant::now() < deadline, "Swagger UI drew no operations under its policy");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    browser.wait_text(".information-container", "TestIO Hub API").await;
+    browser.screenshot(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/ci-artifacts/api-docs.png")).await;
+}

@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tests::TestDatabase;
 
 /// Every table of the schema at the head migration.
-const ALL_TABLES: [&str; 24] = [
+const ALL_TABLES: [&str; 25] = [
     "api_keys",
     "audit_chain",
     "audit_chain_heads",
@@ -15,6 +15,7 @@ const ALL_TABLES: [&str; 24] = [
     "audit_logs",
     "auth_throttle",
     "email_verifications",
+    "idempotency_keys",
     "invitations",
     "refresh_tokens",
     "seaql_migrations",

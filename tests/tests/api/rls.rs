@@ -415,6 +415,7 @@ async fn service_connections_search_public_and_then_pg_temp_whatever_the_databas
         max_connections: 1,
         acquire_timeout: std::time::Duration::from_secs(5),
         connect_timeout: std::time::Duration::from_secs(5),
+        ..Default::default()
     };
     let service = entity::db::connect(&db.runtime_url(), &settings).await.unwrap();
     let row = service.query_one_raw(Statement::from_string(DbBackend::Postgres, "SHOW search_path")).await.unwrap();

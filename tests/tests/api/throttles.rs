@@ -234,6 +234,7 @@ async fn property_parallel_attempts_let_through_exactly_what_the_limits_allow() 
             max_connections: 8,
             acquire_timeout: std::time::Duration::from_secs(10),
             connect_timeout: std::time::Duration::from_secs(10),
+            ..Default::default()
         },
     )
     .await

@@ -6,6 +6,7 @@ mod bootstrap;
 mod connection;
 mod crash;
 mod fidelity;
+mod metrics;
 mod mirror;
 mod mirror_paging;
 mod plan_limits;

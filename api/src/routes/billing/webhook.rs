@@ -45,6 +45,22 @@ pub async fn stripe_webhook(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let received = receive(&state, &req, payload).await;
+    let outcome = match &received {
+        Ok(ack) => ack.outcome,
+        Err(e) if e.code().status().is_client_error() => "refused",
+        Err(_) => "failed",
+    };
+    metrics::counter!("stripe_webhooks_total", "outcome" => outcome).increment(1);
+    received.map(|ack| HttpResponse::Ok().json(WebhookAck { received: true, outcome: ack.outcome.to_owned() }))
+}
+
+/// What became of a webhook that was accepted.
+struct Accepted {
+    outcome: &'static str,
+}
+
+async fn receive(state: &AppState, req: &HttpRequest, payload: web::Payload) -> Result<Accepted, ApiError> {
     if !state.webhooks.is_configured() {
         return Err(not_configured());
     }
@@ -61,7 +77,7 @@ pub async fn stripe_webhook(
     let event = Event::parse(&body).map_err(|e| refused(e.to_string()))?;
     if !event.is_handled() {
         tracing::info!(event_id = %event.id, event_type = %event.event_type, "ignored a Stripe event of a type not acted on");
-        return Ok(HttpResponse::Ok().json(WebhookAck { received: true, outcome: "ignored".to_owned() }));
+        return Ok(Accepted { outcome: "ignored" });
     }
     let customer = event
         .customer()
@@ -80,6 +96,5 @@ pub async fn stripe_webhook(
         .context("Failed to store the Stripe event")?;
     txn.commit().await.context("Failed to commit")?;
     tracing::info!(event_id = %event.id, event_type = %event.event_type, tenant_id = %tenant, stored, "received a Stripe event");
-    let outcome = if stored { "stored" } else { "duplicate" };
-    Ok(HttpResponse::Ok().json(WebhookAck { received: true, outcome: outcome.to_owned() }))
+    Ok(Accepted { outcome: if stored { "stored" } else { "duplicate" } })
 }
