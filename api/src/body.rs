@@ -11,13 +11,18 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, FieldError};
 
-/// A JSON object body deserialized into `T`.
+/// A JSON object body deserialized into `T`, and the object as sent (what an idempotency key is bound to).
 #[derive(Debug)]
-pub struct JsonBody<T>(pub T);
+pub struct JsonBody<T>(pub T, serde_json::Value);
 
 impl<T> JsonBody<T> {
     pub fn into_inner(self) -> T {
         self.0
+    }
+
+    /// The body as the client sent it.
+    pub fn json(&self) -> &serde_json::Value {
+        &self.1
     }
 }
 
@@ -40,7 +45,10 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             if !value.is_object() {
                 return Err(invalid_body("must be a JSON object").into());
             }
-            serde_json::from_value(value).map(JsonBody).map_err(|e| invalid_body(&e.to_string()).into())
+            match T::deserialize(&value) {
+                Ok(body) => Ok(JsonBody(body, value)),
+                Err(e) => Err(invalid_body(&e.to_string()).into()),
+            }
         })
     }
 }

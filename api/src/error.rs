@@ -60,6 +60,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// 422: the body is well-formed JSON but its content is invalid (see `errors`).
     ValidationFailed,
+    /// 422: the `Idempotency-Key` was used within 24 hours for another request (another body, path or operation).
+    IdempotencyKeyReused,
     /// 429: too many requests; retry after the `Retry-After` header.
     RateLimited,
     /// 500: an unexpected error; the `request_id` lets operators find its cause in the logs.
@@ -86,7 +88,7 @@ impl ErrorCode {
             Self::Gone => StatusCode::GONE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ValidationFailed | Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,

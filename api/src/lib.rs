@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http_policy;
+pub mod idempotency;
 pub mod mailer;
 pub mod metrics;
 pub mod openapi;

@@ -78,6 +78,16 @@ pub mod contract {
         "stripe_webhook",
     ];
 
+    /// Operations that create something and take an `Idempotency-Key` (see [`crate::idempotency`]).
+    pub const IDEMPOTENT_OPERATIONS: [&str; 6] = [
+        "create_tenant",
+        "create_api_key",
+        "create_invitation",
+        "request_sync_run",
+        "create_checkout_session",
+        "create_portal_session",
+    ];
+
     /// Operations that answer without the database (so never 503 or 500 because of it).
     const WITHOUT_DATABASE: [&str; 2] = ["livez", "list_plans"];
 
@@ -176,6 +186,10 @@ pub mod contract {
             .filter_map(|p| if let RefOr::T(p) = p { Some(p) } else { None })
             .any(|p| matches!(p.parameter_in, ParameterIn::Query));
         let body = operation.request_body.is_some();
+        let idempotent = IDEMPOTENT_OPERATIONS.contains(&id.as_str());
+        if idempotent {
+            operation.parameters.get_or_insert_with(Vec::new).push(idempotency_key_parameter());
+        }
 
         if !public {
             let mut security = vec![SecurityRequirement::new::<_, [&str; 0], &str>(JWT, [])];
@@ -198,7 +212,7 @@ pub mod contract {
             (404, path_ids),
             (413, body),
             (415, body),
-            (422, body),
+            (422, body || idempotent),
             (500, database),
             (503, database),
         ];
@@ -218,6 +232,29 @@ pub mod contract {
                 responses.entry(status.to_string()).or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
             }
         }
+    }
+
+    /// The optional `Idempotency-Key` header of an idempotent operation.
+    fn idempotency_key_parameter() -> RefOr<utoipa::openapi::path::Parameter> {
+        let schema = utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(crate::idempotency::MAX_LEN))
+            .pattern(Some("^[\\x21-\\x7E]+$"));
+        RefOr::T(
+            utoipa::openapi::path::ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::False)
+                .description(Some(
+                    "A key of your choosing (a UUID v4) that makes a retry safe: the same key with the same request \
+                     within 24 hours gets the first answer again (with `Idempotency-Replayed: true`) and creates \
+                     nothing; with another request it is 422 `idempotency_key_reused`. A duplicate sent while the \
+                     first runs waits for it.",
+                ))
+                .schema(Some(schema))
+                .build(),
+        )
     }
 
     fn shared(status: u16) -> Option<&'static (u16, &'static str, &'static str)> {

@@ -11,6 +11,7 @@ pub mod auth_throttle;
 pub mod billing;
 pub mod db;
 pub mod entities;
+pub mod idempotency;
 pub mod ids;
 pub mod mirror;
 pub mod ops;

@@ -86,7 +86,7 @@ pub struct Settings {
     /// Days the platform's own audit events (sign-ins, registrations) and deleted tenants' are kept.
     #[arg(long, env = "AUDIT_RETENTION_OTHER_DAYS", default_value_t = 365, value_parser = clap::value_parser!(i32).range(1..))]
     pub audit_retention_other_days: i32,
-    /// How often to purge expired audit events, in seconds (0: never).
+    /// How often to purge expired audit events (and idempotency keys older than 24 hours), in seconds (0: never).
     #[arg(long, env = "AUDIT_RETENTION_CHECK_SECS", default_value_t = 3600)]
     pub audit_retention_check_secs: u64,
     /// Lease on a tenant, in seconds; renewed on every write, taken over by another worker once expired.
@@ -363,7 +363,8 @@ pub async fn seal_loop(db: sea_orm::DatabaseConnection, every: Duration, shutdow
     }
 }
 
-/// Purges the audit events older than their tenant's plan keeps them every `every`, until `shutdown`.
+/// Purges the audit events older than their tenant's plan keeps them, and idempotency keys older than 24 hours, every
+/// `every`, until `shutdown`.
 pub async fn retention_loop(
     db: sea_orm::DatabaseConnection,
     retention: audit::chain::Retention,
@@ -378,6 +379,22 @@ pub async fn retention_loop(
                 }
             }
             Err(e) => tracing::warn!(error = %e, "Failed to purge expired audit events"),
+        }
+        // Idempotency keys older than 24 hours, in batches.
+        loop {
+            match entity::idempotency::purge_expired(&db, 10_000).await {
+                Ok(purged) if purged >= 10_000 => continue,
+                Ok(purged) => {
+                    if purged > 0 {
+                        tracing::info!(purged, "purged expired idempotency keys");
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "Failed to purge expired idempotency keys");
+                    break;
+                }
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -118,6 +118,15 @@ impl TenantAccess {
         Ok(Self { txn, role, actor, user_id })
     }
 
+    /// Who is calling, as idempotency keys are scoped: `user:<id>` or `api_key:<id>`.
+    pub fn principal(&self) -> String {
+        match (self.user_id, self.actor.id) {
+            (Some(user), _) => format!("user:{user}"),
+            (None, Some(key)) => format!("api_key:{key}"),
+            (None, None) => "unknown".to_owned(),
+        }
+    }
+
     /// The signed-in user, for actions an API key may not take (minting credentials): checked only once the tenant
     /// is known to be the caller's, so a stranger's key still gets 404.
     pub fn user(&self) -> Result<UserId, ApiError> {

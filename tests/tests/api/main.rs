@@ -17,6 +17,7 @@ mod hardening;
 mod harness;
 mod health;
 mod http_policy;
+mod idempotency;
 mod invitations;
 mod isolation;
 mod key_creator;

@@ -56,6 +56,13 @@ async fn seed(db: &DatabaseConnection) -> (Seeded, Seeded) {
                 .await
                 .unwrap()
         );
+        let claim = entity::idempotency::Claim {
+            principal: "user:seed",
+            key_hash: name,
+            operation: "create_api_key",
+            request_hash: [7; 32],
+        };
+        assert_eq!(entity::idempotency::claim(&txn, &claim).await.unwrap(), entity::idempotency::Claimed::New);
         let event = Event::new(AuditAction::TenantCreate, Actor::user(user.id))
             .on(tenant.id)
             .outcome(Outcome::Success)

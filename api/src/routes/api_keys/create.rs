@@ -1,6 +1,7 @@
 //! `POST /v1/tenants/{tenant_id}/api-keys`.
 
-use actix_web::{HttpResponse, post, web};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, post, web};
 use anyhow::Context;
 use entity::audit::AuditAction;
 use entity::plans::Limit;
@@ -17,6 +18,7 @@ use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
 use crate::domain::parse_name;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
+use crate::idempotency::{self, Answer, IdempotencyKey};
 use crate::request_context::ClientOrigin;
 use crate::routes::params::TenantPath;
 use crate::state::AppState;
@@ -59,6 +61,8 @@ pub async fn create_api_key(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
+    req: HttpRequest,
+    idempotency_key: IdempotencyKey,
     body: JsonBody<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let name = parse_name("name", &body.name, 100)?;
@@ -67,6 +71,10 @@ pub async fn create_api_key(
     let me = access.user()?;
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can create owner keys."));
+    }
+    let idempotent = idempotency_key.bind(access.principal(), "create_api_key", &req, body.json());
+    if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
+        return Ok(replay);
     }
     crate::plan_limits::require_room(&state, &access, Limit::ApiKeys).await?;
     let id = secrets::new_api_key_id();
@@ -82,6 +90,8 @@ pub async fn create_api_key(
     let key = api_keys::create(&access.txn, new).await.context("Failed to store the API key")?;
     let metadata = serde_json::json!({ "name": key.name, "role": key.role.as_str(), "prefix": key.prefix });
     access.audit(AuditAction::ApiKeyCreate, key.id, metadata, &origin.0).await?;
+    let answer = Answer::json(StatusCode::CREATED, &CreatedApiKey { api_key: key.into(), secret })?;
+    let response = idempotency::finish(idempotent.as_ref(), &access.txn, answer).await?;
     access.commit().await?;
-    Ok(HttpResponse::Created().json(CreatedApiKey { api_key: key.into(), secret }))
+    Ok(response)
 }

@@ -16,6 +16,7 @@ use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorCode, FieldError, ProblemDetails};
+use crate::idempotency::{self, Answer, IdempotencyKey};
 use crate::request_context::ClientOrigin;
 use crate::routes::params::TenantPath;
 use crate::state::AppState;
@@ -156,11 +157,17 @@ pub async fn create_checkout_session(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
+    req: actix_web::HttpRequest,
+    idempotency_key: IdempotencyKey,
     body: JsonBody<CheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let plan = Plan::from(body.plan);
     let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageBilling).await?;
     let me = access.user()?;
+    let idempotent = idempotency_key.bind(access.principal(), "create_checkout_session", &req, body.json());
+    if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
+        return Ok(replay);
+    }
     let Some(price) = state.plans.price(plan).map(str::to_owned) else {
         return Err(ApiError::validation(vec![FieldError {
             field: "plan".to_owned(),
@@ -208,8 +215,10 @@ pub async fn create_checkout_session(
         "customer_id": customer,
     });
     access.audit(AuditAction::BillingCheckoutStart, tenant.id, metadata, &origin.0).await?;
+    let answer = Answer::json(actix_web::http::StatusCode::CREATED, &SessionView { url: session.url })?;
+    let response = idempotency::finish(idempotent.as_ref(), &access.txn, answer).await?;
     access.commit().await?;
-    Ok(HttpResponse::Created().json(SessionView { url: session.url }))
+    Ok(response)
 }
 
 /// Opens the Stripe customer portal for the tenant (owners): change the plan, the card, cancel.
@@ -230,9 +239,15 @@ pub async fn create_portal_session(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
+    req: actix_web::HttpRequest,
+    idempotency_key: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
     let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageBilling).await?;
     access.user()?;
+    let idempotent = idempotency_key.bind(access.principal(), "create_portal_session", &req, &serde_json::Value::Null);
+    if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
+        return Ok(replay);
+    }
     let stripe = state.stripe.clone().ok_or_else(not_configured)?;
     let tenant = entity::tenants::find(&access.txn, access.txn.tenant_id())
         .await
@@ -248,6 +263,8 @@ pub async fn create_portal_session(
     let return_url = settings.billing_url(&settings.billing_return_url, "/billing");
     let url = stripe.create_portal_session(&customer, &return_url).await.map_err(upstream)?;
     access.audit(AuditAction::BillingPortalOpen, tenant.id, serde_json::json!({}), &origin.0).await?;
+    let answer = Answer::json(actix_web::http::StatusCode::CREATED, &SessionView { url })?;
+    let response = idempotency::finish(idempotent.as_ref(), &access.txn, answer).await?;
     access.commit().await?;
-    Ok(HttpResponse::Created().json(SessionView { url }))
+    Ok(response)
 }

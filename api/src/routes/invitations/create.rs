@@ -18,6 +18,7 @@ use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
 use crate::domain::Email;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
+use crate::idempotency::{self, Answer, IdempotencyKey};
 use crate::mailer;
 use crate::request_context::ClientOrigin;
 use crate::routes::params::TenantPath;
@@ -61,6 +62,8 @@ pub async fn create_invitation(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
+    req: actix_web::HttpRequest,
+    idempotency_key: IdempotencyKey,
     body: JsonBody<CreateInvitationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let email = Email::parse("email", &body.email)?;
@@ -69,6 +72,10 @@ pub async fn create_invitation(
     let me = access.user()?;
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can invite owners."));
+    }
+    let idempotent = idempotency_key.bind(access.principal(), "create_invitation", &req, body.json());
+    if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
+        return Ok(replay);
     }
     let tenant = tenants::find(&access.txn, access.txn.tenant_id())
         .await
@@ -88,11 +95,15 @@ pub async fn create_invitation(
     let invitation = invitations::create(&access.txn, new).await.context("Failed to store the invitation")?;
     let metadata = serde_json::json!({ "email": email.as_str(), "role": body.role.as_str() });
     access.audit(AuditAction::InvitationCreate, invitation.id, metadata, &origin.0).await?;
-    access.commit().await?;
     let accept_url = format!("{}/invitations/accept?token={token}", state.settings.public_url.trim_end_matches('/'));
-    let mail = mailer::invitation(email.as_str(), &tenant.name, body.role.as_str(), &accept_url, invitation.id);
+    let invitation_id = invitation.id;
+    let created = CreatedInvitation { invitation: invitation.into(), token, accept_url: accept_url.clone() };
+    let answer = Answer::json(actix_web::http::StatusCode::CREATED, &created)?;
+    let response = idempotency::finish(idempotent.as_ref(), &access.txn, answer).await?;
+    access.commit().await?;
+    let mail = mailer::invitation(email.as_str(), &tenant.name, body.role.as_str(), &accept_url, invitation_id);
     // A mail that cannot be sent is logged by the mailer (with the invitation id, never the link); the link is in
     // the response.
     let _ = state.mailer.send(mail).await;
-    Ok(HttpResponse::Created().json(CreatedInvitation { invitation: invitation.into(), token, accept_url }))
+    Ok(response)
 }

@@ -13,6 +13,7 @@ use crate::auth::principal::Principal;
 use crate::body::JsonBody;
 use crate::domain::{TenantSlug, parse_name};
 use crate::error::{ApiError, ProblemDetails};
+use crate::idempotency::{self, Answer, IdempotencyKey};
 use crate::request_context::ClientOrigin;
 use crate::routes::views::TenantView;
 use crate::state::AppState;
@@ -44,6 +45,8 @@ pub async fn create_tenant(
     state: web::Data<AppState>,
     principal: Principal,
     origin: ClientOrigin,
+    req: actix_web::HttpRequest,
+    idempotency_key: IdempotencyKey,
     body: JsonBody<CreateTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let me = principal.user()?;
@@ -51,8 +54,15 @@ pub async fn create_tenant(
         (Ok(n), Ok(s)) => (n, s),
         (n, s) => return Err(ApiError::validation([n.err(), s.err()].into_iter().flatten().collect())),
     };
-    let id = TenantId(uuid::Uuid::now_v7());
+    let principal = format!("user:{}", me.user.id);
+    let idempotent = idempotency_key.bind(principal, "create_tenant", &req, body.json());
+    // With a key, the new tenant's id is derived from the caller and the key, so that a retry lands on the tenant
+    // (and the key) the first request created.
+    let id = TenantId(idempotent.as_ref().map_or_else(uuid::Uuid::now_v7, |i| i.derived_id(me.user.id.0)));
     let txn = TenantTxn::begin(&state.db, id).await.context("Failed to begin the tenant transaction")?;
+    if let Some(replay) = idempotency::begin(idempotent.as_ref(), &txn).await? {
+        return Ok(replay);
+    }
     let tenant = tenants::create_with_id(&txn, id, &name, slug.as_str())
         .await
         .map_err(|e| slug_taken(e, "Failed to create the tenant"))?;
@@ -61,6 +71,8 @@ pub async fn create_tenant(
         .on(id)
         .metadata(serde_json::json!({ "name": name, "slug": slug.as_str() }));
     audit::record(&txn, event, &origin.0).await.context("Failed to write the audit entry")?;
+    let answer = Answer::json(actix_web::http::StatusCode::CREATED, &TenantView::from(tenant))?;
+    let response = idempotency::finish(idempotent.as_ref(), &txn, answer).await?;
     txn.commit().await.context("Failed to commit")?;
-    Ok(HttpResponse::Created().json(TenantView::from(tenant)))
+    Ok(response)
 }

@@ -15,6 +15,7 @@ use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
 use crate::body::JsonBody;
 use crate::error::{ApiError, ErrorCode, ProblemDetails};
+use crate::idempotency::{self, Answer, IdempotencyKey};
 use crate::request_context::ClientOrigin;
 use crate::routes::params::TenantPath;
 use crate::routes::views::SyncRunView;
@@ -51,11 +52,17 @@ pub async fn request_sync_run(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
+    req: actix_web::HttpRequest,
+    idempotency_key: IdempotencyKey,
     body: JsonBody<RequestSyncRun>,
 ) -> Result<HttpResponse, ApiError> {
     let full = body.full;
     let tenant = TenantId(path.tenant_id);
     let access = TenantAccess::begin(&state, &caller, tenant, Permission::TriggerSync).await?;
+    let idempotent = idempotency_key.bind(access.principal(), "request_sync_run", &req, body.json());
+    if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
+        return Ok(replay);
+    }
     // Only an active connection is synced: a run queued for another would never start.
     let connection = testio_connections::find(&access.txn).await.context("Failed to read the connection")?;
     let refused = match connection.map(|c| c.status) {
@@ -81,8 +88,12 @@ pub async fn request_sync_run(
     // Recorded also when it joins a run already queued (`created: false`): who asked for a sync, and when.
     let metadata = serde_json::json!({ "full": full, "created": created });
     access.audit(AuditAction::SyncRunRequest, run.id, metadata, &origin.0).await?;
+    let location = format!("/v1/tenants/{tenant}/sync-runs/{}", run.id);
+    let answer = Answer::json(actix_web::http::StatusCode::ACCEPTED, &SyncRunView::from(run))?.header(
+        actix_web::http::header::LOCATION,
+        actix_web::http::header::HeaderValue::from_str(&location).context("Failed to build the Location header")?,
+    );
+    let response = idempotency::finish(idempotent.as_ref(), &access.txn, answer).await?;
     access.commit().await?;
-    Ok(HttpResponse::Accepted()
-        .insert_header(("Location", format!("/v1/tenants/{tenant}/sync-runs/{}", run.id)))
-        .json(SyncRunView::from(run)))
+    Ok(response)
 }
