@@ -63,6 +63,19 @@ pub struct Settings {
     /// browsers allow only same-origin pages. `*` allows every origin (credentials are bearer tokens, never cookies).
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "")]
     pub cors_allowed_origins: String,
+    /// Requests per minute from one client address (all routes but the probes, `/metrics`, the docs and the Stripe
+    /// webhook), all API replicas together; 0: no limit.
+    #[arg(long, env = "RATE_LIMIT_PER_IP_PER_MINUTE", default_value_t = 600)]
+    pub rate_limit_per_ip_per_minute: u32,
+    /// Requests one client address may send at once before the per-minute rate applies.
+    #[arg(long, env = "RATE_LIMIT_PER_IP_BURST", default_value_t = 120)]
+    pub rate_limit_per_ip_burst: u32,
+    /// Requests per minute on one tenant's routes, all its callers and all API replicas together; 0: no limit.
+    #[arg(long, env = "RATE_LIMIT_PER_TENANT_PER_MINUTE", default_value_t = 1200)]
+    pub rate_limit_per_tenant_per_minute: u32,
+    /// Requests on one tenant's routes at once before the per-minute rate applies.
+    #[arg(long, env = "RATE_LIMIT_PER_TENANT_BURST", default_value_t = 240)]
+    pub rate_limit_per_tenant_burst: u32,
     /// Bearer token the scraper of `/metrics` must send; unset: `/metrics` is open (keep it off the public network).
     #[arg(long, env = "METRICS_TOKEN", hide_env_values = true, value_parser = secret)]
     pub metrics_token: Option<SecretString>,

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod plan_limits;
+pub mod rate_limit;
 pub mod request_context;
 pub mod routes;
 pub mod startup;

@@ -100,7 +100,7 @@ pub mod contract {
     /// The security scheme of API keys (tenant operations only).
     pub const API_KEY: &str = "api_key";
 
-    /// The shared error responses: status, component name, description. 409 and 429 are not derived from a route's
+    /// The shared error responses: status, component name, description. 409 is not derived from a route's
     /// shape (only some routes can conflict or are throttled), but a route that declares them without a description
     /// of its own gets these.
     const SHARED: [(u16, &str, &str); 11] = [
@@ -204,7 +204,9 @@ pub mod contract {
         }
 
         let database = !WITHOUT_DATABASE.contains(&id.as_str());
-        // 409 and 429 are not derived: only some operations conflict or are throttled, and they declare it.
+        // 409 is not derived: only some operations conflict, and they declare it. 429 comes with the request rate
+        // limits, on every operation but the probes and the Stripe webhook.
+        let rate_limited = !matches!(id.as_str(), "livez" | "readyz" | "stripe_webhook");
         let derived = [
             (400, body || query || path_ids),
             (401, !public),
@@ -213,6 +215,7 @@ pub mod contract {
             (413, body),
             (415, body),
             (422, body || idempotent),
+            (429, rate_limited),
             (500, database),
             (503, database),
         ];
@@ -287,7 +290,15 @@ pub mod contract {
         };
         match status {
             401 => response = response.header("WWW-Authenticate", header("`Bearer realm=\"testio-hub\"`")),
-            429 | 503 => response = response.header("Retry-After", header("Seconds to wait before retrying")),
+            429 => {
+                response = response
+                    .header("Retry-After", header("Seconds to wait before retrying"))
+                    .header("RateLimit-Limit", header("Requests the emptied bucket holds (its burst)"))
+                    .header("RateLimit-Remaining", header("Requests left in it: 0"))
+                    .header("RateLimit-Reset", header("Seconds until it is full again"))
+                    .header("RateLimit-Policy", header("`<burst>;w=<seconds to refill it>`"));
+            }
+            503 => response = response.header("Retry-After", header("Seconds to wait before retrying")),
             405 => response = response.header("Allow", header("The methods the path accepts")),
             _ => {}
         }

@@ -17,6 +17,7 @@ use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::error::{json_error, path_error, query_error, render_foreign_error};
 use crate::http_policy::{HttpPolicy, security_headers};
+use crate::rate_limit::{Rate, rate_limit};
 use crate::request_context::{ProxyTrust, request_context};
 use crate::routes::fallback::{RouteTable, not_found_or_method_not_allowed};
 use crate::state::AppState;
@@ -92,6 +93,10 @@ impl Application {
                 .unwrap_or_default(),
             chrono::Duration::seconds(i64::try_from(settings.stripe_webhook_tolerance_secs).unwrap_or(300)),
         );
+        let rate_limits = crate::rate_limit::RateLimits {
+            per_ip: Rate::new(settings.rate_limit_per_ip_per_minute, settings.rate_limit_per_ip_burst),
+            per_tenant: Rate::new(settings.rate_limit_per_tenant_per_minute, settings.rate_limit_per_tenant_burst),
+        };
         let state = AppState {
             db,
             settings: Arc::new(settings),
@@ -107,6 +112,7 @@ impl Application {
             plans: Arc::new(plans),
             stripe,
             webhooks: Arc::new(webhooks),
+            rate_limits,
         };
         common::metrics::handle();
         let server = serve(listener, state)?;
@@ -150,6 +156,7 @@ fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
             .app_data(web::Data::new(route_table.clone()))
             .app_data(policy.clone())
             .configure(|cfg| configure_extractors(cfg, max_body))
+            .wrap(from_fn(rate_limit))
             .wrap(Condition::new(cors.is_some(), cors.unwrap_or_default()))
             .wrap(ErrorHandlers::new().default_handler(render_foreign_error))
             .wrap(from_fn(security_headers))

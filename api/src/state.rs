@@ -46,4 +46,6 @@ pub struct AppState {
     pub stripe: Option<billing::StripeClient>,
     /// Checks Stripe webhook signatures (`STRIPE_WEBHOOK_SECRETS`).
     pub webhooks: Arc<billing::webhook::Verifier>,
+    /// Request rate limits per client address and per tenant.
+    pub rate_limits: crate::rate_limit::RateLimits,
 }

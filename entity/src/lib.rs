@@ -16,6 +16,7 @@ pub mod ids;
 pub mod mirror;
 pub mod ops;
 pub mod plans;
+pub mod rate_limits;
 pub mod request_auth;
 pub mod sync;
 pub mod tenancy;

@@ -5,6 +5,12 @@
 //!   it into the per-tenant lag gauges of `/metrics`. Tenant ids and times only, no data.
 //! - `ops_audit_chain_lag()` (the same): how many audit events are not sealed into their tenant's hash chain yet, and
 //!   when the oldest of them was written.
+//! - Ready for Citus: `stripe_events`' unique index on the event id alone goes (a unique constraint of a table
+//!   distributed by `tenant_id` must include it); its primary key `(tenant_id, id)` keeps one row per event, since an
+//!   event names one customer and so one tenant. The schema test `citus.rs` keeps every tenant table that way.
+//! - `rate_limits` (UNLOGGED: a crash forgets the buckets, which only lifts the limits for a moment) and
+//!   `rate_limit_take(key, per_minute, burst)`: one generic cell rate algorithm bucket per key (`ip:<address>`,
+//!   `tenant:<id>`), taken in one statement shared by every API replica, so a limit holds however many there are.
 //! - `idempotency_keys`: tenant-owned, under row-level security. A POST that creates something and carries an
 //!   `Idempotency-Key` inserts its key in the transaction that does the work, and stores its answer there before
 //!   committing, so the key and the thing it created commit together or not at all. A concurrent duplicate's insert
@@ -26,6 +32,8 @@ impl MigrationTrait for Migration {
             manager,
             &format!(
                 r#"
+            DROP INDEX stripe_events_id_key;
+
             GRANT SELECT (tenant_id, status, verified_through) ON testio_connections TO testio_search;
             CREATE POLICY testio_connections_freshness ON testio_connections FOR SELECT TO testio_search USING (true);
             GRANT SELECT (tenant_id, status, created_at, finished_at) ON sync_runs TO testio_search;
@@ -61,6 +69,47 @@ impl MigrationTrait for Migration {
             ALTER FUNCTION ops_audit_chain_lag() OWNER TO testio_search;
             REVOKE ALL ON FUNCTION ops_audit_chain_lag() FROM PUBLIC;
             GRANT EXECUTE ON FUNCTION ops_audit_chain_lag() TO testio_runtime;
+
+            CREATE UNLOGGED TABLE rate_limits (
+                key text        PRIMARY KEY CHECK (length(key) <= 200),
+                tat timestamptz NOT NULL
+            );
+            GRANT SELECT, INSERT, UPDATE, DELETE ON rate_limits TO testio_runtime;
+            -- The generic cell rate algorithm: the bucket's "theoretical arrival time" (tat) moves one emission
+            -- interval (a minute / per_minute) per request; a request is admitted while tat stays within `burst`
+            -- intervals of now. One upsert decides and counts; only a refusal reads the row again.
+            CREATE FUNCTION rate_limit_take(k text, per_minute integer, burst integer,
+                                            OUT allowed boolean, OUT remaining integer, OUT reset_ms bigint,
+                                            OUT retry_after_ms bigint)
+                LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $fn$
+            DECLARE
+                t        timestamptz := clock_timestamp();
+                emission interval    := interval '60 seconds' / greatest(per_minute, 1);
+                window_  interval    := emission * greatest(burst, 1);
+                new_tat  timestamptz;
+                old_tat  timestamptz;
+            BEGIN
+                INSERT INTO rate_limits AS r (key, tat) VALUES (k, t + emission)
+                ON CONFLICT (key) DO UPDATE SET tat = greatest(r.tat, t) + emission
+                    WHERE greatest(r.tat, t) + emission - t <= window_
+                RETURNING r.tat INTO new_tat;
+                IF new_tat IS NOT NULL THEN
+                    allowed := true;
+                    remaining := floor(extract(epoch FROM window_ - (new_tat - t)) / extract(epoch FROM emission));
+                    reset_ms := ceil(extract(epoch FROM new_tat - t) * 1000);
+                    retry_after_ms := 0;
+                ELSE
+                    SELECT r.tat INTO old_tat FROM rate_limits r WHERE r.key = k;
+                    allowed := false;
+                    remaining := 0;
+                    reset_ms := ceil(extract(epoch FROM greatest(old_tat, t) - t) * 1000);
+                    retry_after_ms := greatest(ceil(extract(epoch FROM greatest(old_tat, t) + emission - window_ - t)
+                                                    * 1000), 1);
+                END IF;
+            END
+            $fn$;
+            REVOKE ALL ON FUNCTION rate_limit_take(text, integer, integer) FROM PUBLIC;
+            GRANT EXECUTE ON FUNCTION rate_limit_take(text, integer, integer) TO testio_runtime;
 
             CREATE TABLE idempotency_keys (
                 tenant_id     uuid        NOT NULL,
@@ -107,6 +156,8 @@ impl MigrationTrait for Migration {
             manager,
             r#"
             DROP FUNCTION idempotency_keys_purge(interval, integer);
+            DROP FUNCTION rate_limit_take(text, integer, integer);
+            DROP TABLE rate_limits;
             DROP TABLE idempotency_keys;
             DROP FUNCTION ops_audit_chain_lag();
             REVOKE SELECT ON audit_chain_progress FROM testio_search;
@@ -115,6 +166,7 @@ impl MigrationTrait for Migration {
             REVOKE SELECT (tenant_id, status, created_at, finished_at) ON sync_runs FROM testio_search;
             DROP POLICY testio_connections_freshness ON testio_connections;
             REVOKE SELECT (tenant_id, status, verified_through) ON testio_connections FROM testio_search;
+            CREATE UNIQUE INDEX stripe_events_id_key ON stripe_events (id);
             "#,
         )
         .await

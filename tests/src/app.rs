@@ -22,6 +22,37 @@ pub struct TestApp {
     pub outbox: Outbox,
 }
 
+/// An API replica on another app's database (see [`TestApp::replica`]).
+pub struct Replica {
+    /// `http://127.0.0.1:PORT`
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl Replica {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// `method path` with an optional bearer credential and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request failed")
+    }
+}
+
 /// A temporary mail outbox folder, removed with the app.
 pub struct Outbox(pub std::path::PathBuf);
 
@@ -191,6 +222,9 @@ pub fn test_settings_for(database_url: &str) -> Settings {
     settings.testio_token_keys = Some(TEST_TOKEN_KEYS.into());
     settings.testio_allowed_base_urls = "https://api.test.io/".into();
     settings.testio_verify_timeout_secs = 3;
+    // No request rate limits: the tests send many requests from one address (the rate-limit tests set their own).
+    settings.rate_limit_per_ip_per_minute = 0;
+    settings.rate_limit_per_tenant_per_minute = 0;
     // Apps built outside `spawn_app` share one outbox that no test reads; `spawn_app` gives each app its own.
     settings.mail_outbox_dir = std::env::temp_dir().join("testio-outbox-unread");
     settings
@@ -218,6 +252,19 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 impl TestApp {
+    /// Another API process on this app's database, with the test settings (the same JWT and token keys) adjusted by
+    /// `configure`: a replica behind the same load balancer. Returns a [`TestApp`] view of it that does not own the
+    /// database (dropping it leaves the database to this app).
+    pub async fn replica(&self, configure: impl FnOnce(&mut Settings)) -> Replica {
+        let mut settings = test_settings(&self.db);
+        settings.mail_outbox_dir = self.outbox.0.clone();
+        configure(&mut settings);
+        let app = Application::build(settings).await.expect("failed to build the replica");
+        let port = app.port();
+        tokio::spawn(app.run_until_stopped());
+        Replica { address: format!("http://127.0.0.1:{port}"), client: self.client.clone() }
+    }
+
     /// The app listening on `127.0.0.1:port`, on `db`, mailing to `outbox`: one [`spawn_app`] started, or one run by
     /// a child process.
     pub fn served_by(port: u16, db: TestDatabase, outbox: Outbox) -> Self {

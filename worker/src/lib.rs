@@ -380,6 +380,11 @@ pub async fn retention_loop(
             }
             Err(e) => tracing::warn!(error = %e, "Failed to purge expired audit events"),
         }
+        match entity::rate_limits::purge_full(&db).await {
+            Ok(purged) if purged > 0 => tracing::debug!(purged, "purged refilled rate-limit buckets"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "Failed to purge rate-limit buckets"),
+        }
         // Idempotency keys older than 24 hours, in batches.
         loop {
             match entity::idempotency::purge_expired(&db, 10_000).await {

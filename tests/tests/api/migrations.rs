@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use tests::TestDatabase;
 
 /// Every table of the schema at the head migration.
-const ALL_TABLES: [&str; 25] = [
+const ALL_TABLES: [&str; 26] = [
     "api_keys",
     "audit_chain",
     "audit_chain_heads",
@@ -17,6 +17,7 @@ const ALL_TABLES: [&str; 25] = [
     "email_verifications",
     "idempotency_keys",
     "invitations",
+    "rate_limits",
     "refresh_tokens",
     "seaql_migrations",
     "sessions",
