@@ -11,4 +11,5 @@ mod mirror;
 mod mirror_paging;
 mod plan_limits;
 mod runs;
+mod scale_out;
 mod simulator;
