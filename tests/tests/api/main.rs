@@ -14,6 +14,7 @@ mod bootstrap_logs;
 mod citus;
 mod contract;
 mod errors;
+mod faults;
 mod hardening;
 mod harness;
 mod health;
