@@ -41,7 +41,13 @@ pub struct ChildApi {
 impl ChildApi {
     /// Starts this executable again as the API on `database_url`, and waits until it listens.
     pub fn spawn(database_url: &str) -> Self {
+        Self::spawn_with(database_url, &[])
+    }
+
+    /// [`ChildApi::spawn`] with more environment variables for the child.
+    pub fn spawn_with(database_url: &str, env: &[(&str, String)]) -> Self {
         let mut child = Command::new(std::env::current_exe().unwrap())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env(CHILD_DATABASE_URL, database_url)
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
@@ -64,6 +70,12 @@ impl ChildApi {
         self.child.id()
     }
 
+    /// SIGKILL: the process dies at once, whatever it was doing.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn base(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -73,6 +85,9 @@ impl ChildApi {
 impl Drop for ChildApi {
     /// SIGTERM, then SIGKILL if it has not stopped within 5 s.
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
