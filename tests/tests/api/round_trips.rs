@@ -348,3 +348,27 @@ async fn stats_between_two_syncs_are_one_statement_and_a_mirror_write_is_seen_by
     let renamed = after["products"].as_array().unwrap().iter().find(|p| p["product_id"] == 101).unwrap().clone();
     assert_eq!(renamed["name"], "Renamed", "{after}");
 }
+
+/// With the rate limits on, a tenant read costs one more round trip, before its transaction: the statement that takes
+/// from the address's and the tenant's buckets at once. The connection is back in the pool before `BEGIN` (the request
+/// never holds two).
+#[tokio::test]
+async fn with_the_rate_limits_on_a_tenant_read_adds_one_statement_for_both_buckets() {
+    let proxy = TcpProxy::to_postgres().await;
+    let app = spawn_app_with(|s| {
+        s.database_url = proxy.route_readable(s.database_url.expose_secret()).into();
+        s.database_max_connections = 1;
+        s.rate_limit_per_ip_per_minute = 10_000;
+        s.rate_limit_per_tenant_per_minute = 10_000;
+    })
+    .await;
+    let c = Counted { app, proxy };
+    let alice = c.app.register("alice@example.com").await;
+    let tenant = c.app.create_tenant(&alice, "acme").await;
+    let (trips, _) = c.round_trips(200, async || c.app.get_sync_runs(&alice, tenant, &[("limit", "50")]).await).await;
+    assert_eq!(trips.len(), 5, "{trips:#?}");
+    assert!(runs(&trips[0], "rate_limit_take("), "{trips:#?}");
+    assert_eq!(trips[1], "BEGIN");
+    assert!(runs(&trips[2], "app_authorize_user("), "{trips:#?}");
+    assert_eq!(trips[4], "COMMIT");
+}
