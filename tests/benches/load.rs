@@ -140,25 +140,14 @@ impl Load {
                     self.send("GET /tenants/{id}/tests", get(format!("/v1/tenants/{id}/{q}"), &t.api_key), &[200])
                         .await;
                 }
-                12..=21 => {
-                    self.send(
-                        "GET /tenants/{id}/bugs",
-                        get(format!("/v1/tenants/{id}/bugs?limit=20"), &t.api_key),
-                        &[200],
-                    )
-                    .await;
-                }
-                22..=26 => {
-                    self.send(
-                        "GET /tenants/{id}/products",
-                        get(format!("/v1/tenants/{id}/products"), &t.api_key),
-                        &[200],
-                    )
-                    .await;
-                }
-                27..=31 => {
-                    self.send("GET /tenants/{id}/stats", get(format!("/v1/tenants/{id}/stats"), &t.api_key), &[200])
-                        .await;
+                12..=31 => {
+                    let (route, query) = [
+                        ("GET /tenants/{id}/bugs", "bugs?limit=20"),
+                        ("GET /tenants/{id}/bugs", "bugs?limit=20&sort=severity"),
+                        ("GET /tenants/{id}/products", "products"),
+                        ("GET /tenants/{id}/stats", "stats"),
+                    ][rng.below(4) as usize];
+                    self.send(route, get(format!("/v1/tenants/{id}/{query}"), &t.api_key), &[200]).await;
                 }
                 32..=37 => {
                     let test = t.test_ids[rng.below(t.test_ids.len() as u64) as usize];
@@ -312,29 +301,11 @@ async fn main() {
     let mut tenants = Vec::new();
     for i in 0..tenant_count {
         let email = format!("owner{i}@example.com");
-        let registered: Value = http
-            .post(format!("{base}/v1/auth/register"))
-            .header("x-forwarded-for", format!("198.19.0.{}", i + 1))
-            .json(&json!({"email": email, "name": "Owner", "password": "load test password"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let token = registered["tokens"]["access_token"].as_str().unwrap().to_owned();
+        let address = format!("198.19.0.{}", i + 1);
+        let token = tests::bench::register_as(&http, &base, &email, "load test password", Some(&address)).await;
         let id =
             tests::bench::create_tenant(&http, &base, &token, &format!("Tenant {i}"), &format!("tenant-{i}")).await;
-        let key: Value = http
-            .post(format!("{base}/v1/tenants/{id}/api-keys"))
-            .bearer_auth(&token)
-            .json(&json!({"name": "reader", "role": "viewer"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let api_key = tests::bench::create_api_key(&http, &base, &token, id, "reader").await;
         let testio_token = format!("load-token-{i:04}");
         sim.add_account(
             &testio_token,
@@ -348,13 +319,7 @@ async fn main() {
             .await
             .unwrap();
         assert_eq!(connected.status(), 200, "{}", connected.text().await.unwrap());
-        tenants.push(Tenant {
-            id,
-            owner_email: email,
-            owner_token: token,
-            api_key: key["secret"].as_str().unwrap().to_owned(),
-            test_ids: Vec::new(),
-        });
+        tenants.push(Tenant { id, owner_email: email, owner_token: token, api_key, test_ids: Vec::new() });
     }
     db.wait_until_count(
         "SELECT count(DISTINCT tenant_id) FROM sync_runs WHERE status = 'succeeded'",

@@ -15,7 +15,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 
 /// The API's pool in production (`DATABASE_MAX_CONNECTIONS`'s default).
 const POOL: usize = 10;
@@ -147,17 +146,7 @@ async fn main() {
     let http = reqwest::Client::new();
     let token = tests::bench::register(&http, &base).await;
     let tenant = tests::bench::create_tenant(&http, &base, &token, "Bench", "bench").await;
-    let key: serde_json::Value = http
-        .post(format!("{base}/v1/tenants/{tenant}/api-keys"))
-        .bearer_auth(&token)
-        .json(&json!({ "name": "bench", "role": "viewer" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = key["secret"].as_str().unwrap().to_owned();
+    let key = tests::bench::create_api_key(&http, &base, &token, tenant, "bench").await;
     {
         use sea_orm::ConnectionTrait;
         let sql = format!(

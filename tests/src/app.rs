@@ -42,15 +42,26 @@ impl Replica {
         bearer: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> reqwest::Response {
-        let mut request = self.client.request(method, self.url(path));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request failed")
+        send_to(&self.client, method, self.url(path), bearer, body).await
     }
+}
+
+/// Sends `method url` with an optional bearer credential and JSON body.
+async fn send_to(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    bearer: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> reqwest::Response {
+    let mut request = client.request(method, url);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.expect("request failed")
 }
 
 /// A temporary mail outbox folder, removed with the app.
@@ -158,14 +169,7 @@ impl TestApp {
         bearer: Option<&str>,
         body: Option<serde_json::Value>,
     ) -> reqwest::Response {
-        let mut request = self.client.request(method, self.url(path));
-        if let Some(token) = bearer {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request failed")
+        send_to(&self.client, method, self.url(path), bearer, body).await
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {

@@ -103,16 +103,40 @@ impl Drop for ChildApi {
 
 /// Registers the benchmarks' user (`bench@example.com`) and returns its access token.
 pub async fn register(http: &reqwest::Client, base: &str) -> String {
-    let registered: Value = http
-        .post(format!("{base}/v1/auth/register"))
-        .json(&json!({ "email": "bench@example.com", "name": "Bench", "password": "bench password 1" }))
+    register_as(http, base, "bench@example.com", "bench password 1", None).await
+}
+
+/// Registers `email` with `password` (from `address`, through `X-Forwarded-For`, when given) and returns its access
+/// token.
+pub async fn register_as(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+    address: Option<&str>,
+) -> String {
+    let mut request = http.post(format!("{base}/v1/auth/register"));
+    if let Some(address) = address {
+        request = request.header("x-forwarded-for", address);
+    }
+    let body = json!({ "email": email, "name": "Bench", "password": password });
+    let registered: Value = request.json(&body).send().await.unwrap().json().await.unwrap();
+    registered["tokens"]["access_token"].as_str().expect("no access token").to_owned()
+}
+
+/// Creates a viewer API key on `tenant` as `token`'s user and returns its secret.
+pub async fn create_api_key(http: &reqwest::Client, base: &str, token: &str, tenant: uuid::Uuid, name: &str) -> String {
+    let created: Value = http
+        .post(format!("{base}/v1/tenants/{tenant}/api-keys"))
+        .bearer_auth(token)
+        .json(&json!({ "name": name, "role": "viewer" }))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    registered["tokens"]["access_token"].as_str().expect("no access token").to_owned()
+    created["secret"].as_str().expect("no secret").to_owned()
 }
 
 /// Creates a tenant as `token`'s user and returns its id.

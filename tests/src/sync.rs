@@ -37,6 +37,16 @@ pub fn worker_settings_for(database_url: &str) -> worker::Settings {
     settings
 }
 
+/// How many pairs of sync runs of one tenant overlapped in time (never any: a tenant is synced by one worker at once).
+pub async fn overlapping_runs(db: &TestDatabase) -> i64 {
+    db.count(
+        "SELECT count(*) FROM sync_runs a JOIN sync_runs b
+           ON a.tenant_id = b.tenant_id AND a.id < b.id
+          AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
+    )
+    .await
+}
+
 pub async fn build_worker(settings: &worker::Settings) -> worker::Worker {
     worker::Worker::build(settings, CancellationToken::new()).await.expect("the worker did not build")
 }

@@ -138,13 +138,7 @@ async fn three_workers_sync_every_tenant_and_never_one_tenant_twice_at_once() {
         h.await.unwrap().unwrap();
     }
     assert_eq!(db.count(succeeded).await, 12);
-    let overlapping = db
-        .count(
-            "SELECT count(*) FROM sync_runs a JOIN sync_runs b
-               ON a.tenant_id = b.tenant_id AND a.id < b.id
-              AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
-        )
-        .await;
+    let overlapping = tests::sync::overlapping_runs(db).await;
     assert_eq!(overlapping, 0, "two runs of one tenant overlapped");
     let workers = db.count("SELECT count(DISTINCT worker) FROM sync_runs WHERE status = 'succeeded'").await;
     assert_eq!(workers, 3, "the work was not shared");

@@ -103,13 +103,7 @@ async fn three_replicas_and_three_workers_on_one_database_behave_as_one_service(
     for handle in handles {
         handle.await.unwrap().unwrap();
     }
-    let overlapping = db
-        .count(
-            "SELECT count(*) FROM sync_runs a JOIN sync_runs b
-               ON a.tenant_id = b.tenant_id AND a.id < b.id
-              AND a.started_at < b.finished_at AND b.started_at < a.finished_at",
-        )
-        .await;
+    let overlapping = tests::sync::overlapping_runs(db).await;
     assert_eq!(overlapping, 0, "two runs of one tenant overlapped");
     assert!(db.count("SELECT count(DISTINCT worker) FROM sync_runs WHERE status = 'succeeded'").await >= 2);
 }
