@@ -24,18 +24,6 @@ pub async fn scrape(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
                 .with_header(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"metrics\"")));
         }
     }
-    pool_gauges(&state.db);
+    common::metrics::pool_gauges(&state.db);
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body(common::metrics::render()))
-}
-
-/// `db_pool_connections{state="in_use"|"idle"}` and `db_pool_max_connections`, as the pool is now.
-fn pool_gauges(db: &sea_orm::DatabaseConnection) {
-    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
-        return;
-    }
-    let pool = db.get_postgres_connection_pool();
-    let (size, idle) = (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX));
-    metrics::gauge!("db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
-    metrics::gauge!("db_pool_max_connections").set(f64::from(pool.options().get_max_connections()));
 }

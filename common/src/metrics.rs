@@ -64,3 +64,15 @@ pub fn render() -> String {
     handle.run_upkeep();
     handle.render()
 }
+
+/// `db_pool_connections{state="in_use"|"idle"}` and `db_pool_max_connections`, as the pool is now.
+pub fn pool_gauges(db: &sea_orm::DatabaseConnection) {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return;
+    }
+    let pool = db.get_postgres_connection_pool();
+    let (size, idle) = (pool.size(), u32::try_from(pool.num_idle()).unwrap_or(u32::MAX));
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(f64::from(size.saturating_sub(idle)));
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(f64::from(idle));
+    metrics::gauge!("db_pool_max_connections").set(f64::from(pool.options().get_max_connections()));
+}

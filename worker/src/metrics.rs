@@ -7,7 +7,8 @@
 //! - `sync_verified_through_age_seconds{tenant_id}`: since the time up to which its mirror is verified complete;
 //! - `sync_overdue_seconds{tenant_id}`: how long it has been due without a worker taking it;
 //! - `sync_tenants{state="connected"|"never_synced"}`;
-//! - `audit_chain_unsealed_events`, `audit_chain_lag_seconds` (the age of the oldest unsealed event).
+//! - `audit_chain_unsealed_events`, `audit_chain_lag_seconds` (the age of the oldest unsealed event);
+//! - the pool's `db_pool_connections{state}` and `db_pool_max_connections`.
 //!
 //! Every worker of a deployment reports the same database-wide gauges: aggregate them with `max` across instances.
 
@@ -80,6 +81,7 @@ pub async fn collect_loop(db: DatabaseConnection, every: Duration, shutdown: Can
 
 /// One reading of the gauges (see the module documentation).
 pub async fn collect(db: &DatabaseConnection) -> anyhow::Result<()> {
+    common::metrics::pool_gauges(db);
     let now = Utc::now();
     let age = |at: DateTime<Utc>| (now - at).num_milliseconds().max(0) as f64 / 1000.0;
     let tenants = entity::ops::sync_freshness(db).await.context("Failed to read ops_sync_freshness")?;

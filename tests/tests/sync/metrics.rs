@@ -49,6 +49,7 @@ async fn the_worker_serves_its_sync_testio_and_freshness_metrics_on_its_own_port
     assert!(sample(&text, "sync_verified_through_age_seconds", &lag).is_some(), "a full first pass verifies");
     assert!(sample(&text, "sync_overdue_seconds", &lag).is_some());
     assert!(count(&text, "sync_tenants", &[("state", "connected")]) >= 1.0);
+    assert!(sample(&text, "db_pool_connections", &[("state", "idle")]).is_some(), "the worker's pool");
     // Connecting and the run wrote audit events that nobody sealed: the chain lags.
     let unsealed = sample(&text, "audit_chain_unsealed_events", &[]).unwrap();
     assert!(unsealed >= 1.0, "{unsealed}");
