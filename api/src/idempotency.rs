@@ -174,10 +174,7 @@ pub async fn begin(idempotent: Option<&Idempotent>, txn: &TenantTxn) -> Result<O
     metrics::counter!("idempotency_requests_total", "outcome" => outcome).increment(1);
     match claimed {
         Claimed::New => Ok(None),
-        Claimed::Mismatch => Err(ApiError::new(
-            ErrorCode::IdempotencyKeyReused,
-            "This Idempotency-Key was used within the last 24 hours for another request; use a new key.",
-        )),
+        Claimed::Mismatch => Err(reused()),
         Claimed::Replay(stored) => {
             let body = open(&request.body_key, &stored.body).context("Failed to open the stored answer")?;
             let mut response = HttpResponse::build(StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK));
@@ -190,6 +187,14 @@ pub async fn begin(idempotent: Option<&Idempotent>, txn: &TenantTxn) -> Result<O
             Ok(Some(response.body(body)))
         }
     }
+}
+
+/// 422 `idempotency_key_reused`.
+pub fn reused() -> ApiError {
+    ApiError::new(
+        ErrorCode::IdempotencyKeyReused,
+        "This Idempotency-Key was used for another request (or, for a tenant, more than 24 hours ago); use a new key.",
+    )
 }
 
 /// Stores `answer` for the key of `idempotent` (if any) in `txn`, which the caller then commits; the response to send.

@@ -15,7 +15,6 @@
 
 use std::time::{Duration, Instant};
 
-
 /// The API's pool in production (`DATABASE_MAX_CONNECTIONS`'s default).
 const POOL: usize = 10;
 

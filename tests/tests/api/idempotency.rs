@@ -147,6 +147,18 @@ async fn a_tenant_created_with_a_key_is_found_again_by_the_retry() {
         post(&app, &bob.access_token, "/v1/tenants", Some("t-1"), json!({"name": "B", "slug": "b"})).await;
     assert_eq!(status, 201);
     assert_ne!(bobs["id"], first["id"]);
+    // Past 24 hours the answer is gone but the tenant the key made is not: the key is spent, nothing is created.
+    let superuser = app.db.superuser().await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        superuser,
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours'",
+    )
+    .await
+    .unwrap();
+    let late =
+        post(&app, &ann.access_token, "/v1/tenants", Some("t-1"), json!({"name": "Acme", "slug": "acme-2"})).await;
+    assert_eq!((late.0, late.2["code"].as_str()), (422, Some("idempotency_key_reused")));
+    assert_eq!(app.db.count("SELECT count(*) FROM tenants WHERE slug = 'acme-2'").await, 0);
 }
 
 #[tokio::test]

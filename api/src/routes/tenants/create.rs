@@ -63,6 +63,10 @@ pub async fn create_tenant(
     if let Some(replay) = idempotency::begin(idempotent.as_ref(), &txn).await? {
         return Ok(replay);
     }
+    // The key's tenant exists, but its answer is no longer kept (older than 24 hours): the key is spent.
+    if idempotent.is_some() && tenants::find(&txn, id).await.context("Failed to read the tenant")?.is_some() {
+        return Err(crate::idempotency::reused());
+    }
     let tenant = tenants::create_with_id(&txn, id, &name, slug.as_str())
         .await
         .map_err(|e| slug_taken(e, "Failed to create the tenant"))?;
