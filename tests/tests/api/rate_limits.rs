@@ -14,7 +14,8 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
 #[tokio::test]
 async fn an_address_gets_its_burst_then_429_with_retry_after_and_the_ratelimit_headers() {
     let app = spawn_app_with(|s| {
-        s.rate_limit_per_ip_per_minute = 60;
+        // A token every 3 s: none comes back while the burst is spent, however slow the machine.
+        s.rate_limit_per_ip_per_minute = 20;
         s.rate_limit_per_ip_burst = 5;
     })
     .await;
@@ -23,7 +24,7 @@ async fn an_address_gets_its_burst_then_429_with_retry_after_and_the_ratelimit_h
         let response = app.get("/v1/plans").await;
         assert_eq!(response.status(), 200);
         assert_eq!(header(&response, "ratelimit-limit").as_deref(), Some("5"));
-        assert_eq!(header(&response, "ratelimit-policy").as_deref(), Some("5;w=5"));
+        assert_eq!(header(&response, "ratelimit-policy").as_deref(), Some("5;w=15"));
         remaining.push(header(&response, "ratelimit-remaining").unwrap().parse::<u32>().unwrap());
     }
     assert_eq!(remaining, [4, 3, 2, 1, 0]);
@@ -32,7 +33,7 @@ async fn an_address_gets_its_burst_then_429_with_retry_after_and_the_ratelimit_h
     assert_eq!(header(&refused, "content-type").as_deref(), Some("application/problem+json"));
     assert_eq!(header(&refused, "ratelimit-remaining").as_deref(), Some("0"));
     let retry_after: u64 = header(&refused, "retry-after").unwrap().parse().unwrap();
-    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert!((1..=3).contains(&retry_after), "{retry_after}");
     assert!(header(&refused, "x-request-id").is_some());
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited");
@@ -44,10 +45,14 @@ async fn an_address_gets_its_burst_then_429_with_retry_after_and_the_ratelimit_h
     for path in ["/livez", "/readyz", "/metrics", "/openapi.json"] {
         assert!(app.get(path).await.status().is_success(), "{path}");
     }
-    // One token comes back per second.
-    tokio::time::sleep(Duration::from_millis(1100 * retry_after)).await;
+    // A token comes back after Retry-After, and is spent at once.
+    tokio::time::sleep(Duration::from_millis(1000 * retry_after + 100)).await;
     assert_eq!(app.get("/v1/plans").await.status(), 200);
-    assert_eq!(app.get("/v1/plans").await.status(), 429);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(app.get("/v1/plans").await.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "{statuses:?}");
 }
 
 #[tokio::test]
