@@ -91,7 +91,7 @@ fn the_grafana_dashboard_queries_only_metrics_the_code_records() {
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("docs/grafana-dashboard.json")).unwrap()).unwrap();
     let mut sources = String::new();
-    for dir in ["api/src", "worker/src", "entity/src", "testio/src"] {
+    for dir in ["api/src", "worker/src", "entity/src", "testio/src", "common/src"] {
         for entry in walk(&root.join(dir)) {
             sources.push_str(&std::fs::read_to_string(entry).unwrap());
         }
