@@ -11,7 +11,7 @@ use entity::billing::SubscriptionState;
 use secrecy::{ExposeSecret, SecretString};
 use stripe::{ApiErrorsCode, Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeRequest};
 use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-use stripe_billing::subscription::RetrieveSubscription;
+use stripe_billing::subscription::{CancelSubscription, RetrieveSubscription};
 use stripe_checkout::checkout_session::{
     CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
 };
@@ -145,6 +145,15 @@ impl StripeClient {
         let session =
             CreateBillingPortalSession::new().customer(customer).return_url(return_url).send(&self.client).await?;
         Ok(session.url)
+    }
+
+    /// Cancels the subscription at once (no further invoice; Stripe then sends `customer.subscription.deleted`).
+    /// `Ok` also when Stripe has no such subscription any more: there is nothing left to charge.
+    pub async fn cancel_subscription(&self, id: &str) -> Result<(), StripeError> {
+        match CancelSubscription::new(id).send(&self.client).await.map_err(StripeError::from) {
+            Ok(_) | Err(StripeError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The subscription as Stripe has it now (`NotFound` when Stripe has no such subscription).

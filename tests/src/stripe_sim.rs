@@ -218,6 +218,7 @@ impl StripeSim {
                 .route("/v1/checkout/sessions", web::post().to(create_session))
                 .route("/v1/billing_portal/sessions", web::post().to(create_portal))
                 .route("/v1/subscriptions/{id}", web::get().to(get_subscription))
+                .route("/v1/subscriptions/{id}", web::delete().to(cancel_subscription))
                 .route("/checkout/{id}", web::get().to(pay_page))
                 .route("/checkout/{id}/pay", web::post().to(pay))
                 .route("/portal/{customer}", web::get().to(portal_page))
@@ -584,6 +585,22 @@ async fn get_subscription(shared: web::Data<Shared>, req: HttpRequest, path: web
         Some(s) => HttpResponse::Ok().json(state.subscription_json(s)),
         None => error(404, "invalid_request_error", "resource_missing", "No such subscription."),
     }
+}
+
+/// `DELETE /v1/subscriptions/{id}`: cancels at once; queues `customer.subscription.deleted`.
+async fn cancel_subscription(shared: web::Data<Shared>, req: HttpRequest, path: web::Path<String>) -> HttpResponse {
+    if let Err(refused) = admit(&shared, &req).await {
+        return refused;
+    }
+    let mut state = shared.lock();
+    let Some(mut s) = state.subscriptions.get(path.as_str()).cloned() else {
+        return error(404, "invalid_request_error", "resource_missing", "No such subscription.");
+    };
+    s.status = "canceled".to_owned();
+    state.subscriptions.insert(s.id.clone(), s.clone());
+    let object = state.subscription_json(&s);
+    state.emit("customer.subscription.deleted", object.clone());
+    HttpResponse::Ok().json(object)
 }
 
 /// The customer's Checkout page (for the demo): one button that pays.

@@ -601,3 +601,41 @@ async fn any_order_of_any_events_ends_in_stripes_final_state() {
         }
     }
 }
+
+#[tokio::test]
+async fn deleting_a_tenant_cancels_its_live_subscription_first_and_deletes_nothing_when_stripe_fails() {
+    let f = BillingFixture::start().await;
+    let owner = f.app.register("owner@example.com").await;
+    let tenant = f.app.create_tenant(&owner, "acme").await;
+    let subscription = f.subscribe(&owner, tenant, "pro").await;
+
+    // Stripe is down: the tenant stays, and so does the subscription.
+    f.stripe.set_faults(Faults { unavailable: 100, ..Default::default() });
+    let refused = f.app.delete_tenant(&owner, tenant).await;
+    assert_eq!(refused.status(), 502);
+    assert_eq!(f.app.get_tenant(&owner, tenant).await.status(), 200);
+    assert_eq!(f.stripe.subscription(&subscription).unwrap().status, "active");
+
+    f.stripe.set_faults(Faults::default());
+    assert_eq!(f.app.delete_tenant(&owner, tenant).await.status(), 204);
+    assert_eq!(f.stripe.subscription(&subscription).unwrap().status, "canceled", "nothing charges a deleted tenant");
+    let audited = f
+        .app
+        .db
+        .count(&format!(
+            "SELECT count(*) FROM audit_logs WHERE action = 'tenant.delete' AND target_id = '{tenant}'
+               AND metadata->>'subscription_cancelled' = '{subscription}'"
+        ))
+        .await;
+    assert_eq!(audited, 1);
+    // Stripe's news of the end is acknowledged (no retries), and applies to nobody: nothing is stored.
+    let stored = events_stored(&f).await;
+    let delivered = f.stripe.deliver().await;
+    assert!(!delivered.is_empty() && delivered.iter().all(|(_, status)| *status == 200), "{delivered:?}");
+    assert_eq!(events_stored(&f).await, stored);
+
+    // A tenant without a subscription is deleted without asking Stripe (down again).
+    let other = f.app.create_tenant(&owner, "other").await;
+    f.stripe.set_faults(Faults { unavailable: 100, ..Default::default() });
+    assert_eq!(f.app.delete_tenant(&owner, other).await.status(), 204);
+}

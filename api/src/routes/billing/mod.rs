@@ -27,7 +27,7 @@ pub fn configure_webhooks(cfg: &mut ServiceConfig) {
 }
 
 /// The answer when `STRIPE_SECRET_KEY` is not set.
-fn not_configured() -> crate::error::ApiError {
+pub(crate) fn not_configured() -> crate::error::ApiError {
     crate::error::ApiError::new(
         crate::error::ErrorCode::ServiceUnavailable,
         "Billing is not configured on this server.",
@@ -35,10 +35,15 @@ fn not_configured() -> crate::error::ApiError {
 }
 
 /// A Stripe failure as the caller sees it: 502, with what Stripe said (never the key).
-fn upstream(e: billing::StripeError) -> crate::error::ApiError {
+pub(crate) fn upstream(e: billing::StripeError) -> crate::error::ApiError {
     tracing::warn!(error = %e, "a Stripe call failed");
     crate::error::ApiError::new(
         crate::error::ErrorCode::UpstreamUnavailable,
         format!("Stripe did not complete the request: {e}"),
     )
+}
+
+/// Whether a subscription in this state still charges (or will charge) the customer.
+pub(crate) fn is_live(status: Option<&str>) -> bool {
+    matches!(status, Some("active" | "trialing" | "past_due"))
 }

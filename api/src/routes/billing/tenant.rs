@@ -10,7 +10,7 @@ use entity::{TenantId, users};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{not_configured, upstream};
+use super::{is_live, not_configured, upstream};
 use crate::auth::permissions::Permission;
 use crate::auth::principal::Caller;
 use crate::auth::tenant_access::TenantAccess;
@@ -131,10 +131,6 @@ pub struct SessionView {
 }
 
 /// Statuses of a subscription that still pays for (or is about to pay for) a plan.
-fn is_live(status: Option<&str>) -> bool {
-    matches!(status, Some("active" | "trialing" | "past_due"))
-}
-
 /// Opens a Stripe Checkout session to subscribe the tenant to a paid plan (owners). The first one creates the
 /// tenant's Stripe customer (once, even when asked twice at the same time). The plan changes when Stripe reports the
 /// subscription (webhook), not here.

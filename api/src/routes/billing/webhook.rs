@@ -82,10 +82,17 @@ async fn receive(state: &AppState, req: &HttpRequest, payload: web::Payload) -> 
     let customer = event
         .customer()
         .ok_or_else(|| refused(WebhookError::NotAnEvent("it names no customer".to_owned()).to_string()))?;
-    let tenant = entity::billing::tenant_of_customer(&state.db, customer)
-        .await
-        .context("Failed to look the customer up")?
-        .ok_or_else(|| refused(format!("The customer {customer} is not a tenant's.")))?;
+    let tenant =
+        entity::billing::tenant_of_customer(&state.db, customer).await.context("Failed to look the customer up")?;
+    let Some(tenant) = tenant else {
+        // A deleted tenant's subscription, cancelled as the tenant was deleted: nothing to apply, and no reason for
+        // Stripe to retry. Any other event of an unknown customer is refused.
+        if event.event_type == "customer.subscription.deleted" {
+            tracing::info!(event_id = %event.id, "ignored the end of a subscription of no tenant (a deleted tenant's)");
+            return Ok(Accepted { outcome: "ignored" });
+        }
+        return Err(refused(format!("The customer {customer} is not a tenant's.")));
+    };
     if let Some(unknown) = event.prices().into_iter().find(|p| state.plans.plan_of_price(p).is_none()) {
         return Err(refused(format!("The price {unknown} is not one of the plans'.")));
     }
