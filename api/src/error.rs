@@ -296,13 +296,7 @@ impl From<FieldError> for ApiError {
 
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
-        if entity::db::is_unavailable(&err) {
-            Self::database_unavailable(err.into())
-        } else if entity::db::is_statement_timeout(&err) {
-            Self::timed_out(err.into())
-        } else {
-            Self::internal(err.into())
-        }
+        anyhow::Error::from(err).into()
     }
 }
 

@@ -40,12 +40,8 @@ pub const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'se
                             frame-ancestors 'none'; base-uri 'none'";
 
 /// Request headers a browser page may send, and response headers it may read.
-const CORS_REQUEST_HEADERS: [HeaderName; 4] = [
-    header::AUTHORIZATION,
-    header::CONTENT_TYPE,
-    HeaderName::from_static("idempotency-key"),
-    HeaderName::from_static("x-request-id"),
-];
+const CORS_REQUEST_HEADERS: [HeaderName; 4] =
+    [header::AUTHORIZATION, header::CONTENT_TYPE, crate::idempotency::HEADER, REQUEST_ID_HEADER];
 const CORS_EXPOSED_HEADERS: [&str; 9] = [
     "x-request-id",
     "retry-after",
@@ -67,6 +63,11 @@ impl HttpPolicy {
         let request_timeout =
             (settings.request_timeout_ms > 0).then(|| Duration::from_millis(settings.request_timeout_ms));
         Self { hsts, request_timeout }
+    }
+
+    /// How long a request may take before it is answered 503 ([`DeadlineExceeded`]).
+    pub fn request_timeout(&self) -> Option<Duration> {
+        self.request_timeout
     }
 }
 
@@ -129,13 +130,6 @@ fn secure(headers: &mut HeaderMap, docs: bool, hsts: Option<HeaderValue>) {
     }
     if let Some(hsts) = hsts {
         headers.insert(header::STRICT_TRANSPORT_SECURITY, hsts);
-    }
-}
-
-impl HttpPolicy {
-    /// How long a request may take before it is answered 503 ([`DeadlineExceeded`]).
-    pub fn request_timeout(&self) -> Option<Duration> {
-        self.request_timeout
     }
 }
 

@@ -28,9 +28,13 @@ pub const REPLAYED: HeaderName = HeaderName::from_static("idempotency-replayed")
 /// Longest key accepted.
 pub const MAX_LEN: usize = 255;
 
-/// The request's `Idempotency-Key`, if it sent one: 1 to 255 visible ASCII characters, else 400.
+/// The request's `Idempotency-Key`, if it sent one (1 to 255 visible ASCII characters, else 400), and the path it was
+/// sent to.
 #[derive(Debug, Clone, Default)]
-pub struct IdempotencyKey(Option<String>);
+pub struct IdempotencyKey {
+    key: Option<String>,
+    path: String,
+}
 
 impl FromRequest for IdempotencyKey {
     type Error = ApiError;
@@ -38,17 +42,17 @@ impl FromRequest for IdempotencyKey {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let mut values = req.headers().get_all(HEADER);
-        let parsed = match (values.next(), values.next()) {
-            (None, _) => Ok(Self(None)),
+        let key = match (values.next(), values.next()) {
+            (None, _) => Ok(None),
             (Some(value), None) => match value.to_str() {
                 Ok(key) if (1..=MAX_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
-                    Ok(Self(Some(key.to_owned())))
+                    Ok(Some(key.to_owned()))
                 }
                 _ => Err(bad_key()),
             },
             (Some(_), Some(_)) => Err(bad_key()),
         };
-        std::future::ready(parsed)
+        std::future::ready(key.map(|key| Self { key, path: req.path().to_owned() }))
     }
 }
 
@@ -59,18 +63,12 @@ fn bad_key() -> ApiError {
 impl IdempotencyKey {
     /// Binds the key (if any) to the caller, the operation and the request: its path and its JSON body, canonical (the
     /// order of an object's members does not matter).
-    pub fn bind(
-        &self,
-        principal: String,
-        operation: &'static str,
-        req: &HttpRequest,
-        body: &serde_json::Value,
-    ) -> Option<Idempotent> {
-        let key = self.0.as_deref()?;
+    pub fn bind(&self, principal: String, operation: &'static str, body: &serde_json::Value) -> Option<Idempotent> {
+        let key = self.key.as_deref()?;
         let mut request = Sha256::new();
         request.update(operation.as_bytes());
         request.update([0]);
-        request.update(req.path().as_bytes());
+        request.update(self.path.as_bytes());
         request.update([0]);
         request.update(canonical(body).as_bytes());
         Some(Idempotent {

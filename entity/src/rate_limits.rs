@@ -17,19 +17,6 @@ pub struct Decision {
     pub retry_after_ms: i64,
 }
 
-/// Takes one request from the bucket `key` (`per_minute` refill, at most `burst` at once).
-pub async fn take(db: &impl ConnectionTrait, key: &str, per_minute: u32, burst: u32) -> Result<Decision, DbErr> {
-    let per_minute = i32::try_from(per_minute).unwrap_or(i32::MAX);
-    let burst = i32::try_from(burst).unwrap_or(i32::MAX);
-    Decision::find_by_statement(stmt(
-        "SELECT allowed, remaining, reset_ms, retry_after_ms FROM rate_limit_take($1, $2, $3)",
-        [key.into(), per_minute.into(), burst.into()],
-    ))
-    .one(db)
-    .await?
-    .ok_or_else(|| DbErr::RecordNotFound("rate_limit_take returned no row".to_owned()))
-}
-
 /// One bucket to take from: its key, refill per minute and burst.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bucket {

@@ -1,7 +1,7 @@
 //! `POST /v1/tenants/{tenant_id}/api-keys`.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, post, web};
+use actix_web::{HttpResponse, post, web};
 use anyhow::Context;
 use entity::audit::AuditAction;
 use entity::plans::Limit;
@@ -61,7 +61,6 @@ pub async fn create_api_key(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    req: HttpRequest,
     idempotency_key: IdempotencyKey,
     body: JsonBody<CreateApiKeyRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -72,7 +71,7 @@ pub async fn create_api_key(
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can create owner keys."));
     }
-    let idempotent = idempotency_key.bind(access.principal(), "create_api_key", &req, body.json());
+    let idempotent = idempotency_key.bind(access.principal(), "create_api_key", body.json());
     if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
         return Ok(replay);
     }

@@ -153,14 +153,13 @@ pub async fn create_checkout_session(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    req: actix_web::HttpRequest,
     idempotency_key: IdempotencyKey,
     body: JsonBody<CheckoutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let plan = Plan::from(body.plan);
     let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageBilling).await?;
     let me = access.user()?;
-    let idempotent = idempotency_key.bind(access.principal(), "create_checkout_session", &req, body.json());
+    let idempotent = idempotency_key.bind(access.principal(), "create_checkout_session", body.json());
     if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
         return Ok(replay);
     }
@@ -235,12 +234,11 @@ pub async fn create_portal_session(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    req: actix_web::HttpRequest,
     idempotency_key: IdempotencyKey,
 ) -> Result<HttpResponse, ApiError> {
     let access = TenantAccess::begin(&state, &caller, TenantId(path.tenant_id), Permission::ManageBilling).await?;
     access.user()?;
-    let idempotent = idempotency_key.bind(access.principal(), "create_portal_session", &req, &serde_json::Value::Null);
+    let idempotent = idempotency_key.bind(access.principal(), "create_portal_session", &serde_json::Value::Null);
     if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
         return Ok(replay);
     }

@@ -62,7 +62,6 @@ pub async fn create_invitation(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    req: actix_web::HttpRequest,
     idempotency_key: IdempotencyKey,
     body: JsonBody<CreateInvitationRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -73,7 +72,7 @@ pub async fn create_invitation(
     if !may_manage_role(access.role, body.role) {
         return Err(ApiError::new(ErrorCode::Forbidden, "Only owners can invite owners."));
     }
-    let idempotent = idempotency_key.bind(access.principal(), "create_invitation", &req, body.json());
+    let idempotent = idempotency_key.bind(access.principal(), "create_invitation", body.json());
     if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
         return Ok(replay);
     }

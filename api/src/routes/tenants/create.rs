@@ -45,7 +45,6 @@ pub async fn create_tenant(
     state: web::Data<AppState>,
     principal: Principal,
     origin: ClientOrigin,
-    req: actix_web::HttpRequest,
     idempotency_key: IdempotencyKey,
     body: JsonBody<CreateTenantRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -55,7 +54,7 @@ pub async fn create_tenant(
         (n, s) => return Err(ApiError::validation([n.err(), s.err()].into_iter().flatten().collect())),
     };
     let principal = format!("user:{}", me.user.id);
-    let idempotent = idempotency_key.bind(principal, "create_tenant", &req, body.json());
+    let idempotent = idempotency_key.bind(principal, "create_tenant", body.json());
     // With a key, the new tenant's id is derived from the caller and the key, so that a retry lands on the tenant
     // (and the key) the first request created.
     let id = TenantId(idempotent.as_ref().map_or_else(uuid::Uuid::now_v7, |i| i.derived_id(me.user.id.0)));

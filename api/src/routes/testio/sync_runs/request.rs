@@ -52,14 +52,13 @@ pub async fn request_sync_run(
     caller: Caller,
     origin: ClientOrigin,
     path: web::Path<TenantPath>,
-    req: actix_web::HttpRequest,
     idempotency_key: IdempotencyKey,
     body: JsonBody<RequestSyncRun>,
 ) -> Result<HttpResponse, ApiError> {
     let full = body.full;
     let tenant = TenantId(path.tenant_id);
     let access = TenantAccess::begin(&state, &caller, tenant, Permission::TriggerSync).await?;
-    let idempotent = idempotency_key.bind(access.principal(), "request_sync_run", &req, body.json());
+    let idempotent = idempotency_key.bind(access.principal(), "request_sync_run", body.json());
     if let Some(replay) = idempotency::begin(idempotent.as_ref(), &access.txn).await? {
         return Ok(replay);
     }
