@@ -5,8 +5,9 @@
 //! as a taken slug); [`contract`] then derives everything that follows from a route's shape, so that no route can
 //! forget it: who may call it (every operation but the few public ones needs a credential, and tenant operations take
 //! an API key too), the errors that come with that shape (401 and 403 with a credential, 404 with an id in the path,
-//! 400/413/415/422 with a body, 400 with query parameters, 503 and 500 everywhere the database is used), each defined
-//! once under `components/responses` as `application/problem+json`, and a description on every response.
+//! 413/415/422 with a body, 400 everywhere (a malformed request, or a browser origin CORS does not allow), 429
+//! everywhere but the probes and the Stripe webhook, 503 and 500 everywhere the database is used), each defined once
+//! under `components/responses` as `application/problem+json`, and a description on every response.
 
 use actix_web::App;
 use utoipa::OpenApi;
@@ -104,7 +105,12 @@ pub mod contract {
     /// shape (only some routes can conflict or are throttled), but a route that declares them without a description
     /// of its own gets these.
     const SHARED: [(u16, &str, &str); 11] = [
-        (400, "BadRequest", "The request is malformed: not JSON, or a path or query parameter of the wrong form"),
+        (
+            400,
+            "BadRequest",
+            "The request is malformed (not JSON, a path or query parameter or a header of the wrong form), or a browser \
+             sent it from an origin not in CORS_ALLOWED_ORIGINS",
+        ),
         (401, "Unauthenticated", "No valid credential: missing, malformed, expired or revoked"),
         (403, "Forbidden", "The credential is valid but its role (or kind) does not allow this"),
         (404, "NotFound", "No such resource, or it belongs to a tenant the caller is not a member of"),
@@ -181,10 +187,6 @@ pub mod contract {
         let public = PUBLIC_OPERATIONS.contains(&id.as_str());
         let tenant = path.contains("{tenant_id}");
         let path_ids = path.contains('{');
-        let params = operation.parameters.iter().flatten();
-        let query = params
-            .filter_map(|p| if let RefOr::T(p) = p { Some(p) } else { None })
-            .any(|p| matches!(p.parameter_in, ParameterIn::Query));
         let body = operation.request_body.is_some();
         let idempotent = IDEMPOTENT_OPERATIONS.contains(&id.as_str());
         if idempotent {
@@ -208,7 +210,8 @@ pub mod contract {
         // limits, on every operation but the probes and the Stripe webhook.
         let rate_limited = !matches!(id.as_str(), "livez" | "readyz" | "stripe_webhook");
         let derived = [
-            (400, body || query || path_ids),
+            // Every operation: a browser page of an origin CORS does not allow is refused with 400.
+            (400, true),
             (401, !public),
             (403, !public),
             (404, path_ids),
